@@ -1,0 +1,27 @@
+"""What an activity knows about the workflow step it serves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import activity
+
+from aios.kernel.events import EventDraft
+
+__all__ = ["event_for_step"]
+
+
+def event_for_step(
+    key: str, kind: str, *, entity: str | None = None, payload: dict[str, Any] | None = None
+) -> EventDraft:
+    """An event keyed by the step's idempotency key, stamped with the running workflow."""
+    info = activity.info()
+    return EventDraft(
+        event_key=key,
+        workflow_id=info.workflow_id or "",
+        run_id=info.workflow_run_id or "",
+        process=(info.workflow_id or "").split("/", 1)[0],
+        kind=kind,
+        entity=entity,
+        payload=payload or {},
+    )

@@ -1,0 +1,37 @@
+"""Kernel activities: canonical records and the event log."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from aios.activities.context import event_for_step
+from aios.activities.errors import translating_errors
+from aios.activities.models import RecordEventInput, UpsertClientInput, UpsertClientResult
+from aios.kernel.store import KernelStore
+
+__all__ = ["KernelActivities"]
+
+
+class KernelActivities:
+    def __init__(self, store: KernelStore) -> None:
+        self._store = store
+
+    @activity.defn(name="upsert_client")
+    @translating_errors
+    def upsert_client(self, inp: UpsertClientInput) -> UpsertClientResult:
+        client = inp.client
+        event = event_for_step(
+            inp.idempotency_key,
+            "client.upserted",
+            entity=f"client:{client.key}",
+            payload={"segment": client.segment, "email": client.email},
+        )
+        stored = self._store.upsert_client(client, event=event)
+        return UpsertClientResult(client_key=stored.key)
+
+    @activity.defn(name="record_event")
+    @translating_errors
+    def record_event(self, inp: RecordEventInput) -> None:
+        self._store.append_event(
+            event_for_step(inp.idempotency_key, inp.kind, entity=inp.entity, payload=inp.payload)
+        )

@@ -1,0 +1,341 @@
+"""The ``aios`` command. Each command is thin: typed options, an input model, one call."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import sys
+import warnings
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from temporalio.service import RPCError
+
+from aios import devstack, operations
+from aios.config import Settings, get_settings
+from aios.errors import AiosError
+from aios.kernel.models import ClientIntake
+from aios.temporal import connect
+from aios.workflows.gates import GateDecision
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+app = typer.Typer(
+    name="aios",
+    help="AiOs: your business processes as durable workflows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+dev_app = typer.Typer(help="The embedded stack: Temporal dev server, PostgreSQL, SMTP sink.")
+app.add_typer(dev_app, name="dev")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def describe_validation(exc: ValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+def command(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn expected errors into one line on stderr and exit code 1."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except ValidationError as exc:
+            raise fail(describe_validation(exc)) from None
+        except AiosError as exc:
+            raise fail(str(exc)) from None
+        except RPCError as exc:
+            raise fail(f"Temporal: {exc.message}") from None
+
+    return wrapper
+
+
+def settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = [
+            f"AIOS_{'_'.join(str(p) for p in e['loc']).upper() or 'SETTINGS'}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        raise fail("invalid settings: " + "; ".join(problems)) from None
+
+
+def run(coro: Coroutine[Any, Any, R]) -> R:
+    return asyncio.run(coro)
+
+
+def age(delta: timedelta | None) -> str:
+    if delta is None:
+        return "?"
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+# --- work ----------------------------------------------------------------------------------
+
+
+@app.command()
+@command
+def onboard(
+    name: Annotated[str, typer.Option(help="Client name, e.g. 'Acme Ltd'")],
+    email: Annotated[str, typer.Option(help="Client contact email")],
+    notes: Annotated[str, typer.Option(help="What the client asked for")] = "",
+    key: Annotated[str, typer.Option(help="Client key (default: from the name)")] = "",
+) -> None:
+    """Start onboarding a client (or show the onboarding already running for them)."""
+    intake = ClientIntake(name=name, email=email, notes=notes, key=key)
+    s = settings()
+
+    async def go() -> operations.Started:
+        client = await connect(s)
+        return await operations.start_onboarding(client, s, intake)
+
+    started = run(go())
+    verb = "already running" if started.existing else "started"
+    out.print(f"Onboarding {verb}: [bold]{started.workflow_id}[/] (run {started.run_id})")
+    out.print(f"Web UI: {operations.web_ui_url(s, started.workflow_id, started.run_id)}")
+    if not started.existing:
+        out.print(
+            f"When the draft is ready it waits in `aios inbox` for `aios approve "
+            f"{started.workflow_id}`.",
+            highlight=False,
+        )
+
+
+@app.command()
+@command
+def inbox() -> None:
+    """Every gate waiting for your decision, across workflows."""
+    s = settings()
+
+    async def go() -> list[operations.InboxItem]:
+        return await operations.inbox(await connect(s))
+
+    items = run(go())
+    if not items:
+        out.print("Inbox empty: nothing waits for your decision.")
+        return
+    table = Table("workflow", "gate", "waiting", "summary", "reminders")
+    for item in items:
+        gate = item.gate
+        table.add_row(
+            item.workflow_id,
+            gate.gate if gate else "?",
+            age(item.age),
+            gate.summary[:90] if gate else item.note,
+            str(gate.reminders_sent) if gate else "",
+        )
+    out.print(table)
+
+
+def _decide(
+    workflow_id: str, decision: str, approver: str | None, comment: str, edits: dict[str, str]
+) -> None:
+    s = settings()
+    payload = GateDecision(
+        decision=decision,
+        approver=approver or os.environ.get("USER") or getpass.getuser() or s.operator_name,
+        comment=comment,
+        edits=edits,
+    )
+
+    async def go() -> str:
+        return await operations.decide(await connect(s), workflow_id, payload)
+
+    gate = run(go())
+    verb = {"approve": "Approved", "reject": "Rejected", "edit": "Edited and approved"}[decision]
+    out.print(f"{verb}{f' gate {gate!r}' if gate else ''} of {workflow_id} as {payload.approver}.")
+
+
+ApproverOpt = Annotated[str | None, typer.Option(help="Who decides (default: your user name)")]
+
+
+@app.command()
+@command
+def approve(
+    workflow_id: Annotated[str, typer.Argument(help="e.g. onboarding/acme-ltd")],
+    comment: Annotated[str, typer.Option(help="Why, for the record")] = "",
+    approver: ApproverOpt = None,
+    subject: Annotated[str | None, typer.Option(help="Replace the email subject")] = None,
+    body_file: Annotated[
+        Path | None, typer.Option(help="Replace the email body with this file's text")
+    ] = None,
+) -> None:
+    """Approve the waiting gate; with --subject/--body-file, approve an edited version."""
+    edits: dict[str, str] = {}
+    if subject is not None:
+        edits["subject"] = subject
+    if body_file is not None:
+        try:
+            edits["body"] = body_file.read_text()
+        except OSError as exc:
+            raise fail(f"--body-file: cannot read {body_file}: {exc.strerror}") from None
+    _decide(workflow_id, "edit" if edits else "approve", approver, comment, edits)
+
+
+@app.command()
+@command
+def reject(
+    workflow_id: Annotated[str, typer.Argument(help="e.g. onboarding/acme-ltd")],
+    comment: Annotated[str, typer.Option(help="The reason, recorded with the decision")] = "",
+    approver: ApproverOpt = None,
+) -> None:
+    """Reject the waiting gate; the run ends as rejected and nothing is sent."""
+    _decide(workflow_id, "reject", approver, comment, {})
+
+
+@app.command()
+@command
+def status(workflow_id: Annotated[str, typer.Argument(help="e.g. onboarding/acme-ltd")]) -> None:
+    """Steps done, gate state and the event log of a run."""
+    s = settings()
+
+    async def go() -> operations.RunStatus:
+        return await operations.describe(await connect(s), workflow_id)
+
+    st = run(go())
+    out.print(f"[bold]{st.workflow_id}[/] run {st.run_id}: [bold]{st.status}[/]")
+    out.print(f"Web UI: {operations.web_ui_url(s, st.workflow_id, st.run_id)}")
+    if st.steps_done:
+        out.print("Steps done: " + ", ".join(st.steps_done))
+    for g in st.gates:
+        out.print(
+            f"Waiting at gate [bold]{g.gate}[/] since {g.requested_at:%Y-%m-%d %H:%M} UTC "
+            f"(expires {g.expires_at:%Y-%m-%d %H:%M} UTC, {g.reminders_sent} reminder(s)"
+            + (
+                f", {g.rejected_signals} rejected signal(s): {g.last_rejection}"
+                if g.rejected_signals
+                else ""
+            )
+            + ")"
+        )
+    if st.note:
+        out.print(f"[yellow]{st.note}[/]")
+    from aios.kernel.store import KernelStore
+
+    store = KernelStore(devstack.database_url(s), max_size=1)
+    try:
+        events = store.events(workflow_id, st.run_id)
+    finally:
+        store.close()
+    table = Table("#", "time (UTC)", "event", "details")
+    for e in events:
+        details = ", ".join(f"{k}={v}" for k, v in e.payload.items() if v not in (None, "", []))
+        table.add_row(str(e.id), f"{e.occurred_at:%H:%M:%S}", e.kind, details[:110])
+    out.print(table)
+
+
+@app.command()
+@command
+def worker() -> None:
+    """Run a worker for every workflow and activity until SIGINT/SIGTERM."""
+    from aios.logs import configure_logging
+    from aios.workers import run_worker
+
+    s = settings()
+    configure_logging(s.log_level)
+    run(run_worker(s))
+
+
+@app.command()
+@command
+def demo(
+    client_name: Annotated[str, typer.Option("--name", help="Sample client name")] = (
+        "Northwind Studio"
+    ),
+) -> None:
+    """Bring the stack up, run a worker, onboard a sample client, approve it, show the result."""
+    from aios.cli.demo import run_demo
+    from aios.logs import configure_logging
+
+    s = settings()
+    log_file = s.state_path / "logs" / "demo.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    stream = log_file.open("a")  # stays open until exit: atexit handlers log too
+    configure_logging(s.log_level, stream=stream)
+    out.print(f"(worker logs go to {log_file})", style="dim")
+    run(run_demo(s, client_name, out))
+
+
+# --- dev stack -----------------------------------------------------------------------------
+
+
+def _print_status(rows: list[devstack.ComponentStatus]) -> None:
+    table = Table("component", "state", "pid", "where")
+    for c in rows:
+        state = "[green]running[/]" if c.running else "[red]stopped[/]"
+        table.add_row(c.name, state, str(c.pid or ""), c.detail)
+    out.print(table)
+
+
+@dev_app.command("up")
+@command
+def dev_up() -> None:
+    """Start the embedded stack in the background (harmless if it already runs)."""
+    s = settings()
+    with out.status("starting the embedded stack..."):
+        rows = devstack.up(s)
+    _print_status(rows)
+    out.print(f"State folder: {s.state_path}")
+
+
+@dev_app.command("status")
+@command
+def dev_status() -> None:
+    """Show what runs and where the data is."""
+    _print_status(devstack.status(settings()))
+
+
+@dev_app.command("down")
+@command
+def dev_down() -> None:
+    """Stop the embedded stack; data stays in the state folder."""
+    stopped = devstack.down(settings())
+    out.print("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # last resort: one line, never a traceback
+        if os.environ.get("AIOS_DEBUG"):
+            raise
+        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        sys.exit(1)
+
+
+__all__ = ["app", "main"]

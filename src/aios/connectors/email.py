@@ -1,0 +1,146 @@
+"""SMTP email: compose messages and hand them to a server, classifying what goes wrong.
+
+Every message carries a ``Message-ID`` derived from its idempotency key and an
+``X-Aios-Idempotency-Key`` header, so a message can always be traced to the workflow step that
+sent it and receivers that de-duplicate by Message-ID see one message per step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, getaddresses
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+
+from aios.errors import InvalidInput, PermanentConnectorError, TransientConnectorError
+
+__all__ = ["Attachment", "OutgoingEmail", "SmtpConfig", "SmtpEmailConnector", "message_id_for"]
+
+NAME = "email"
+
+
+class SmtpConfig(BaseModel):
+    host: str
+    port: int = Field(ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout_seconds: float = 20.0
+    sender: str
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes
+    maintype: str
+    subtype: str
+    params: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    to: str
+    subject: str
+    body: str
+    idempotency_key: str
+    attachments: tuple[Attachment, ...] = ()
+
+
+def message_id_for(idempotency_key: str) -> str:
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+    return f"<{digest}@aios>"
+
+
+class SmtpEmailConnector:
+    """Sends ``OutgoingEmail`` through one SMTP server."""
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self._config = config
+
+    @property
+    def sender(self) -> str:
+        return self._config.sender
+
+    def compose(self, email: OutgoingEmail) -> EmailMessage:
+        if not getaddresses([email.to])[0][1] or "\n" in email.to or "\r" in email.to:
+            raise InvalidInput(f"email: recipient {email.to!r} is not an address")
+        subject = " ".join(email.subject.split())
+        if not subject:
+            raise InvalidInput("email: subject must not be empty")
+        msg = EmailMessage()
+        msg["From"] = self._config.sender
+        msg["To"] = email.to
+        msg["Subject"] = subject
+        msg["Date"] = formatdate(localtime=False)
+        msg["Message-ID"] = message_id_for(email.idempotency_key)
+        msg["X-Aios-Idempotency-Key"] = email.idempotency_key
+        msg.set_content(email.body)
+        for att in email.attachments:
+            msg.add_attachment(
+                att.content,
+                maintype=att.maintype,
+                subtype=att.subtype,
+                filename=att.filename,
+                params=dict(att.params),
+            )
+        return msg
+
+    def send(self, email: OutgoingEmail) -> dict[str, str]:
+        """Hand the message to the SMTP server; returns its Message-ID and recipient."""
+        msg = self.compose(email)
+        cfg = self._config
+        try:
+            smtp: smtplib.SMTP
+            if cfg.security == "tls":
+                smtp = smtplib.SMTP_SSL(
+                    cfg.host,
+                    cfg.port,
+                    timeout=cfg.timeout_seconds,
+                    context=ssl.create_default_context(),
+                )
+            else:
+                smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout_seconds)
+            with smtp:
+                if cfg.security == "starttls":
+                    smtp.starttls(context=ssl.create_default_context())
+                if cfg.username and cfg.password:
+                    smtp.login(cfg.username, cfg.password.get_secret_value())
+                refused = smtp.send_message(msg)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise PermanentConnectorError(NAME, f"authentication failed ({exc.smtp_code})") from exc
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise _classified(exc.recipients) from exc
+        except smtplib.SMTPResponseException as exc:
+            detail = _text(exc.smtp_error)
+            if 400 <= exc.smtp_code < 500:
+                raise TransientConnectorError(
+                    NAME, f"server busy ({exc.smtp_code} {detail})"
+                ) from exc
+            raise PermanentConnectorError(
+                NAME, f"server refused ({exc.smtp_code} {detail})"
+            ) from exc
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+            raise TransientConnectorError(
+                NAME, f"cannot reach {cfg.host}:{cfg.port} ({type(exc).__name__}: {exc})"
+            ) from exc
+        if refused:
+            raise _classified(refused)
+        return {"message_id": str(msg["Message-ID"]), "to": email.to}
+
+
+def _classified(refused: dict[str, tuple[int, bytes]]) -> Exception:
+    addr, (code, text) = next(iter(refused.items()))
+    message = f"recipient {addr} refused ({code} {_text(text)})"
+    if 400 <= code < 500:
+        return TransientConnectorError(NAME, message)
+    return PermanentConnectorError(NAME, message)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

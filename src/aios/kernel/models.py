@@ -1,0 +1,103 @@
+"""Entities of the work model. Plain pydantic models, shared by the CLI, workflows and stores."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+
+__all__ = ["Client", "ClientIntake", "Draft", "Event", "client_key_for"]
+
+MAX_NOTES = 4000
+_KEY_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+
+
+def client_key_for(name: str) -> str:
+    """A stable, URL-safe key from a client name: ``"Acme Ltd."`` -> ``"acme-ltd"``."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    return slug[:64].rstrip("-")
+
+
+class ClientIntake(BaseModel):
+    """What the operator tells AiOs about a new client. Validated before anything starts."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+    notes: str = Field(default="", max_length=MAX_NOTES)
+    key: str = Field(default="", description="client key; derived from the name when empty")
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, value: str) -> str:
+        if any(unicodedata.category(ch).startswith("C") for ch in value):
+            raise ValueError("name must not contain control characters")
+        return value
+
+    @field_validator("notes")
+    @classmethod
+    def _clean_notes(cls, value: str) -> str:
+        # Keep newlines and tabs; drop other control characters from untrusted text.
+        return "".join(
+            ch for ch in value if ch in "\n\t" or not unicodedata.category(ch).startswith("C")
+        )
+
+    @model_validator(mode="after")
+    def _derive_key(self) -> ClientIntake:
+        key = self.key or client_key_for(self.name)
+        if not key:
+            raise ValueError("name must contain at least one letter or digit")
+        if not _KEY_RE.match(key):
+            raise ValueError(
+                "key must be 1-64 lowercase letters, digits or hyphens, "
+                "starting and ending with a letter or digit"
+            )
+        self.key = key
+        return self
+
+
+class Client(BaseModel):
+    """The canonical client record."""
+
+    key: str
+    name: str
+    email: str
+    notes: str = ""
+    segment: str = "general"
+    facts: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class Draft(BaseModel):
+    """An immutable version of a document a process produced (welcome email, proposal...)."""
+
+    id: str
+    workflow_id: str
+    run_id: str
+    kind: str
+    version: int
+    subject: str
+    body: str
+    plan: list[str] = Field(default_factory=list)
+    meta: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+class Event(BaseModel):
+    """One entry of the append-only event log."""
+
+    id: int
+    event_key: str
+    workflow_id: str
+    run_id: str
+    process: str
+    kind: str
+    entity: str | None
+    payload: dict[str, Any]
+    occurred_at: datetime

@@ -1,0 +1,89 @@
+"""Structured JSON logs. Every line inside Temporal code carries workflow id, run id, activity.
+
+``configure_logging`` routes the standard library (which the Temporal SDK, ``workflow.logger``
+and ``activity.logger`` use) through structlog's JSON renderer. The SDK attaches the running
+workflow or activity to each record; ``_temporal_context`` lifts those into top-level fields.
+Keys that look like secrets are masked before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+__all__ = ["configure_logging"]
+
+_SECRET_WORDS = ("password", "secret", "token", "api_key", "apikey", "authorization")
+
+
+def _temporal_context(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    record: logging.LogRecord | None = event.get("_record")
+    details: dict[str, Any] = {}
+    if record is not None:
+        details = (
+            getattr(record, "temporal_activity", None)
+            or getattr(record, "temporal_workflow", None)
+            or {}
+        )
+        for extra in ("idempotency_key", "operation"):
+            if hasattr(record, extra):
+                event[extra] = getattr(record, extra)
+    else:
+        from temporalio import activity
+
+        if activity.in_activity():
+            info = activity.info()
+            details = {
+                "workflow_id": info.workflow_id,
+                "run_id": info.workflow_run_id,
+                "activity_type": info.activity_type,
+            }
+    if details:
+        event.setdefault("workflow_id", details.get("workflow_id"))
+        event.setdefault("run_id", details.get("run_id") or details.get("workflow_run_id"))
+        if "activity_type" in details:
+            event.setdefault("activity", details["activity_type"])
+        elif "workflow_type" in details:
+            event.setdefault("workflow_type", details["workflow_type"])
+    return event
+
+
+def _mask_secrets(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    for key in list(event):
+        if any(word in key.lower() for word in _SECRET_WORDS):
+            event[key] = "***"
+    return event
+
+
+def configure_logging(level: str = "info", stream: Any = None) -> None:
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _temporal_context,
+        _mask_secrets,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

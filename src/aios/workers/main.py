@@ -1,0 +1,74 @@
+"""Worker assembly and the ``aios worker`` entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from aios.config import Settings
+from aios.temporal import connect
+from aios.workers.services import Services
+from aios.workflows import WORKFLOWS
+
+__all__ = ["ACTIVITY_THREADS", "build_worker", "run_worker"]
+
+ACTIVITY_THREADS = 8
+# Imported lazily by pydantic when a workflow validates an email address; they are pure and
+# deterministic, so the sandbox passes them through instead of re-importing them per run.
+PASSTHROUGH_MODULES = ("email_validator", "idna")
+log = structlog.get_logger("aios.worker")
+
+
+def build_worker(
+    client: Client,
+    task_queue: str,
+    activities: Sequence[Callable[..., Any]],
+    executor: ThreadPoolExecutor,
+) -> Worker:
+    """One worker with every workflow and the given activities on ``task_queue``."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+        ),
+        activities=activities,
+        activity_executor=executor,
+        max_concurrent_activities=ACTIVITY_THREADS,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or ``stop``), then finish in-flight tasks and exit."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = await connect(settings)
+    services = await asyncio.to_thread(Services.from_settings, settings)
+    try:
+        with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+            worker = build_worker(client, settings.task_queue, services.activities(), executor)
+            async with worker:
+                log.info(
+                    "worker started",
+                    task_queue=settings.task_queue,
+                    namespace=settings.temporal_namespace,
+                    address=settings.temporal_address,
+                )
+                await stop.wait()
+                log.info("worker stopping: finishing in-flight tasks")
+        log.info("worker stopped")
+    finally:
+        services.close()

@@ -1,0 +1,90 @@
+"""The clients every activity needs, built once per worker from settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aios.activities import AgentActivities, ConnectorActivities, KernelActivities, MemoryActivities
+from aios.config import Settings
+from aios.connectors.email import SmtpConfig, SmtpEmailConnector
+from aios.errors import StackError
+from aios.kernel.store import KernelStore, apply_migrations
+from aios.memory.embedders import WordLlamaEmbedder
+from aios.memory.store import MemoryStore
+
+__all__ = ["Services"]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: KernelStore
+    memory: MemoryStore
+    email: SmtpEmailConnector
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Services:
+        from aios.devstack import database_url
+
+        url = database_url(settings)
+        if migrate:
+            apply_migrations(url)
+        store = KernelStore(url)
+        try:
+            memory = MemoryStore(
+                WordLlamaEmbedder(),
+                collection=settings.qdrant_collection,
+                url=settings.qdrant_url,
+                api_key=(
+                    settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+                ),
+                path=None if settings.qdrant_url else settings.resolved_qdrant_path,
+            )
+        except RuntimeError as exc:
+            store.close()
+            if "already accessed by another instance" in str(exc):
+                raise StackError(
+                    f"Qdrant local storage {settings.resolved_qdrant_path} is in use by another "
+                    "process (an `aios worker`?); local mode allows one process at a time. Stop "
+                    "it, or point AIOS_QDRANT_URL at a Qdrant server"
+                ) from exc
+            raise
+        email = SmtpEmailConnector(
+            SmtpConfig(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                security=settings.smtp_security,
+                username=settings.smtp_username,
+                password=settings.smtp_password,
+                timeout_seconds=settings.smtp_timeout_seconds,
+                sender=settings.mail_from,
+            )
+        )
+        return cls(settings=settings, store=store, memory=memory, email=email)
+
+    def activities(self) -> list[Callable[..., Any]]:
+        s = self.settings
+        kernel = KernelActivities(self.store)
+        agents = AgentActivities(self.store, operator_name=s.operator_name)
+        memory = MemoryActivities(self.memory, self.store)
+        connectors = ConnectorActivities(
+            self.store, self.email, operator_name=s.operator_name, operator_email=s.operator_email
+        )
+        return [
+            kernel.upsert_client,
+            kernel.record_event,
+            agents.classify_intake,
+            agents.draft_welcome,
+            agents.revise_draft,
+            memory.recall_memory,
+            memory.remember,
+            connectors.send_welcome,
+            connectors.cancel_kickoff,
+            connectors.send_gate_reminder,
+        ]
+
+    def close(self) -> None:
+        self.memory.close()
+        self.store.close()

@@ -1,0 +1,263 @@
+"""Human gates: a workflow waits for the operator's decision, a plain Temporal signal.
+
+Signal ``decide`` takes one JSON object::
+
+    {"decision": "approve" | "reject" | "edit", "approver": "you", "comment": "why",
+     "edits": {"subject": "...", "body": "..."}, "gate": "welcome"}
+
+``approver`` is required; ``edits`` is required for ``edit`` (which approves the edited
+version) and not allowed otherwise; ``gate`` is optional and, when given, must name the gate
+that is waiting. A payload that does not fit is rejected without failing the workflow: the gate
+keeps waiting, the rejection is counted and shown by query ``pending_gates``, logged, and
+written to the event log. While a gate waits the workflow sets search attribute
+``AiosAwaitingApproval=true``; it reminds the operator every ``remind_after`` and expires at
+``expire_after`` (both from the run's ``GatePolicy``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from temporalio import workflow
+from temporalio.common import RawValue
+
+with workflow.unsafe.imports_passed_through():
+    from aios.activities.connectors import ConnectorActivities
+    from aios.activities.kernel import KernelActivities
+    from aios.activities.models import RecordEventInput, SendGateReminderInput
+    from aios.kernel.policy import GatePolicy
+    from aios.workflows.attributes import AWAITING_APPROVAL
+    from aios.workflows.steps import step, step_key
+    from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE
+
+__all__ = ["DECIDE_SIGNAL", "GateDecision", "GateHost", "GateOutcome", "PendingGate"]
+
+DECIDE_SIGNAL = "decide"
+PENDING_GATES_QUERY = "pending_gates"
+
+
+class GateDecision(BaseModel):
+    """The payload of signal ``decide``."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    decision: Literal["approve", "reject", "edit"]
+    approver: str = Field(min_length=1, max_length=200)
+    comment: str = Field(default="", max_length=2000)
+    edits: dict[str, str] = Field(default_factory=dict)
+    gate: str | None = None
+
+    @model_validator(mode="after")
+    def _edits_match_decision(self) -> GateDecision:
+        if self.decision == "edit" and not self.edits:
+            raise ValueError("edits: an edit decision needs at least one edited field")
+        if self.decision != "edit" and self.edits:
+            raise ValueError("edits: only allowed with decision 'edit'")
+        return self
+
+
+class PendingGate(BaseModel):
+    """A gate that is waiting, as ``pending_gates`` and ``aios inbox`` show it."""
+
+    gate: str
+    title: str
+    summary: str
+    requested_at: datetime
+    expires_at: datetime
+    next_reminder_at: datetime | None = None
+    reminders_sent: int = 0
+    editable_fields: list[str] = Field(default_factory=list)
+    rejected_signals: int = 0
+    last_rejection: str | None = None
+
+
+class GateOutcome(BaseModel):
+    gate: str
+    status: Literal["approved", "rejected", "edited", "expired"]
+    decision: GateDecision | None = None
+    waited_seconds: float
+
+
+def describe_invalid(error: Exception) -> str:
+    """One line naming what is wrong with a payload."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, ValidationError):
+        cause = cause.__cause__
+    if isinstance(cause, ValidationError):
+        parts = []
+        for err in cause.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{where}: {msg}" if where else msg)
+        return "; ".join(parts)
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+class GateHost:
+    """Base for workflows with human gates: signal ``decide`` and query ``pending_gates``."""
+
+    def __init__(self) -> None:
+        self._open: PendingGate | None = None
+        self._decision: GateDecision | None = None
+        self._unrecorded: list[str] = []
+        self._rejected_total = 0
+
+    @workflow.signal(name=DECIDE_SIGNAL)
+    def decide(self, payload: RawValue) -> None:
+        try:
+            decision = workflow.payload_converter().from_payload(payload.payload, GateDecision)
+        except Exception as exc:
+            self._reject(describe_invalid(exc))
+            return
+        problem = self._check(decision)
+        if problem:
+            self._reject(problem)
+            return
+        self._decision = decision
+
+    @workflow.query(name=PENDING_GATES_QUERY)
+    def pending_gates(self) -> list[PendingGate]:
+        return [self._open] if self._open else []
+
+    def _check(self, decision: GateDecision) -> str | None:
+        gate = self._open
+        if gate is None:
+            return "no gate is waiting for a decision"
+        if self._decision is not None:
+            return f"gate {gate.gate!r} already has a decision"
+        if decision.gate is not None and decision.gate != gate.gate:
+            return f"gate: {decision.gate!r} is not waiting (waiting: {gate.gate!r})"
+        unknown = sorted(set(decision.edits) - set(gate.editable_fields))
+        if unknown:
+            allowed = ", ".join(gate.editable_fields) or "none"
+            return f"edits.{unknown[0]}: not an editable field (editable: {allowed})"
+        return None
+
+    def _reject(self, reason: str) -> None:
+        workflow.logger.warning("rejected a decide signal: %s", reason)
+        self._rejected_total += 1
+        self._unrecorded.append(reason)
+        if self._open is not None:
+            self._open.rejected_signals += 1
+            self._open.last_rejection = reason
+
+    async def _flush_rejections(self, gate: str) -> None:
+        while self._unrecorded:
+            reason = self._unrecorded.pop(0)
+            n = self._rejected_total - len(self._unrecorded)
+            await step(
+                KernelActivities.record_event,
+                RecordEventInput(
+                    idempotency_key=step_key(f"gate/{gate}/rejected-signal/{n}"),
+                    kind="gate.signal_rejected",
+                    payload={"gate": gate, "reason": reason},
+                ),
+                KERNEL_WRITE,
+            )
+
+    async def wait_for_decision(
+        self,
+        *,
+        gate: str,
+        title: str,
+        summary: str,
+        policy: GatePolicy,
+        editable_fields: list[str],
+        entity: str | None = None,
+    ) -> GateOutcome:
+        """Open ``gate`` and wait until the operator decides or the policy expires it."""
+        requested = workflow.now()
+        expires = requested + policy.expire_after
+        reminders = [requested + offset for offset in policy.reminder_times()]
+        self._decision = None
+        self._open = PendingGate(
+            gate=gate,
+            title=title,
+            summary=summary,
+            requested_at=requested,
+            expires_at=expires,
+            next_reminder_at=reminders[0] if reminders else None,
+            editable_fields=editable_fields,
+        )
+        workflow.upsert_search_attributes([AWAITING_APPROVAL.value_set(True)])
+        await self._event(
+            gate,
+            "gate.requested",
+            entity,
+            {"title": title, "summary": summary, "expires_at": expires.isoformat()},
+        )
+        sent = 0
+        while self._decision is None:
+            await self._flush_rejections(gate)
+            now = workflow.now()
+            if now >= expires:
+                break
+            if sent < len(reminders) and now >= reminders[sent]:
+                sent += 1
+                self._open.reminders_sent = sent
+                self._open.next_reminder_at = reminders[sent] if sent < len(reminders) else None
+                await step(
+                    ConnectorActivities.send_gate_reminder,
+                    SendGateReminderInput(
+                        idempotency_key=step_key(f"gate/{gate}/reminder/{sent}"),
+                        gate=gate,
+                        title=title,
+                        summary=summary,
+                        requested_at=requested,
+                        expires_at=expires,
+                        reminder=sent,
+                    ),
+                    CONNECTOR_EFFECT,
+                )
+                continue
+            wake = reminders[sent] if sent < len(reminders) else expires
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._decision is not None or bool(self._unrecorded),
+                    timeout=max(wake - now, timedelta(milliseconds=1)),
+                    timeout_summary=f"gate {gate}",
+                )
+        decision = self._decision
+        self._open = None
+        workflow.upsert_search_attributes([AWAITING_APPROVAL.value_set(False)])
+        await self._flush_rejections(gate)
+        waited = (workflow.now() - requested).total_seconds()
+        if decision is None:
+            await self._event(
+                gate, "gate.expired", entity, {"waited_seconds": waited, "reminders_sent": sent}
+            )
+            return GateOutcome(gate=gate, status="expired", waited_seconds=waited)
+        status: Literal["approved", "rejected", "edited"] = {
+            "approve": "approved",
+            "reject": "rejected",
+            "edit": "edited",
+        }[decision.decision]
+        await self._event(
+            gate,
+            "gate.decided",
+            entity,
+            {
+                "decision": decision.decision,
+                "approver": decision.approver,
+                "comment": decision.comment,
+                "edited_fields": sorted(decision.edits),
+                "waited_seconds": waited,
+                "reminders_sent": sent,
+            },
+        )
+        return GateOutcome(gate=gate, status=status, decision=decision, waited_seconds=waited)
+
+    async def _event(self, gate: str, kind: str, entity: str | None, payload: dict) -> None:
+        await step(
+            KernelActivities.record_event,
+            RecordEventInput(
+                idempotency_key=step_key(f"gate/{gate}/{kind}"),
+                kind=kind,
+                entity=entity,
+                payload={"gate": gate, **payload},
+            ),
+            KERNEL_WRITE,
+        )

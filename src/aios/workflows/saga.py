@@ -1,0 +1,54 @@
+"""A saga: compensations pushed after each successful step, run in reverse on failure.
+
+Each compensation is an activity call (idempotent, keyed), never a direct call. ``compensate``
+shields every compensation from cancellation, catches ``BaseException`` per compensation so one
+failure does not stop the rest, and reports what ran and what failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio import workflow
+
+__all__ = ["Saga", "SagaReport"]
+
+
+@dataclass
+class SagaReport:
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+class Saga:
+    def __init__(self) -> None:
+        self._compensations: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+
+    def add(self, name: str, compensation: Callable[[], Awaitable[Any]]) -> None:
+        """Register the undo of a step that has just succeeded."""
+        self._compensations.append((name, compensation))
+
+    @property
+    def pending(self) -> list[str]:
+        return [name for name, _ in self._compensations]
+
+    async def compensate(self) -> SagaReport:
+        report = SagaReport()
+        while self._compensations:
+            name, compensation = self._compensations.pop()
+            task = asyncio.ensure_future(compensation())
+            while not task.done():
+                # A cancel from outside interrupts only this await: keep waiting for the undo.
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(task)
+            error = "cancelled" if task.cancelled() else task.exception()
+            if error is None:
+                report.done.append(name)
+            else:  # a failed undo must not stop the others
+                workflow.logger.error("compensation %s failed: %s", name, error)
+                report.failed.append(name)
+        return report

@@ -1,0 +1,40 @@
+"""Timeouts and retry policies, one named set per kind of work.
+
+A connector effect gets 30 s per attempt (an SMTP hand-off takes well under a second; the
+margin covers slow servers) and keeps retrying transient failures for up to a day. Model calls
+get longer attempts and fewer retries. Kernel and memory writes are local and fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+from aios.activities.errors import NON_RETRYABLE_TYPES
+
+__all__ = ["CONNECTOR_EFFECT", "KERNEL_WRITE", "MEMORY", "MODEL_CALL", "StepOptions"]
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    start_to_close: timedelta
+    schedule_to_close: timedelta
+    retry: RetryPolicy
+
+
+def _retry(initial: float, maximum: float, attempts: int = 0) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=initial),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=maximum),
+        maximum_attempts=attempts,
+        non_retryable_error_types=NON_RETRYABLE_TYPES,
+    )
+
+
+KERNEL_WRITE = StepOptions(timedelta(seconds=30), timedelta(hours=1), _retry(1, 30))
+MEMORY = StepOptions(timedelta(seconds=60), timedelta(hours=1), _retry(1, 30))
+MODEL_CALL = StepOptions(timedelta(seconds=120), timedelta(hours=1), _retry(2, 60, attempts=6))
+CONNECTOR_EFFECT = StepOptions(timedelta(seconds=30), timedelta(days=1), _retry(2, 300))
