@@ -8,7 +8,6 @@ seconds (``90``) or ISO 8601 (``PT36H``). Secrets are ``SecretStr`` and never pr
 from __future__ import annotations
 
 from datetime import timedelta
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -83,7 +82,7 @@ class Settings(BaseSettings):
             raise ValueError("smtp_username and smtp_password must be set together")
         return self
 
-    @cached_property
+    @property
     def gate_policy(self) -> GatePolicy:
         return GatePolicy(remind_after=self.gate_remind_after, expire_after=self.gate_expire_after)
 

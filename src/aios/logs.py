@@ -84,6 +84,11 @@ def configure_logging(level: str = "info", stream: Any = None) -> None:
             ],
         )
     )
+    # The fields above carry the workflow and activity; keep the messages themselves short.
+    from temporalio import activity, workflow
+
+    activity.logger.activity_info_on_message = False
+    workflow.logger.workflow_info_on_message = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -65,6 +65,7 @@ class MemoryStore:
         api_key: str | None = None,
         path: Path | None = None,
     ) -> None:
+        self._server = bool(url)
         if url:
             self._client = QdrantClient(url=url, api_key=api_key)
         else:
@@ -89,6 +90,8 @@ class MemoryStore:
                 size=self._embedder.dim, distance=models.Distance.COSINE
             ),
         )
+        if not self._server:  # local mode scans; payload indexes only help a server
+            return
         for field in ("entity", "kind", "source_workflow_id"):
             self._client.create_payload_index(
                 self._collection, field, field_schema=models.PayloadSchemaType.KEYWORD

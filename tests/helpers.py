@@ -1,0 +1,50 @@
+"""Small helpers shared by the workflow tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowHandle
+
+from aios import operations
+from aios.config import Settings
+from aios.kernel.models import ClientIntake
+from aios.workflows.gates import PendingGate
+from aios.workflows.onboarding import OnboardingResult
+
+HISTORIES = Path(__file__).parent / "histories"
+# Workflow ids of the runs this session made, to replay at the end.
+RUNS: list[str] = []
+
+
+async def start(client: Client, settings: Settings, name: str, key: str, email: str,
+                notes: str = "Needs a new website by May 3, budget $5k.") -> WorkflowHandle:
+    started = await operations.start_onboarding(
+        client, settings, ClientIntake(name=name, key=key, email=email, notes=notes)
+    )
+    RUNS.append(started.workflow_id)
+    return client.get_workflow_handle(
+        started.workflow_id, run_id=started.run_id, result_type=OnboardingResult
+    )
+
+
+async def wait_for_gate(client: Client, workflow_id: str, timeout: float = 30) -> PendingGate:
+    """Poll the ``pending_gates`` query until the workflow waits at a gate."""
+    async with asyncio.timeout(timeout):
+        while True:
+            gates = await operations.pending_gates(client, workflow_id)
+            if gates:
+                return gates[0]
+            await asyncio.sleep(0.1)
+
+
+async def save_history(handle: WorkflowHandle, name: str) -> None:
+    """With AIOS_SAVE_HISTORIES=1, store the run's history under tests/histories."""
+    if os.environ.get("AIOS_SAVE_HISTORIES") != "1":
+        return
+    history = await handle.fetch_history()
+    HISTORIES.mkdir(exist_ok=True)
+    (HISTORIES / f"{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1))
