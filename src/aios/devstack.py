@@ -139,7 +139,7 @@ def _require_free(host: str, port: int, what: str, setting: str) -> None:
         )
 
 
-def _spawn(state: Path, name: str, argv: list[str], log: Path) -> int:
+def _spawn(state: Path, name: str, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -151,7 +151,7 @@ def _spawn(state: Path, name: str, argv: list[str], log: Path) -> int:
             close_fds=True,
         )
     _pid_file(state, name).write_text(str(proc.pid))
-    return proc.pid
+    return proc
 
 
 def _stop_pid(state: Path, name: str, marker: str, timeout: float = 20.0) -> bool:
@@ -204,6 +204,7 @@ def start_temporal(state: Path, config: DevServerConfig, *, timeout: float = 60.
     db_file = state / config.db_filename
     marker = str(db_file)
     pid = _alive(state, "temporal", marker)
+    proc: subprocess.Popen[bytes] | None = None
     if pid is None:
         _require_free(
             config.ip, config.grpc_port, "Temporal gRPC", "grpc_port in temporal-dev.yaml"
@@ -231,13 +232,18 @@ def start_temporal(state: Path, config: DevServerConfig, *, timeout: float = 60.
             argv += ["--search-attribute", f"{name}={kind}"]
         for key, value in config.dynamic_config.items():
             argv += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
-        pid = _spawn(state, "temporal", argv, state / "logs" / "temporal.log")
-    asyncio.run(_await_temporal(state, config, marker, wait_seconds=timeout))
+        proc = _spawn(state, "temporal", argv, state / "logs" / "temporal.log")
+        pid = proc.pid
+    asyncio.run(_await_temporal(state, config, proc, wait_seconds=timeout))
     return pid
 
 
 async def _await_temporal(
-    state: Path, config: DevServerConfig, marker: str, *, wait_seconds: float
+    state: Path,
+    config: DevServerConfig,
+    proc: subprocess.Popen[bytes] | None,
+    *,
+    wait_seconds: float,
 ) -> None:
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import (
@@ -249,7 +255,7 @@ async def _await_temporal(
     deadline = time.monotonic() + wait_seconds
     last: Exception | None = None
     while time.monotonic() < deadline:
-        if _alive(state, "temporal", marker) is None:
+        if proc is not None and proc.poll() is not None:
             tail = _log_tail(state / "logs" / "temporal.log")
             raise StackError(f"the Temporal dev server exited while starting:\n{tail}")
         try:
@@ -308,12 +314,12 @@ def start_smtp(settings: Settings, *, timeout: float = 15.0) -> int:
         str(settings.smtp_port),
         str(settings.mail_dir),
     ]
-    pid = _spawn(state, "smtp", argv, state / "logs" / "smtp.log")
+    proc = _spawn(state, "smtp", argv, state / "logs" / "smtp.log")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if _port_open(settings.smtp_host, settings.smtp_port):
-            return pid
-        if _alive(state, "smtp", marker) is None:
+            return proc.pid
+        if proc.poll() is not None:
             raise StackError(f"the SMTP sink exited:\n{_log_tail(state / 'logs' / 'smtp.log')}")
         time.sleep(0.1)
     raise StackError(f"the SMTP sink did not start listening within {timeout:.0f}s")
