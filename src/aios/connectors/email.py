@@ -68,8 +68,9 @@ class SmtpEmailConnector:
         return self._config.sender
 
     def compose(self, email: OutgoingEmail) -> EmailMessage:
-        if not getaddresses([email.to])[0][1] or "\n" in email.to or "\r" in email.to:
-            raise InvalidInput(f"email: recipient {email.to!r} is not an address")
+        parsed = getaddresses([email.to])
+        if len(parsed) != 1 or "@" not in parsed[0][1] or "\n" in email.to or "\r" in email.to:
+            raise InvalidInput(f"email: recipient {email.to!r} is not exactly one address")
         subject = " ".join(email.subject.split())
         if not subject:
             raise InvalidInput("email: subject must not be empty")

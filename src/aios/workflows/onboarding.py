@@ -53,7 +53,7 @@ def onboarding_workflow_id(client_key: str) -> str:
 
 
 def kickoff_time(now: datetime) -> datetime:
-    """The first weekday at least three days after ``now``, at 10:00 UTC."""
+    """10:00 UTC on the first weekday at least three calendar days after ``now``'s date."""
     day = (now + KICKOFF_LEAD).date()
     while day.weekday() >= 5:
         day += timedelta(days=1)

@@ -1,0 +1,245 @@
+"""The kernel store against the real PostgreSQL server: event log, clients, outbox, migrations."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from aios.kernel.events import EventDraft
+from aios.kernel.models import Client
+from aios.kernel.store import KernelStore, OutboxResult, apply_migrations
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[KernelStore]:
+    kernel = KernelStore(database_url)
+    yield kernel
+    kernel.close()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def draft_event(workflow_id: str, kind: str = "test.happened", **payload: object) -> EventDraft:
+    return EventDraft(
+        event_key=unique("event"),
+        workflow_id=workflow_id,
+        run_id="run-1",
+        process="test",
+        kind=kind,
+        entity="entity-1",
+        payload=dict(payload),
+    )
+
+
+# --- the event log ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE events SET kind = 'tampered' WHERE event_key = %(key)s",
+        "DELETE FROM events WHERE event_key = %(key)s",
+        "TRUNCATE events",
+    ],
+    ids=["update", "delete", "truncate"],
+)
+def test_event_log_refuses_update_delete_and_truncate(
+    store: KernelStore, database_url: str, statement: str
+):
+    workflow_id = unique("wf")
+    event = draft_event(workflow_id, kind="original", n=1)
+    store.append_event(event)
+
+    with (
+        psycopg.connect(database_url) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"),
+    ):
+        conn.execute(statement, {"key": event.event_key})
+
+    [stored] = store.events(workflow_id)
+    assert stored.event_key == event.event_key
+    assert stored.kind == "original"
+    assert stored.payload == {"n": 1}
+
+
+def test_append_event_with_same_key_stores_one_event(store: KernelStore):
+    workflow_id = unique("wf")
+    event = draft_event(workflow_id, kind="first")
+    store.append_event(event)
+    store.append_event(event)
+    # A retry with the same key but a different body is still the same event.
+    store.append_event(event.model_copy(update={"kind": "retried"}))
+
+    events = store.events(workflow_id)
+    assert [e.event_key for e in events] == [event.event_key]
+    assert events[0].kind == "first"
+
+
+def test_events_come_back_in_insertion_order(store: KernelStore):
+    workflow_id = unique("wf")
+    drafts = [draft_event(workflow_id, kind=f"step.{i}", i=i) for i in range(5)]
+    for d in drafts:
+        store.append_event(d)
+    # Another workflow's events do not leak in.
+    store.append_event(draft_event(unique("other-wf")))
+
+    events = store.events(workflow_id)
+    assert [e.event_key for e in events] == [d.event_key for d in drafts]
+    assert [e.payload["i"] for e in events] == list(range(5))
+    assert [e.id for e in events] == sorted(e.id for e in events)
+
+
+# --- clients ---------------------------------------------------------------------------------
+
+
+def test_upsert_client_twice_keeps_one_row_with_new_email(store: KernelStore, database_url: str):
+    key = unique("client")
+    workflow_id = unique("wf")
+    first = store.upsert_client(
+        Client(key=key, name="Acme Ltd", email="old@acme.example"),
+        event=draft_event(workflow_id, kind="client.created"),
+    )
+    second = store.upsert_client(
+        Client(key=key, name="Acme Ltd", email="new@acme.example"),
+        event=draft_event(workflow_id, kind="client.updated"),
+    )
+
+    assert first.email == "old@acme.example"
+    assert second.email == "new@acme.example"
+    stored = store.get_client(key)
+    assert stored is not None
+    assert stored.email == "new@acme.example"
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM clients WHERE client_key = %s", (key,)).fetchone()
+    assert row is not None
+    assert row[0] == 1
+    # Each upsert also appended its event, in the same transaction.
+    assert [e.kind for e in store.events(workflow_id)] == ["client.created", "client.updated"]
+
+
+# --- the outbox ------------------------------------------------------------------------------
+
+
+class Counter:
+    def __init__(self, result: OutboxResult, delay: float = 0.0) -> None:
+        self.calls = 0
+        self.result = result
+        self.delay = delay
+        self._lock = threading.Lock()
+
+    def __call__(self) -> OutboxResult:
+        with self._lock:
+            self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+        return self.result
+
+
+def test_run_once_runs_effect_once_and_returns_stored_result(store: KernelStore):
+    key = unique("outbox")
+    effect = Counter({"message_id": "<abc@aios>"})
+
+    result, ran = store.run_once(key, connector="email", operation="send", effect=effect)
+    assert (result, ran) == ({"message_id": "<abc@aios>"}, True)
+    assert effect.calls == 1
+
+    other = Counter({"message_id": "<different@aios>"})
+    again, ran_again = store.run_once(key, connector="email", operation="send", effect=other)
+    assert again == {"message_id": "<abc@aios>"}
+    assert ran_again is False
+    assert other.calls == 0
+
+    entry = store.outbox_entry(key)
+    assert entry is not None
+    assert entry["status"] == "done"
+    assert entry["result"] == {"message_id": "<abc@aios>"}
+
+
+def test_run_once_appends_its_event_only_when_the_effect_runs(store: KernelStore):
+    key = unique("outbox")
+    workflow_id = unique("wf")
+    event = draft_event(workflow_id, kind="email.sent")
+    store.run_once(key, connector="email", operation="send", effect=Counter({}), event=event)
+    store.run_once(
+        key,
+        connector="email",
+        operation="send",
+        effect=Counter({}),
+        event=draft_event(workflow_id, kind="email.sent.again"),
+    )
+    assert [e.kind for e in store.events(workflow_id)] == ["email.sent"]
+
+
+def test_run_once_failure_is_recorded_and_retried(store: KernelStore):
+    key = unique("outbox")
+    workflow_id = unique("wf")
+
+    def broken() -> OutboxResult:
+        raise ConnectionError("smtp down")
+
+    with pytest.raises(ConnectionError, match="smtp down"):
+        store.run_once(
+            key,
+            connector="email",
+            operation="send",
+            effect=broken,
+            event=draft_event(workflow_id, kind="never"),
+        )
+
+    entry = store.outbox_entry(key)
+    assert entry is not None
+    assert entry["status"] != "done"
+    assert entry["last_error"] is not None
+    assert "ConnectionError" in entry["last_error"]
+    assert "smtp down" in entry["last_error"]
+    assert store.events(workflow_id) == []
+
+    effect = Counter({"ok": True})
+    result, ran = store.run_once(key, connector="email", operation="send", effect=effect)
+    assert (result, ran) == ({"ok": True}, True)
+    assert effect.calls == 1
+    entry = store.outbox_entry(key)
+    assert entry is not None
+    assert entry["status"] == "done"
+    assert entry["last_error"] is None
+
+
+def test_run_once_concurrent_callers_run_the_effect_exactly_once(store: KernelStore):
+    key = unique("outbox")
+    effect = Counter({"sent": 1}, delay=0.3)
+    outcomes: list[tuple[OutboxResult, bool]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def attempt() -> None:
+        try:
+            start.wait(timeout=5)
+            outcomes.append(store.run_once(key, connector="email", operation="send", effect=effect))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+
+    assert errors == []
+    assert effect.calls == 1
+    assert len(outcomes) == 2
+    assert sorted(ran for _, ran in outcomes) == [False, True]
+    assert all(result == {"sent": 1} for result, _ in outcomes)
+
+
+# --- migrations ------------------------------------------------------------------------------
+
+
+def test_apply_migrations_again_applies_nothing(database_url: str):
+    assert apply_migrations(database_url) == 0
