@@ -67,7 +67,7 @@ class RecordingSmtp:
         self._messages: list[Received] = []
         self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd hook
+    async def handle_DATA(self, server, session, envelope) -> str:
         msg = email.message_from_bytes(envelope.content)
         with self._lock:
             self._messages.append(Received(list(envelope.rcpt_tos), msg))
@@ -140,13 +140,13 @@ def base_settings(
         temporal_namespace=temporal.namespace,
         temporal_ui_url=temporal.ui_url,
         state_dir=state,
-        database_url=database_url,  # type: ignore[arg-type]
+        database_url=database_url,
         qdrant_path=state / "qdrant",
         smtp_host="127.0.0.1",
         smtp_port=smtp.port,
         smtp_embedded=False,
         operator_email="operator@aios.test",
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
 
 

@@ -20,8 +20,14 @@ HISTORIES = Path(__file__).parent / "histories"
 RUNS: list[str] = []
 
 
-async def start(client: Client, settings: Settings, name: str, key: str, email: str,
-                notes: str = "Needs a new website by May 3, budget $5k.") -> WorkflowHandle:
+async def start(
+    client: Client,
+    settings: Settings,
+    name: str,
+    key: str,
+    email: str,
+    notes: str = "Needs a new website by May 3, budget $5k.",
+) -> WorkflowHandle:
     started = await operations.start_onboarding(
         client, settings, ClientIntake(name=name, key=key, email=email, notes=notes)
     )

@@ -25,8 +25,12 @@ async def test_killed_worker_then_new_worker_still_sends_exactly_one_email(
 ) -> None:
     env = subprocess_env(settings, AIOS_QDRANT_PATH=str(tmp_path / "qdrant"))
     crashing = await asyncio.create_subprocess_exec(
-        sys.executable, str(HERE / "crash_worker.py"), env=env, cwd=HERE.parent,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        str(HERE / "crash_worker.py"),
+        env=env,
+        cwd=HERE.parent,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     name, key, email = unique_client()
     handle = await start(client, settings, name, key, email)
@@ -39,8 +43,14 @@ async def test_killed_worker_then_new_worker_still_sends_exactly_one_email(
 
     # A fresh worker, the real `aios worker` command, picks up the retry and finishes the run.
     replacement = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "aios.cli", "worker", env=env, cwd=HERE.parent,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "aios.cli",
+        "worker",
+        env=env,
+        cwd=HERE.parent,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         result = await asyncio.wait_for(handle.result(), timeout=120)

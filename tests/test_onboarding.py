@@ -52,7 +52,7 @@ async def test_approved_onboarding_sends_one_email_with_invite_and_records_every
     assert mail["Subject"] == f"Welcome aboard, {name}"
     assert mail["Message-ID"] == result.message_id
     [invite] = [p for p in mail.walk() if p.get_content_type() == "text/calendar"]
-    ics = invite.get_payload(decode=True).decode()
+    ics = bytes(invite.get_payload(decode=True)).decode()
     assert "METHOD:REQUEST" in ics
     assert f"mailto:{email}" in ics
 
@@ -140,9 +140,9 @@ async def test_starting_twice_gives_one_run(client: Client, settings: Settings) 
     assert sorted([first.existing, second.existing]) == [False, True]
     # Visibility is eventually consistent: wait until the run is listed, then count.
     async with asyncio.timeout(10):
-        while not (runs := [
-            e async for e in client.list_workflows(f"WorkflowId = '{first.workflow_id}'")
-        ]):
+        while not (
+            runs := [e async for e in client.list_workflows(f"WorkflowId = '{first.workflow_id}'")]
+        ):
             await asyncio.sleep(0.1)
     assert [r.run_id for r in runs] == [first.run_id]
     await client.get_workflow_handle(first.workflow_id).terminate("test cleanup")
@@ -159,9 +159,7 @@ async def test_malformed_decide_is_rejected_and_the_gate_keeps_waiting(
     await handle.signal("decide", {"decision": "maybe", "approver": "pat"})
     await handle.signal("decide", {"decision": "approve"})
     await handle.signal("decide", "yes please")
-    await handle.signal(
-        "decide", {"decision": "edit", "approver": "pat", "edits": {"price": "1"}}
-    )
+    await handle.signal("decide", {"decision": "edit", "approver": "pat", "edits": {"price": "1"}})
     async with asyncio.timeout(10):
         while (gate := await wait_for_gate(client, handle.id)).rejected_signals < 4:
             await asyncio.sleep(0.1)
@@ -188,7 +186,10 @@ async def test_unanswered_gate_reminds_then_expires(
     client: Client, settings: Settings, services: Services, smtp: RecordingSmtp
 ) -> None:
     quick = settings.model_copy(
-        update={"gate_remind_after": timedelta(seconds=2), "gate_expire_after": timedelta(seconds=5)}
+        update={
+            "gate_remind_after": timedelta(seconds=2),
+            "gate_expire_after": timedelta(seconds=5),
+        }
     )
     assert quick.gate_policy.reminder_times() == [timedelta(seconds=2), timedelta(seconds=4)]
     name, key, email = unique_client()
@@ -199,7 +200,8 @@ async def test_unanswered_gate_reminds_then_expires(
     assert result.status == "expired"
     assert smtp.to(email) == []
     reminders = [
-        m for m in smtp.to(settings.operator_email)
+        m
+        for m in smtp.to(settings.operator_email)
         if handle.id in m.get_payload() and "Reminder" in m["Subject"]
     ]
     assert [m["Subject"].split(":")[0] for m in reminders] == ["Reminder 1", "Reminder 2"]
@@ -235,7 +237,7 @@ async def test_failure_after_the_welcome_cancels_the_kickoff(
     assert welcome["Subject"].startswith("Welcome aboard")
     assert cancel["Subject"].startswith("Cancelled: kickoff")
     [ics] = [p for p in cancel.walk() if p.get_content_type() == "text/calendar"]
-    body = ics.get_payload(decode=True).decode()
+    body = bytes(ics.get_payload(decode=True)).decode()
     assert "METHOD:CANCEL" in body and "SEQUENCE:1" in body
     kinds = [e.kind for e in services.store.events(handle.id, handle.run_id)]
     assert kinds[-2:] == ["compensation.kickoff_cancelled", "onboarding.failed"]

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One entry point for a fresh clone. Creates .venv with the pinned packages on first use.
+#   ./run.sh demo    bring up the embedded stack and run `aios demo`
+#   ./run.sh test    run the test suite (real dev server, PostgreSQL, Qdrant, SMTP)
+#   ./run.sh check   ruff, format check, mypy
+#   ./run.sh setup   only create or update .venv
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=.venv
+
+setup() {
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  local stamp
+  stamp="$VENV/.installed-$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.lock
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e .
+    rm -f "$VENV"/.installed-*
+    touch "$stamp"
+  fi
+}
+
+cmd="${1:-}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  demo)  setup; exec "$VENV/bin/aios" demo "$@" ;;
+  test)  setup; exec "$VENV/bin/python" -m pytest -q "$@" ;;
+  check) setup
+         "$VENV/bin/ruff" check .
+         "$VENV/bin/ruff" format --check .
+         "$VENV/bin/mypy" ;;
+  setup) setup ;;
+  *) echo "usage: ./run.sh demo|test|check|setup" >&2; exit 2 ;;
+esac

@@ -1,0 +1,126 @@
+"""The `aios` command as an operator runs it: a subprocess, one line per error, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+from temporalio.client import Client
+
+from aios.config import Settings
+from aios.devstack import temporal_binary
+from aios.workflows.onboarding import OnboardingResult
+from tests.conftest import subprocess_env, unique_client
+from tests.helpers import RUNS, wait_for_gate
+
+
+async def aios(settings: Settings, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aios.cli",
+        *args,
+        env=subprocess_env(settings, COLUMNS="200"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_bad_input_is_one_clear_line_and_starts_nothing(settings: Settings) -> None:
+    name, key, _ = unique_client()
+    code, _, err = await aios(settings, "onboard", "--name", name, "--email", "not-an-email")
+    assert code == 1
+    assert err.startswith("error: email:"), err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+    code, _, err = await aios(settings, "onboard", "--name", "  ", "--email", "a@b.example")
+    assert code == 1 and "name:" in err
+
+    code, _, err = await aios(settings, "status", f"onboarding/{key}")
+    assert code == 1 and "does not exist" in err
+
+    code, _, err = await aios(settings, "approve", f"onboarding/{key}")
+    assert code == 1 and "does not exist" in err
+
+
+async def test_invalid_settings_are_named(settings: Settings) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aios.cli",
+        "inbox",
+        env=subprocess_env(settings, AIOS_SMTP_PORT="seventy"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 1
+    assert "AIOS_SMTP_PORT" in err.decode()
+
+
+async def test_onboard_inbox_approve_status(client: Client, settings: Settings, worker) -> None:
+    name, key, email = unique_client()
+    workflow_id = f"onboarding/{key}"
+    args = ("onboard", "--name", name, "--key", key, "--email", email, "--notes", "A logo")
+    code, out, _ = await aios(settings, *args)
+    assert code == 0 and f"Onboarding started: {workflow_id}" in out
+    RUNS.append(workflow_id)
+    code, out, _ = await aios(settings, *args)
+    assert code == 0 and f"Onboarding already running: {workflow_id}" in out
+
+    await wait_for_gate(client, workflow_id)
+    code, out, _ = await aios(settings, "inbox")
+    assert code == 0 and workflow_id in out and "welcome" in out
+
+    code, out, _ = await aios(
+        settings, "approve", workflow_id, "--comment", "ok", "--approver", "sam"
+    )
+    assert code == 0 and f"Approved gate 'welcome' of {workflow_id} as sam" in out
+    handle = client.get_workflow_handle(workflow_id, result_type=OnboardingResult)
+    assert (await handle.result()).status == "completed"
+
+    code, out, _ = await aios(settings, "status", workflow_id)
+    assert code == 0 and "completed" in out
+    for kind in ("gate.decided", "email.sent", "memory.stored", "onboarding.completed"):
+        assert kind in out
+
+    code, _, err = await aios(settings, "reject", workflow_id)
+    assert code == 1 and "is completed; nothing waits for a decision" in err
+
+
+async def test_plain_temporal_workflow_signal_approves(
+    client: Client, settings: Settings, worker
+) -> None:
+    """The exact command README.md documents, with this test's server address."""
+    name, key, email = unique_client()
+    code, _, _ = await aios(settings, "onboard", "--name", name, "--key", key, "--email", email)
+    assert code == 0
+    workflow_id = f"onboarding/{key}"
+    RUNS.append(workflow_id)
+    await wait_for_gate(client, workflow_id)
+    payload = {"decision": "approve", "approver": "you", "comment": "ok"}
+    proc = await asyncio.create_subprocess_exec(
+        str(temporal_binary()),
+        "workflow",
+        "signal",
+        "--address",
+        settings.temporal_address,
+        "--namespace",
+        "aios",
+        "--workflow-id",
+        workflow_id,
+        "--name",
+        "decide",
+        "--input",
+        json.dumps(payload),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+    handle = client.get_workflow_handle(workflow_id, result_type=OnboardingResult)
+    assert (await handle.result()).status == "completed"
