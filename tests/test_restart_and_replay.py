@@ -16,7 +16,7 @@ from aios.config import Settings
 from aios.devstack import start_temporal, stop_temporal
 from aios.kernel.models import ClientIntake
 from aios.temporal import connect
-from aios.workers.main import build_worker
+from aios.workers.main import build_worker, workflow_runner
 from aios.workers.services import Services
 from aios.workflows import WORKFLOWS
 from aios.workflows.gates import GateDecision
@@ -71,7 +71,11 @@ async def test_this_sessions_runs_replay_cleanly(client: Client) -> None:
     histories = []
     for workflow_id in dict.fromkeys(RUNS):
         histories.append(await client.get_workflow_handle(workflow_id).fetch_history())
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
     for history in histories:
         await replayer.replay_workflow(history)  # raises on any nondeterminism
 
@@ -82,7 +86,11 @@ async def test_stored_histories_replay_cleanly() -> None:
     """
     files = sorted(HISTORIES.glob("*.json"))
     assert files, "no stored histories in tests/histories"
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
     for path in files:
         history = WorkflowHistory.from_json(path.stem, path.read_text())
         await replayer.replay_workflow(history)

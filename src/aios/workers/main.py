@@ -19,13 +19,20 @@ from aios.temporal import connect
 from aios.workers.services import Services
 from aios.workflows import WORKFLOWS
 
-__all__ = ["ACTIVITY_THREADS", "build_worker", "run_worker"]
+__all__ = ["ACTIVITY_THREADS", "build_worker", "run_worker", "workflow_runner"]
 
 ACTIVITY_THREADS = 8
 # Imported lazily by pydantic when a workflow validates an email address; they are pure and
 # deterministic, so the sandbox passes them through instead of re-importing them per run.
 PASSTHROUGH_MODULES = ("email_validator", "idna")
 log = structlog.get_logger("aios.worker")
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox every worker and replayer uses."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+    )
 
 
 def build_worker(
