@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
 
 from aios.config import Settings
 from aios.devstack import temporal_binary
+from aios.workers.main import build_worker
+from aios.workers.services import Services
 from aios.workflows.onboarding import OnboardingResult
 from tests.conftest import subprocess_env, unique_client
-from tests.helpers import RUNS, wait_for_gate
+from tests.helpers import RUNS, start_at_gate, wait_for_gate
 
 
 async def aios(settings: Settings, *args: str) -> tuple[int, str, str]:
@@ -33,18 +36,18 @@ async def aios(settings: Settings, *args: str) -> tuple[int, str, str]:
 async def test_bad_input_is_one_clear_line_and_starts_nothing(settings: Settings) -> None:
     name, key, _ = unique_client()
     code, _, err = await aios(settings, "onboard", "--name", name, "--email", "not-an-email")
-    assert code == 1
+    assert code == 1, err
     assert err.startswith("error: email:"), err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 
     code, _, err = await aios(settings, "onboard", "--name", "  ", "--email", "a@b.example")
-    assert code == 1 and "name:" in err
+    assert code == 1 and "name:" in err, err
 
     code, _, err = await aios(settings, "status", f"onboarding/{key}")
-    assert code == 1 and "does not exist" in err
+    assert code == 1 and "does not exist" in err, err
 
     code, _, err = await aios(settings, "approve", f"onboarding/{key}")
-    assert code == 1 and "does not exist" in err
+    assert code == 1 and "does not exist" in err, err
 
 
 async def test_invalid_settings_are_named(settings: Settings) -> None:
@@ -124,3 +127,22 @@ async def test_plain_temporal_workflow_signal_approves(
     assert proc.returncode == 0, out.decode()
     handle = client.get_workflow_handle(workflow_id, result_type=OnboardingResult)
     assert (await handle.result()).status == "completed"
+
+
+async def test_approval_sent_while_no_worker_runs_applies_when_one_starts(
+    client: Client, settings: Settings, services: Services, executor: ThreadPoolExecutor
+) -> None:
+    async with build_worker(client, settings.task_queue, services.activities(), executor):
+        handle, _, _, _ = await start_at_gate(client, settings)
+
+    code, out, _ = await aios(settings, "approve", handle.id, "--approver", "sam")
+    assert code == 0
+    assert "unconfirmed: no worker answered" in " ".join(out.split())
+
+    async with build_worker(client, settings.task_queue, services.activities(), executor):
+        result = await asyncio.wait_for(handle.result(), timeout=60)
+    assert result.status == "completed"
+    decided = [
+        e for e in services.store.events(handle.id, handle.run_id) if e.kind == "gate.decided"
+    ]
+    assert [e.payload["approver"] for e in decided] == ["sam"]

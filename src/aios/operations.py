@@ -111,7 +111,11 @@ async def pending_gates(client: Client, workflow_id: str) -> list[PendingGate]:
 
 
 async def decide(client: Client, workflow_id: str, decision: GateDecision) -> str:
-    """Send ``decide`` to a running workflow; returns the gate it answers (if known)."""
+    """Send ``decide`` to a running workflow; returns the gate it answers.
+
+    Returns ``""`` when no worker answered the gate query: the signal is still recorded in the
+    workflow's history and is validated when a worker runs it.
+    """
     handle = client.get_workflow_handle(workflow_id)
     try:
         desc = await handle.describe()

@@ -174,7 +174,14 @@ def _decide(
 
     gate = run(go())
     verb = {"approve": "Approved", "reject": "Rejected", "edit": "Edited and approved"}[decision]
-    out.print(f"{verb}{f' gate {gate!r}' if gate else ''} of {workflow_id} as {payload.approver}.")
+    if gate:
+        out.print(f"{verb} gate {gate!r} of {workflow_id} as {payload.approver}.")
+    else:
+        out.print(
+            f"Sent '{decision}' to {workflow_id} as {payload.approver}, unconfirmed: no worker "
+            "answered. It is kept in the workflow's history and applied to the waiting gate when "
+            "`aios worker` runs; if no gate was waiting it is rejected (see `aios status`)."
+        )
 
 
 ApproverOpt = Annotated[str | None, typer.Option(help="Who decides (default: your user name)")]
