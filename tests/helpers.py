@@ -37,6 +37,20 @@ async def start(
     )
 
 
+async def start_at_gate(
+    client: Client, settings: Settings, timeout: float = 30
+) -> tuple[WorkflowHandle, PendingGate, str, str]:
+    """Onboard a fresh client and wait until its run waits at the welcome gate.
+
+    Returns the handle, the pending gate, the client key and the client's email address.
+    """
+    from tests.conftest import unique_client
+
+    name, key, email = unique_client()
+    handle = await start(client, settings, name, key, email)
+    return handle, await wait_for_gate(client, handle.id, timeout), key, email
+
+
 async def wait_for_gate(client: Client, workflow_id: str, timeout: float = 30) -> PendingGate:
     """Poll the ``pending_gates`` query until the workflow waits at a gate."""
     async with asyncio.timeout(timeout):

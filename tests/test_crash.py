@@ -14,8 +14,8 @@ from temporalio.client import Client
 from aios import operations
 from aios.config import Settings
 from aios.workflows.gates import GateDecision
-from tests.conftest import RecordingSmtp, subprocess_env, unique_client
-from tests.helpers import start, wait_for_gate
+from tests.conftest import RecordingSmtp, subprocess_env
+from tests.helpers import start_at_gate
 
 HERE = Path(__file__).parent
 
@@ -32,9 +32,7 @@ async def test_killed_worker_then_new_worker_still_sends_exactly_one_email(
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
-    name, key, email = unique_client()
-    handle = await start(client, settings, name, key, email)
-    await wait_for_gate(client, handle.id, timeout=60)
+    handle, _, _, email = await start_at_gate(client, settings, timeout=60)
     await operations.decide(client, handle.id, GateDecision(decision="approve", approver="pat"))
 
     # The worker kills itself inside send_welcome, after the SMTP server accepted the email.

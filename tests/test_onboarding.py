@@ -19,7 +19,7 @@ from aios.workers.services import Services
 from aios.workflows.attributes import AWAITING_APPROVAL
 from aios.workflows.gates import GateDecision
 from tests.conftest import RecordingSmtp, unique_client
-from tests.helpers import save_history, start, wait_for_gate
+from tests.helpers import save_history, start, start_at_gate, wait_for_gate
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -91,9 +91,7 @@ async def test_approved_onboarding_sends_one_email_with_invite_and_records_every
 async def test_rejected_onboarding_sends_nothing_and_records_the_reason(
     client: Client, settings: Settings, services: Services, smtp: RecordingSmtp
 ) -> None:
-    name, key, email = unique_client()
-    handle = await start(client, settings, name, key, email)
-    await wait_for_gate(client, handle.id)
+    handle, _, _, email = await start_at_gate(client, settings)
     await operations.decide(
         client, handle.id, GateDecision(decision="reject", approver="pat", comment="not a fit")
     )
@@ -112,9 +110,7 @@ async def test_rejected_onboarding_sends_nothing_and_records_the_reason(
 async def test_edit_decision_sends_the_edited_version(
     client: Client, settings: Settings, services: Services, smtp: RecordingSmtp
 ) -> None:
-    name, key, email = unique_client()
-    handle = await start(client, settings, name, key, email)
-    await wait_for_gate(client, handle.id)
+    handle, _, _, email = await start_at_gate(client, settings)
     await operations.decide(
         client,
         handle.id,
@@ -151,9 +147,7 @@ async def test_starting_twice_gives_one_run(client: Client, settings: Settings) 
 async def test_malformed_decide_is_rejected_and_the_gate_keeps_waiting(
     client: Client, settings: Settings, services: Services, smtp: RecordingSmtp
 ) -> None:
-    name, key, email = unique_client()
-    handle = await start(client, settings, name, key, email)
-    await wait_for_gate(client, handle.id)
+    handle, _, _, email = await start_at_gate(client, settings)
 
     # Raw payloads, as `temporal workflow signal --input ...` would send them.
     await handle.signal("decide", {"decision": "maybe", "approver": "pat"})
