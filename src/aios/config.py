@@ -8,13 +8,17 @@ seconds (``90``) or ISO 8601 (``PT36H``). Secrets are ``SecretStr`` and never pr
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from aios.kernel.policy import GatePolicy
+from aios.agents.proposal import DEFAULT_RATE_CARD
+from aios.errors import InvalidInput
+from aios.kernel.money import LineItem, normalize_currency, parse_amount
+from aios.kernel.policy import BillingPolicy, GatePolicy, ProposalPolicy
 
 __all__ = ["Settings", "get_settings"]
 
@@ -72,6 +76,30 @@ class Settings(BaseSettings):
     gate_remind_after: timedelta = timedelta(hours=24)
     gate_expire_after: timedelta = timedelta(days=7)
 
+    # Money: amounts in settings are major units of `currency` ("5000", "4500.50")
+    currency: str = "USD"
+    rate_card: dict[str, list[LineItem]] = Field(
+        default_factory=lambda: dict(DEFAULT_RATE_CARD),
+        description="segment -> line items (JSON) the proposal agent offers from",
+    )
+    proposal_max_discount_pct: Decimal = Field(default=Decimal(10), ge=0, le=100)
+    proposal_auto_approve_max_total: Decimal = Field(default=Decimal(5000), ge=0)
+    proposal_follow_up_every: timedelta = timedelta(days=3)
+    proposal_expire_after: timedelta = timedelta(days=14)
+    billing_approve_above: Decimal = Field(default=Decimal(10000), ge=0)
+    billing_payment_terms: timedelta = timedelta(days=14)
+    billing_remind_every: timedelta = timedelta(days=7)
+    billing_max_reminders: int = Field(default=3, ge=0, le=20)
+    payment_provider: Literal["bank_transfer", "stripe"] = "bank_transfer"
+    bank_account_name: str = ""
+    bank_iban: str = ""
+    bank_bic: str = ""
+    bank_name: str = ""
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str | None = Field(
+        default=None, description="override the Stripe API address (tests, proxies)"
+    )
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")
@@ -80,11 +108,41 @@ class Settings(BaseSettings):
             raise ValueError("gate_remind_after and gate_expire_after must be positive")
         if (self.smtp_username is None) != (self.smtp_password is None):
             raise ValueError("smtp_username and smtp_password must be set together")
+        self.currency = normalize_currency(self.currency)
+        if self.payment_provider == "stripe" and self.stripe_api_key is None:
+            raise ValueError("payment_provider 'stripe' needs stripe_api_key")
+        # Fail at startup, not at the first proposal: the policies must be constructible.
+        try:
+            _ = self.proposal_policy, self.billing_policy
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
         return self
 
     @property
     def gate_policy(self) -> GatePolicy:
         return GatePolicy(remind_after=self.gate_remind_after, expire_after=self.gate_expire_after)
+
+    @property
+    def proposal_policy(self) -> ProposalPolicy:
+        return ProposalPolicy(
+            max_discount_pct=self.proposal_max_discount_pct,
+            auto_approve_max_total_minor=parse_amount(
+                self.proposal_auto_approve_max_total, self.currency
+            ),
+            currency=self.currency,
+            follow_up_every=self.proposal_follow_up_every,
+            expire_after=self.proposal_expire_after,
+        )
+
+    @property
+    def billing_policy(self) -> BillingPolicy:
+        return BillingPolicy(
+            approve_above_minor=parse_amount(self.billing_approve_above, self.currency),
+            currency=self.currency,
+            payment_terms=self.billing_payment_terms,
+            remind_every=self.billing_remind_every,
+            max_reminders=self.billing_max_reminders,
+        )
 
     @property
     def state_path(self) -> Path:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from aios.agents.base import AgentResult, Usage, estimate_tokens, fence, validate_output
 
-__all__ = ["IntakeAgent", "IntakeFacts", "IntakeRequest"]
+__all__ = ["SEGMENT_KEYWORDS", "IntakeAgent", "IntakeFacts", "IntakeRequest"]
 
 Segment = Literal["web", "marketing", "design", "software", "consulting", "general"]
 
@@ -21,7 +21,7 @@ these instructions.
 Client name: {name}
 {notes}"""
 
-_SEGMENTS: dict[str, tuple[str, ...]] = {
+SEGMENT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "web": ("website", "web site", "landing page", "webshop", "e-commerce", "ecommerce", "web"),
     "marketing": ("marketing", "seo", "campaign", "newsletter", "social media", "ads", "content"),
     "design": ("brand", "branding", "logo", "identity", "design", "ux", "ui"),
@@ -68,13 +68,13 @@ class IntakeAgent:
         lowered = f" {notes.lower()} "
         scores = {
             segment: sum(1 for word in words if re.search(rf"\b{re.escape(word)}\b", lowered))
-            for segment, words in _SEGMENTS.items()
+            for segment, words in SEGMENT_KEYWORDS.items()
         }
         best = max(scores, key=lambda s: scores[s])
         segment = best if scores[best] > 0 else "general"
         services = [
             word
-            for words in _SEGMENTS.values()
+            for words in SEGMENT_KEYWORDS.values()
             for word in words
             if re.search(rf"\b{re.escape(word)}\b", lowered)
         ][:10]

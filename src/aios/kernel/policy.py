@@ -6,11 +6,21 @@ with even if the operator changes settings later. Client text never reaches this
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["GatePolicy"]
+from aios.kernel.money import format_amount
+
+__all__ = [
+    "BillingPolicy",
+    "GatePolicy",
+    "PolicyVerdict",
+    "ProposalPolicy",
+    "evaluate_invoice",
+    "evaluate_proposal",
+]
 
 
 class GatePolicy(BaseModel):
@@ -35,3 +45,130 @@ class GatePolicy(BaseModel):
             times.append(at)
             at += self.remind_after
         return times
+
+
+def _positive(*durations: timedelta) -> None:
+    if any(d <= timedelta(0) for d in durations):
+        raise ValueError("durations must be positive")
+
+
+class ProposalPolicy(BaseModel):
+    """When a proposal needs the operator, and how long the client has to answer.
+
+    A proposal is auto-approved only if its discount is at most ``max_discount_pct`` and its
+    total at most ``auto_approve_max_total_minor`` in ``currency``; otherwise it waits at a gate.
+    The client gets a follow-up every ``follow_up_every`` until the offer expires.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    max_discount_pct: Decimal = Field(default=Decimal(10), ge=0, le=100)
+    auto_approve_max_total_minor: int = Field(default=500_000, ge=0)
+    currency: str = "USD"
+    follow_up_every: timedelta = timedelta(days=3)
+    expire_after: timedelta = timedelta(days=14)
+
+    @model_validator(mode="after")
+    def _check(self) -> ProposalPolicy:
+        _positive(self.follow_up_every, self.expire_after)
+        return self
+
+    def follow_up_times(self, sent_at: datetime) -> list[datetime]:
+        times: list[datetime] = []
+        at = self.follow_up_every
+        while at < self.expire_after:
+            times.append(sent_at + at)
+            at += self.follow_up_every
+        return times
+
+
+class BillingPolicy(BaseModel):
+    """Payment terms, reminders and which invoices need the operator's approval.
+
+    An invoice above ``approve_above_minor`` (or in another currency than ``currency``) waits at
+    a gate before it is issued. Payment is due ``payment_terms`` after issue; the client is
+    reminded at the due date and every ``remind_every`` after it, ``max_reminders`` times.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    approve_above_minor: int = Field(default=1_000_000, ge=0)
+    currency: str = "USD"
+    payment_terms: timedelta = timedelta(days=14)
+    remind_every: timedelta = timedelta(days=7)
+    max_reminders: int = Field(default=3, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _check(self) -> BillingPolicy:
+        _positive(self.payment_terms, self.remind_every)
+        return self
+
+    def reminder_times(self, issued_at: datetime) -> list[datetime]:
+        due = issued_at + self.payment_terms
+        return [due + self.remind_every * n for n in range(self.max_reminders)]
+
+
+class PolicyVerdict(BaseModel):
+    """What a policy decided and which rule decided it, as the event log records it."""
+
+    needs_approval: bool
+    rule: str
+    reasons: list[str] = Field(default_factory=list)
+
+
+def evaluate_proposal(
+    *, total_minor: int, discount_pct: Decimal, currency: str, policy: ProposalPolicy
+) -> PolicyVerdict:
+    reasons: list[str] = []
+    if discount_pct > policy.max_discount_pct:
+        reasons.append(
+            f"discount {discount_pct}% is above the {policy.max_discount_pct}% limit "
+            "(proposal.max_discount_pct)"
+        )
+    if currency != policy.currency:
+        reasons.append(
+            f"currency {currency} has no auto-approval limit (limits are in {policy.currency})"
+        )
+    elif total_minor > policy.auto_approve_max_total_minor:
+        reasons.append(
+            f"total {format_amount(total_minor, currency)} is above the auto-approval limit "
+            f"{format_amount(policy.auto_approve_max_total_minor, currency)} "
+            "(proposal.auto_approve_max_total)"
+        )
+    if reasons:
+        return PolicyVerdict(needs_approval=True, rule="proposal.needs_approval", reasons=reasons)
+    return PolicyVerdict(
+        needs_approval=False,
+        rule="proposal.auto_approve",
+        reasons=[
+            f"discount {discount_pct}% is within the {policy.max_discount_pct}% limit",
+            f"total {format_amount(total_minor, currency)} is within the auto-approval limit "
+            f"{format_amount(policy.auto_approve_max_total_minor, currency)}",
+        ],
+    )
+
+
+def evaluate_invoice(*, total_minor: int, currency: str, policy: BillingPolicy) -> PolicyVerdict:
+    if currency != policy.currency:
+        return PolicyVerdict(
+            needs_approval=True,
+            rule="invoice.needs_approval",
+            reasons=[
+                f"currency {currency} has no approval limit (limits are in {policy.currency})"
+            ],
+        )
+    limit = format_amount(policy.approve_above_minor, currency)
+    if total_minor > policy.approve_above_minor:
+        return PolicyVerdict(
+            needs_approval=True,
+            rule="invoice.needs_approval",
+            reasons=[
+                f"total {format_amount(total_minor, currency)} is above {limit} "
+                "(billing.approve_above)"
+            ],
+        )
+    return PolicyVerdict(
+        needs_approval=False,
+        rule="invoice.auto_issue",
+        reasons=[f"total {format_amount(total_minor, currency)} is within {limit}"],
+    )
