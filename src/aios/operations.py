@@ -6,10 +6,16 @@ The CLI is a thin layer over these functions; tests call them directly too.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+import re
+import unicodedata
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 from urllib.parse import quote
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -18,24 +24,53 @@ from temporalio.service import RPCError, RPCStatusCode
 from aios.config import Settings
 from aios.errors import InvalidInput
 from aios.kernel.models import ClientIntake
+from aios.kernel.money import (
+    LineItem,
+    currency_exponent,
+    format_amount,
+    normalize_currency,
+    parse_amount,
+)
+from aios.kernel.store import KernelStore
 from aios.workflows.attributes import PROCESS
+from aios.workflows.billing import (
+    PAYMENT_RECEIVED_SIGNAL,
+    BillingInput,
+    BillingWorkflow,
+    PaymentReceived,
+    billing_workflow_id,
+)
 from aios.workflows.gates import DECIDE_SIGNAL, PENDING_GATES_QUERY, GateDecision, PendingGate
 from aios.workflows.onboarding import (
     OnboardingInput,
-    OnboardingProgress,
     OnboardingWorkflow,
     onboarding_workflow_id,
+)
+from aios.workflows.proposal import (
+    CLIENT_RESPONSE_SIGNAL,
+    ClientResponse,
+    ProposalInput,
+    ProposalWorkflow,
+    proposal_workflow_id,
 )
 
 __all__ = [
     "InboxItem",
+    "NewInvoice",
+    "NewProposal",
+    "RunProgress",
     "RunStatus",
     "Started",
+    "cancel",
     "decide",
     "describe",
     "inbox",
     "pending_gates",
+    "record_payment",
+    "respond",
+    "start_billing",
     "start_onboarding",
+    "start_proposal",
     "web_ui_url",
 ]
 
@@ -73,6 +108,8 @@ class RunStatus:
     steps_done: list[str]
     gates: list[PendingGate]
     note: str = ""
+    waiting_for: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
 
 
 def web_ui_url(settings: Settings, workflow_id: str, run_id: str | None = None) -> str:
@@ -177,15 +214,23 @@ async def describe(client: Client, workflow_id: str) -> RunStatus:
     steps: list[str] = []
     gates: list[PendingGate] = []
     note = ""
+    waiting_for: str | None = None
+    details: dict[str, str] = {}
     if desc.status == WorkflowExecutionStatus.RUNNING:
         try:
-            progress = await handle.query(
-                "progress", result_type=OnboardingProgress, rpc_timeout=QUERY_TIMEOUT
-            )
+            progress = await run_progress(client, workflow_id)
             steps, gates = progress.steps_done, progress.pending_gates
+            waiting_for = progress.waiting_for
+            details = {
+                k: str(v)
+                for k, v in (progress.model_extra or {}).items()
+                if v not in (None, "", [], 0) and not k.endswith("_minor")
+            }
         except RPCError:
             note = "no worker answered the query; start one with `aios worker`"
     return RunStatus(
+        waiting_for=waiting_for,
+        details=details,
         workflow_id=workflow_id,
         run_id=desc.run_id,
         status=desc.status.name.lower() if desc.status else "unknown",
@@ -195,3 +240,287 @@ async def describe(client: Client, workflow_id: str) -> RunStatus:
         gates=gates,
         note=note,
     )
+
+
+# --- proposals and billing ----------------------------------------------------------------
+
+_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")
+
+
+class RunProgress(BaseModel):
+    """What every process's ``progress`` query has in common; the rest is kept as extras."""
+
+    model_config = ConfigDict(extra="allow")
+
+    steps_done: list[str] = Field(default_factory=list)
+    pending_gates: list[PendingGate] = Field(default_factory=list)
+    compensations_pending: list[str] = Field(default_factory=list)
+    waiting_for: str | None = None
+
+
+async def run_progress(client: Client, workflow_id: str) -> RunProgress:
+    handle = client.get_workflow_handle(workflow_id)
+    return await handle.query("progress", result_type=RunProgress, rpc_timeout=QUERY_TIMEOUT)
+
+
+def _clean(value: str) -> str:
+    return "".join(
+        ch for ch in value if ch in "\n\t" or not unicodedata.category(ch).startswith("C")
+    ).strip()
+
+
+def _new_id(client_key: str, today: date) -> str:
+    return f"{client_key}-{today:%Y%m%d}-{uuid.uuid4().hex[:4]}"[:80]
+
+
+class NewProposal(BaseModel):
+    """What the operator gives ``aios propose``. Validated before anything starts."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    client_key: str = Field(min_length=1, max_length=64)
+    scope: str = Field(min_length=1, max_length=20_000)
+    budget: Decimal | None = Field(default=None, description="major units")
+    deadline: date | None = None
+    currency: str | None = None
+    proposal_id: str | None = None
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, value: str) -> str:
+        value = _clean(value)
+        if not value:
+            raise ValueError("scope must not be empty")
+        return value
+
+    @field_validator("budget")
+    @classmethod
+    def _budget(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and value < 0:
+            raise ValueError("budget must not be negative")
+        return value
+
+    @field_validator("proposal_id")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        if value is not None and not _ID_RE.match(value):
+            raise ValueError("must be 1-80 lowercase letters, digits or hyphens")
+        return value
+
+
+class NewInvoice(BaseModel):
+    """What the operator gives ``aios bill``."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    client_key: str = Field(min_length=1, max_length=64)
+    items: list[LineItem] = Field(min_length=1, max_length=100)
+    currency: str | None = None
+    invoice_id: str | None = None
+
+    @field_validator("invoice_id")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        if value is not None and not _ID_RE.match(value):
+            raise ValueError("must be 1-80 lowercase letters, digits or hyphens")
+        return value
+
+
+def _require_client(store: KernelStore, key: str) -> None:
+    if store.get_client(key) is None:
+        raise InvalidInput(
+            f"client: no client with key {key!r}; onboard them first with `aios onboard`"
+        )
+
+
+async def _start_new(
+    client: Client,
+    workflow_fn: Any,
+    arg: BaseModel,
+    workflow_id: str,
+    settings: Settings,
+    summary: str,
+) -> Started:
+    try:
+        handle = await client.start_workflow(
+            workflow_fn,
+            arg,
+            id=workflow_id,
+            task_queue=settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=summary,
+        )
+    except WorkflowAlreadyStartedError:
+        raise InvalidInput(f"{workflow_id} already exists; choose another id") from None
+    return Started(workflow_id, handle.result_run_id or "", existing=False)
+
+
+async def start_proposal(
+    client: Client, settings: Settings, store: KernelStore, new: NewProposal
+) -> Started:
+    """Start ``ProposalWorkflow`` for a known client; bad input raises and starts nothing."""
+    currency = normalize_currency(new.currency or settings.currency)
+    budget = parse_amount(new.budget, currency) if new.budget is not None else None
+    if new.deadline is not None and new.deadline < datetime.now(UTC).date():
+        raise InvalidInput(f"deadline: {new.deadline} is in the past")
+    _require_client(store, new.client_key)
+    proposal_id = new.proposal_id or _new_id(new.client_key, datetime.now(UTC).date())
+    return await _start_new(
+        client,
+        ProposalWorkflow.run,
+        ProposalInput(
+            proposal_id=proposal_id,
+            client_key=new.client_key,
+            scope=new.scope,
+            currency=currency,
+            budget_hint_minor=budget,
+            deadline=new.deadline,
+            provider=settings.payment_provider,
+            policy=settings.proposal_policy,
+            billing_policy=settings.billing_policy,
+            gate_policy=settings.gate_policy,
+        ),
+        proposal_workflow_id(proposal_id),
+        settings,
+        f"Proposal for {new.client_key}",
+    )
+
+
+async def start_billing(
+    client: Client, settings: Settings, store: KernelStore, new: NewInvoice
+) -> Started:
+    """Start ``BillingWorkflow`` for a known client; bad input raises and starts nothing."""
+    currency = normalize_currency(new.currency or settings.currency)
+    _require_client(store, new.client_key)
+    invoice_id = new.invoice_id or _new_id(new.client_key, datetime.now(UTC).date())
+    total = sum(item.amount_minor for item in new.items)
+    if total <= 0:
+        raise InvalidInput("items: the invoice total must be more than zero")
+    return await _start_new(
+        client,
+        BillingWorkflow.run,
+        BillingInput(
+            invoice_id=invoice_id,
+            client_key=new.client_key,
+            currency=currency,
+            line_items=new.items,
+            provider=settings.payment_provider,
+            policy=settings.billing_policy,
+            gate_policy=settings.gate_policy,
+        ),
+        billing_workflow_id(invoice_id),
+        settings,
+        f"Bill {new.client_key}: {format_amount(total, currency)}",
+    )
+
+
+def workflow_id_for(process: str, ref: str) -> str:
+    """``acme-20261121-ab12`` -> ``<process>/acme-20261121-ab12``; full ids pass through."""
+    ref = ref.strip()
+    if not ref:
+        raise InvalidInput(f"{process}: an id is required")
+    return ref if "/" in ref else f"{process}/{ref}"
+
+
+async def _running(client: Client, workflow_id: str) -> None:
+    try:
+        desc = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise InvalidInput(f"workflow {workflow_id!r} does not exist") from exc
+        raise
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        status = desc.status.name.lower() if desc.status else "closed"
+        raise InvalidInput(f"workflow {workflow_id!r} is {status}")
+
+
+async def respond(client: Client, proposal_ref: str, response: ClientResponse) -> bool:
+    """Send the client's answer; returns False when no worker confirmed a proposal waits."""
+    workflow_id = workflow_id_for("proposal", proposal_ref)
+    await _running(client, workflow_id)
+    try:
+        progress = await run_progress(client, workflow_id)
+    except RPCError:
+        progress = None
+    if progress is not None:
+        if progress.waiting_for != CLIENT_RESPONSE_SIGNAL:
+            where = progress.steps_done[-1] if progress.steps_done else "starting"
+            raise InvalidInput(
+                f"{workflow_id} is not waiting for the client's answer (last step: {where})"
+            )
+        extra = progress.model_extra or {}
+        version = extra.get("version")
+        if response.version is not None and version and response.version != version:
+            raise InvalidInput(f"version: v{response.version} is not the version out (v{version})")
+        total, currency = extra.get("total_minor"), str(extra.get("currency") or "")
+        if response.proposed_total is not None and total is not None and currency:
+            proposed = parse_amount(response.proposed_total, currency)
+            if proposed <= 0 or proposed >= int(total):
+                raise InvalidInput(
+                    f"total: {format_amount(proposed, currency)} is not below the current total "
+                    f"{format_amount(int(total), currency)}; to agree, send accept"
+                )
+    await client.get_workflow_handle(workflow_id).signal(CLIENT_RESPONSE_SIGNAL, response)
+    return progress is not None
+
+
+@dataclass(frozen=True)
+class PaymentSent:
+    workflow_id: str
+    amount: str
+    confirmed: bool
+
+
+async def record_payment(
+    client: Client,
+    store: KernelStore,
+    invoice_ref: str,
+    *,
+    amount: Decimal | None,
+    reference: str,
+    recorded_by: str,
+    paid_at: datetime | None = None,
+) -> PaymentSent:
+    """Tell a billing run that money arrived. ``invoice_ref`` is the invoice id, its workflow
+    id or its number (``INV-000042``); without ``amount`` the open balance is paid."""
+    ref = invoice_ref.strip()
+    if re.fullmatch(r"(?i)INV-\d+", ref):
+        number = int(ref.split("-", 1)[1])
+        found = store.invoice_by_number(number)
+        if found is None:
+            raise InvalidInput(f"invoice {ref.upper()} does not exist")
+        ref = found.workflow_id
+    workflow_id = workflow_id_for("billing", ref)
+    await _running(client, workflow_id)
+    try:
+        progress = await run_progress(client, workflow_id)
+    except RPCError:
+        progress = None
+    extra = progress.model_extra or {} if progress else {}
+    currency = str(extra.get("currency") or "")
+    if amount is None:
+        balance = extra.get("balance_minor")
+        if progress is None or balance is None or not currency:
+            raise InvalidInput(
+                "amount: no worker answered with the open balance; give --amount explicitly"
+            )
+        if int(balance) <= 0:
+            raise InvalidInput(f"{workflow_id} has nothing left to pay")
+        amount = Decimal(int(balance)).scaleb(-currency_exponent(currency))
+    if amount <= 0:
+        raise InvalidInput("amount: must be more than zero")
+    if currency:
+        parse_amount(amount, currency)  # the right number of decimals for the currency
+    payment = PaymentReceived(
+        amount=amount, reference=reference, recorded_by=recorded_by, paid_at=paid_at
+    )
+    await client.get_workflow_handle(workflow_id).signal(PAYMENT_RECEIVED_SIGNAL, payment)
+    shown = format_amount(parse_amount(amount, currency), currency) if currency else str(amount)
+    return PaymentSent(workflow_id, shown, confirmed=progress is not None)
+
+
+async def cancel(client: Client, workflow_id: str) -> None:
+    """Request cancellation; the workflow runs its compensations before it ends."""
+    await _running(client, workflow_id)
+    await client.get_workflow_handle(workflow_id).cancel()

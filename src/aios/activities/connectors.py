@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import activity
 
@@ -10,18 +10,41 @@ from aios.activities.context import event_for_step
 from aios.activities.errors import translating_errors
 from aios.activities.models import (
     CancelKickoffInput,
+    RetractProposalInput,
     SendGateReminderInput,
+    SendInvoiceInput,
+    SendProposalInput,
     SendResult,
     SendWelcomeInput,
 )
 from aios.connectors.calendar import Invite, invite_attachment, kickoff_uid
-from aios.connectors.email import OutgoingEmail, SmtpEmailConnector
+from aios.connectors.email import Attachment, OutgoingEmail, SmtpEmailConnector
+from aios.documents import (
+    CreditNoteDocument,
+    InvoiceDocument,
+    ProposalDocument,
+    render_credit_note,
+    render_invoice,
+    render_proposal,
+)
 from aios.errors import InvalidInput
+from aios.kernel.commerce import Invoice, Proposal, ProposalVersion
+from aios.kernel.models import Client
+from aios.kernel.money import format_amount
 from aios.kernel.store import KernelStore
 
 __all__ = ["KICKOFF_DURATION", "ConnectorActivities"]
 
 KICKOFF_DURATION = timedelta(minutes=45)
+
+
+def _pdf(filename: str, content: bytes) -> Attachment:
+    return Attachment(filename=filename, content=content, maintype="application", subtype="pdf")
+
+
+def _headline(scope: str) -> str:
+    first = " ".join(scope.split())
+    return first[:60] + ("..." if len(first) > 60 else "")
 
 
 class ConnectorActivities:
@@ -128,3 +151,197 @@ class ConnectorActivities:
             idempotency_key=inp.idempotency_key,
         )
         return self._send(email, "send_gate_reminder", "gate.reminded", None)
+
+    # --- proposals and invoices: emails with rendered documents ----------------------------
+
+    def _client(self, key: str) -> Client:
+        client = self._store.get_client(key)
+        if client is None:
+            raise InvalidInput(f"client: no client with key {key!r}")
+        return client
+
+    def _proposal(self, version_id: str) -> tuple[Proposal, ProposalVersion, Client]:
+        version = self._store.get_proposal_version(version_id)
+        proposal = self._store.get_proposal(version.proposal_id) if version else None
+        if version is None or proposal is None:
+            raise InvalidInput(f"proposal version {version_id!r} does not exist")
+        return proposal, version, self._client(proposal.client_key)
+
+    def _proposal_pdf(
+        self, proposal: Proposal, version: ProposalVersion, client: Client, valid_until: datetime
+    ) -> Attachment:
+        document = ProposalDocument(
+            proposal_id=proposal.proposal_id,
+            version=version.version,
+            client_name=client.name,
+            operator_name=self._operator_name,
+            issued_at=version.created_at or valid_until,
+            valid_until=valid_until,
+            currency=version.currency,
+            scope=proposal.scope,
+            line_items=version.line_items,
+            subtotal_minor=version.subtotal_minor,
+            discount_pct=version.discount_pct,
+            discount_minor=version.discount_minor,
+            total_minor=version.total_minor,
+            terms=version.terms,
+        )
+        name = f"proposal-{proposal.proposal_id}-v{version.version}.pdf"
+        return _pdf(name, render_proposal(document))
+
+    @activity.defn(name="send_proposal")
+    @translating_errors
+    def send_proposal(self, inp: SendProposalInput) -> SendResult:
+        proposal, version, client = self._proposal(inp.version_id)
+        total = format_amount(version.total_minor, version.currency)
+        what = _headline(proposal.scope)
+        if inp.follow_up:
+            subject = f"Following up: proposal for {what}"
+            intro = (
+                f"I am following up on my proposal for {what} ({total}, version "
+                f"{version.version}, attached again). Do you have any questions?"
+            )
+            kind = "proposal.followed_up"
+        else:
+            subject = f"Proposal: {what}" + (
+                f" (version {version.version})" * (version.version > 1)
+            )
+            intro = (
+                f"please find attached my proposal for {what}: {total}"
+                + (
+                    f", a {version.discount_pct}% discount included"
+                    if version.discount_minor
+                    else ""
+                )
+                + "."
+            )
+            kind = "proposal.sent"
+        email = OutgoingEmail(
+            to=inp.to,
+            subject=subject,
+            body=(
+                f"Hello {inp.client_name},\n\n{intro}\n\n"
+                f"The offer is valid until {inp.valid_until:%d %B %Y}. Reply to accept, decline "
+                f"or propose changes.\n\nBest regards,\n{self._operator_name}\n"
+            ),
+            idempotency_key=inp.idempotency_key,
+            attachments=(self._proposal_pdf(proposal, version, client, inp.valid_until),),
+        )
+        return self._send(email, "send_proposal", kind, f"proposal:{proposal.proposal_id}")
+
+    @activity.defn(name="retract_proposal")
+    @translating_errors
+    def retract_proposal(self, inp: RetractProposalInput) -> SendResult:
+        proposal, version, _ = self._proposal(inp.version_id)
+        email = OutgoingEmail(
+            to=inp.to,
+            subject=f"Withdrawn: proposal for {_headline(proposal.scope)}",
+            body=(
+                f"Hello {inp.client_name},\n\nI have to withdraw my proposal "
+                f"{proposal.proposal_id} (version {version.version}); please disregard it. "
+                f"I will be in touch.\n\nBest regards,\n{self._operator_name}\n"
+            ),
+            idempotency_key=inp.idempotency_key,
+        )
+        return self._send(
+            email,
+            "retract_proposal",
+            "compensation.proposal_retracted",
+            f"proposal:{proposal.proposal_id}",
+        )
+
+    def _invoice_pdf(self, invoice: Invoice, client: Client) -> Attachment:
+        if invoice.number is None or invoice.issued_at is None or invoice.due_at is None:
+            raise InvalidInput(f"invoice {invoice.invoice_id!r} is not issued yet")
+        document = InvoiceDocument(
+            invoice_id=invoice.invoice_id,
+            number=invoice.display_number,
+            client_name=client.name,
+            client_email=client.email,
+            operator_name=self._operator_name,
+            issued_at=invoice.issued_at,
+            due_at=invoice.due_at,
+            currency=invoice.currency,
+            line_items=invoice.line_items,
+            total_minor=invoice.total_minor,
+            payment_instructions=invoice.payment_instructions or "",
+            reference=f"Proposal {invoice.proposal_id}" if invoice.proposal_id else None,
+        )
+        return _pdf(f"invoice-{invoice.display_number}.pdf", render_invoice(document))
+
+    def _credit_note_pdfs(self, invoice: Invoice, client: Client) -> list[Attachment]:
+        return [
+            _pdf(
+                f"credit-note-{note.display_number}.pdf",
+                render_credit_note(
+                    CreditNoteDocument(
+                        number=note.display_number,
+                        invoice_number=invoice.display_number,
+                        client_name=client.name,
+                        operator_name=self._operator_name,
+                        issued_at=note.created_at or invoice.issued_at or invoice.due_at,
+                        currency=note.currency,
+                        amount_minor=note.amount_minor,
+                        reason=note.reason,
+                    )
+                ),
+            )
+            for note in self._store.credit_notes(invoice.invoice_id)
+        ]
+
+    @activity.defn(name="send_invoice_email")
+    @translating_errors
+    def send_invoice_email(self, inp: SendInvoiceInput) -> SendResult:
+        invoice = self._store.get_invoice(inp.invoice_id)
+        if invoice is None:
+            raise InvalidInput(f"invoice: no invoice with id {inp.invoice_id!r}")
+        client = self._client(invoice.client_key)
+        number = invoice.display_number
+        total = format_amount(invoice.total_minor, invoice.currency)
+        due = f"{invoice.due_at:%d %B %Y}" if invoice.due_at else "on receipt"
+        sign = f"\n\nBest regards,\n{self._operator_name}\n"
+        if inp.kind == "invoice":
+            subject = f"Invoice {number}: {total}"
+            body = (
+                f"Hello {client.name},\n\nplease find attached invoice {number} for {total}, "
+                f"due {due}.\n\n{invoice.payment_instructions or ''}{sign}"
+            )
+            attachments = [self._invoice_pdf(invoice, client)]
+            kind = "invoice.sent"
+        elif inp.kind == "reminder":
+            balance = format_amount(
+                inp.balance_minor if inp.balance_minor is not None else invoice.total_minor,
+                invoice.currency,
+            )
+            subject = f"Reminder {inp.reminder}: invoice {number}, {balance} open"
+            body = (
+                f"Hello {client.name},\n\na friendly reminder that invoice {number} "
+                f"(due {due}) still has {balance} open. If you have already paid, thank you "
+                f"and please ignore this message.\n\n{invoice.payment_instructions or ''}{sign}"
+            )
+            attachments = [self._invoice_pdf(invoice, client)]
+            kind = "invoice.reminded"
+        else:
+            credit = self._credit_note_pdfs(invoice, client)
+            subject = f"Cancelled: invoice {number}"
+            body = (
+                f"Hello {client.name},\n\ninvoice {number} for {total} is cancelled; please do "
+                "not pay it."
+                + (
+                    " The attached credit note covers what you already paid; I will refund it."
+                    if credit
+                    else ""
+                )
+                + (f" Reason: {inp.reason}" if inp.reason else "")
+                + sign
+            )
+            attachments = credit
+            kind = "compensation.invoice_cancelled"
+        email = OutgoingEmail(
+            to=client.email,
+            subject=subject,
+            body=body,
+            idempotency_key=inp.idempotency_key,
+            attachments=tuple(attachments),
+        )
+        return self._send(email, f"send_invoice_{inp.kind}", kind, f"invoice:{invoice.invoice_id}")

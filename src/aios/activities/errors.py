@@ -1,8 +1,10 @@
 """The one place where AiOs errors become Temporal application errors.
 
 An ``AiosError`` raised inside an activity becomes ``ApplicationError(type=<class name>,
-non_retryable=not error.retryable)`` with the same message. Anything else (a dropped database
-connection, a Qdrant hiccup) stays an ordinary exception, which Temporal retries.
+non_retryable=not error.retryable)`` with the same message. A pydantic ``ValidationError`` (a
+record or reply that does not fit its model) is ``InvalidInput``: retrying cannot fix it.
+Anything else (a dropped database connection, a Qdrant hiccup) stays an ordinary exception,
+which Temporal retries.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
+from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
-from aios.errors import AiosError
+from aios.errors import AiosError, InvalidInput
 
 __all__ = ["NON_RETRYABLE_TYPES", "as_application_error", "translating_errors"]
 
@@ -36,5 +39,17 @@ def translating_errors(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except AiosError as exc:
             raise as_application_error(exc) from exc
+        except ValidationError as exc:
+            raise as_application_error(InvalidInput(describe(exc))) from exc
 
     return wrapper
+
+
+def describe(exc: ValidationError) -> str:
+    """``Model: field: problem; ...`` in one line."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return f"{exc.title}: " + "; ".join(parts)

@@ -26,7 +26,9 @@ class MemoryActivities:
     @activity.defn(name="recall_memory")
     @translating_errors
     def recall_memory(self, inp: RecallMemoryInput) -> RecallMemoryResult:
-        found = self._memory.recall(inp.query, kinds=inp.kinds or None, limit=inp.limit)
+        found = self._memory.recall(
+            inp.query, kinds=inp.kinds or None, entity=inp.entity, limit=inp.limit
+        )
         return RecallMemoryResult(memories=found)
 
     @activity.defn(name="remember")

@@ -6,28 +6,53 @@ travel in the input so they are visible in history. Large texts (drafts) travel 
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from aios.agents.intake import IntakeFacts
+from aios.kernel.commerce import InvoiceStatus, VersionSource
 from aios.kernel.models import Client
+from aios.kernel.money import LineItem
+from aios.kernel.policy import BillingPolicy, ProposalPolicy
 from aios.memory.store import RecalledMemory
 
 __all__ = [
+    "AgentCall",
     "CancelKickoffInput",
+    "CheckInvoicePolicyInput",
+    "CheckProposalPolicyInput",
     "ClassifyIntakeInput",
     "ClassifyIntakeResult",
+    "CreateInvoiceInput",
+    "CreditNoteRef",
+    "DraftProposalInput",
     "DraftResult",
     "DraftWelcomeInput",
+    "InvoiceRef",
+    "InvoiceStepInput",
+    "IssueCreditNoteInput",
+    "IssueInvoiceInput",
+    "OpenProposalInput",
+    "OpenProposalResult",
+    "ProposalVersionRef",
+    "ProviderCreateInvoiceInput",
+    "ProviderMarkPaidInput",
     "RecallMemoryInput",
     "RecallMemoryResult",
     "RecordEventInput",
+    "RecordPaymentInput",
+    "RecordPaymentResult",
     "RememberInput",
     "RememberResult",
+    "RetractProposalInput",
     "ReviseDraftInput",
+    "ReviseProposalInput",
     "SendGateReminderInput",
+    "SendInvoiceInput",
+    "SendProposalInput",
     "SendResult",
     "SendWelcomeInput",
     "UpsertClientInput",
@@ -67,6 +92,7 @@ class UpsertClientResult(BaseModel):
 class RecallMemoryInput(BaseModel):
     query: str
     kinds: list[str] = Field(default_factory=list)
+    entity: str | None = None
     limit: int = Field(default=5, ge=1, le=20)
 
 
@@ -150,3 +176,171 @@ class RecordEventInput(BaseModel):
     kind: str
     entity: str | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- proposals -------------------------------------------------------------------------------
+
+
+class OpenProposalInput(BaseModel):
+    idempotency_key: str
+    proposal_id: str
+    client_key: str
+    scope: str
+    currency: str
+    budget_hint_minor: int | None = None
+    deadline: date | None = None
+
+
+class OpenProposalResult(BaseModel):
+    client_name: str
+    client_email: str
+    segment: str
+
+
+class ProposalVersionRef(BaseModel):
+    """A stored proposal version as workflows see it (the full record stays in PostgreSQL)."""
+
+    version_id: str
+    version: int
+    source: VersionSource
+    currency: str
+    subtotal_minor: int
+    discount_pct: Decimal
+    total_minor: int
+    line_items: list[LineItem]
+    memory_ids_used: list[str] = Field(default_factory=list)
+    call: AgentCall | None = None
+
+
+class DraftProposalInput(BaseModel):
+    idempotency_key: str
+    proposal_id: str
+    client_key: str
+    valid_until: datetime
+    payment_terms_days: int
+    memories: list[RecalledMemory] = Field(default_factory=list)
+
+
+class CheckProposalPolicyInput(BaseModel):
+    idempotency_key: str
+    version_id: str
+    policy: ProposalPolicy
+
+
+class ReviseProposalInput(BaseModel):
+    idempotency_key: str
+    base_version_id: str
+    source: VersionSource
+    author: str
+    note: str = ""
+    total_minor: int | None = None
+    discount_pct: Decimal | None = None
+    terms: str | None = None
+
+
+class SendProposalInput(BaseModel):
+    idempotency_key: str
+    version_id: str
+    to: str
+    client_name: str
+    valid_until: datetime
+    follow_up: int = 0  # 0: the proposal itself; n: the n-th follow-up
+
+
+class RetractProposalInput(BaseModel):
+    idempotency_key: str
+    version_id: str
+    to: str
+    client_name: str
+    reason: str
+
+
+# --- billing ---------------------------------------------------------------------------------
+
+
+class CreateInvoiceInput(BaseModel):
+    idempotency_key: str
+    invoice_id: str
+    client_key: str
+    proposal_id: str | None = None
+    currency: str
+    line_items: list[LineItem] = Field(min_length=1)
+
+
+class InvoiceRef(BaseModel):
+    invoice_id: str
+    number: str | None
+    status: InvoiceStatus
+    currency: str
+    total_minor: int
+    client_name: str
+    client_email: str
+
+
+class CheckInvoicePolicyInput(BaseModel):
+    idempotency_key: str
+    invoice_id: str
+    policy: BillingPolicy
+
+
+class IssueInvoiceInput(BaseModel):
+    idempotency_key: str
+    invoice_id: str
+    issued_at: datetime
+    due_at: datetime
+
+
+class InvoiceStepInput(BaseModel):
+    """An invoice step that needs only the invoice (void, provider calls)."""
+
+    idempotency_key: str
+    invoice_id: str
+    reason: str = ""
+
+
+class RecordPaymentInput(BaseModel):
+    idempotency_key: str
+    invoice_id: str
+    amount_minor: int = Field(gt=0)
+    currency: str
+    reference: str = ""
+    paid_at: datetime
+    recorded_by: str
+
+
+class RecordPaymentResult(BaseModel):
+    balance_minor: int
+    status: InvoiceStatus
+
+
+class IssueCreditNoteInput(BaseModel):
+    idempotency_key: str
+    invoice_id: str
+    amount_minor: int = Field(gt=0)
+    reason: str
+
+
+class CreditNoteRef(BaseModel):
+    number: str
+    amount_minor: int
+
+
+class ProviderCreateInvoiceInput(BaseModel):
+    idempotency_key: str
+    invoice_id: str
+    provider: str
+
+
+class ProviderMarkPaidInput(BaseModel):
+    idempotency_key: str
+    invoice_id: str
+    amount_minor: int
+
+
+class SendInvoiceInput(BaseModel):
+    idempotency_key: str
+    invoice_id: str
+    kind: Literal["invoice", "reminder", "cancellation"]
+    reminder: int = 0
+    balance_minor: int | None = None
+    reason: str = ""

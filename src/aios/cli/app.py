@@ -9,6 +9,7 @@ import sys
 import warnings
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -21,10 +22,12 @@ from temporalio.service import RPCError
 
 from aios import devstack, operations
 from aios.config import Settings, get_settings
-from aios.errors import AiosError
+from aios.errors import AiosError, InvalidInput
 from aios.kernel.models import ClientIntake
+from aios.kernel.money import LineItem, normalize_currency, parse_amount
 from aios.temporal import connect
 from aios.workflows.gates import GateDecision
+from aios.workflows.proposal import ClientResponse
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -145,12 +148,13 @@ def inbox() -> None:
     if not items:
         out.print("Inbox empty: nothing waits for your decision.")
         return
-    table = Table("workflow", "gate", "waiting", "summary", "reminders")
+    table = Table("workflow", "gate", "amount", "waiting", "summary", "reminders")
     for item in items:
         gate = item.gate
         table.add_row(
             item.workflow_id,
             gate.gate if gate else "?",
+            (gate.amount or "") if gate else "",
             age(item.age),
             gate.summary[:90] if gate else item.note,
             str(gate.reminders_sent) if gate else "",
@@ -235,6 +239,10 @@ def status(workflow_id: Annotated[str, typer.Argument(help="e.g. onboarding/acme
     out.print(f"Web UI: {operations.web_ui_url(s, st.workflow_id, st.run_id)}")
     if st.steps_done:
         out.print("Steps done: " + ", ".join(st.steps_done))
+    for k, v in st.details.items():
+        out.print(f"{k.replace('_', ' ').capitalize()}: {v}", highlight=False)
+    if st.waiting_for:
+        out.print(f"Waiting for signal [bold]{st.waiting_for}[/]")
     for g in st.gates:
         out.print(
             f"Waiting at gate [bold]{g.gate}[/] since {g.requested_at:%Y-%m-%d %H:%M} UTC "
@@ -260,6 +268,208 @@ def status(workflow_id: Annotated[str, typer.Argument(help="e.g. onboarding/acme
         details = ", ".join(f"{k}={v}" for k, v in e.payload.items() if v not in (None, "", []))
         table.add_row(str(e.id), f"{e.occurred_at:%H:%M:%S}", e.kind, details[:110])
     out.print(table)
+
+
+# --- money ---------------------------------------------------------------------------------
+
+
+def _store(s: Settings) -> Any:
+    from aios.kernel.store import KernelStore
+
+    return KernelStore(devstack.database_url(s), max_size=1)
+
+
+def _who(approver: str | None, s: Settings) -> str:
+    return approver or os.environ.get("USER") or getpass.getuser() or s.operator_name
+
+
+def parse_item(text: str, currency: str) -> LineItem:
+    """``"Website build=4500"`` or ``"Hosting (months)=12x25.50"`` -> a line item."""
+    description, sep, price = text.rpartition("=")
+    if not sep or not description.strip() or not price.strip():
+        raise InvalidInput(
+            f"--item {text!r}: expected DESCRIPTION=AMOUNT or DESCRIPTION=QTYxAMOUNT"
+        )
+    quantity, x, unit = price.strip().partition("x")
+    if not x:
+        quantity, unit = "1", price
+    if not quantity.strip().isdigit():
+        raise InvalidInput(f"--item {text!r}: quantity {quantity.strip()!r} is not a whole number")
+    try:
+        unit_minor = parse_amount(unit, currency)
+    except InvalidInput as exc:
+        raise InvalidInput(f"--item {text!r}: {exc}") from None
+    return LineItem(description=description, quantity=int(quantity), unit_price_minor=unit_minor)
+
+
+@app.command()
+@command
+def propose(
+    client_key: Annotated[str, typer.Option("--client", help="Client key, e.g. acme-ltd")],
+    scope: Annotated[str, typer.Option(help="What the client wants, in your words or theirs")],
+    budget: Annotated[
+        str | None, typer.Option(help="The client's budget, e.g. 4500 (currency units)")
+    ] = None,
+    deadline: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
+    currency: Annotated[str | None, typer.Option(help="ISO code (default AIOS_CURRENCY)")] = None,
+    proposal_id: Annotated[str | None, typer.Option("--id", help="Proposal id")] = None,
+) -> None:
+    """Draft a proposal for a client from memory and policy; it is sent when approved."""
+    new = operations.NewProposal.model_validate(
+        {
+            "client_key": client_key,
+            "scope": scope,
+            "budget": budget,
+            "deadline": deadline,
+            "currency": currency,
+            "proposal_id": proposal_id,
+        }
+    )
+    s = settings()
+
+    async def go() -> operations.Started:
+        store = _store(s)
+        try:
+            return await operations.start_proposal(await connect(s), s, store, new)
+        finally:
+            store.close()
+
+    started = run(go())
+    out.print(f"Proposal started: [bold]{started.workflow_id}[/] (run {started.run_id})")
+    out.print(f"Web UI: {operations.web_ui_url(s, started.workflow_id, started.run_id)}")
+    out.print(
+        "If policy needs you, it waits in `aios inbox`; the client's answer goes in with "
+        f"`aios respond {started.workflow_id.split('/', 1)[1]} accept|decline|counter`.",
+        highlight=False,
+    )
+
+
+@app.command()
+@command
+def respond(
+    proposal: Annotated[str, typer.Argument(help="Proposal id or proposal/<id>")],
+    response: Annotated[str, typer.Argument(help="accept | decline | counter")],
+    note: Annotated[str, typer.Option(help="What the client said")] = "",
+    total: Annotated[
+        str | None, typer.Option(help="The client's proposed total (counter only)")
+    ] = None,
+    version: Annotated[int | None, typer.Option(help="The version they answer")] = None,
+) -> None:
+    """Record the client's answer to a proposal that was sent."""
+    payload = ClientResponse.model_validate(
+        {"response": response, "note": note, "proposed_total": total, "version": version}
+    )
+    s = settings()
+
+    async def go() -> bool:
+        return await operations.respond(await connect(s), proposal, payload)
+
+    confirmed = run(go())
+    wid = operations.workflow_id_for("proposal", proposal)
+    if confirmed:
+        out.print(f"Recorded '{response}' for {wid}.")
+    else:
+        out.print(
+            f"Sent '{response}' to {wid}, unconfirmed: no worker answered. It is applied when "
+            "`aios worker` runs; if the proposal is not waiting for an answer it is rejected "
+            "(see `aios status`)."
+        )
+
+
+@app.command()
+@command
+def bill(
+    client_key: Annotated[str, typer.Option("--client", help="Client key, e.g. acme-ltd")],
+    item: Annotated[
+        list[str],
+        typer.Option(help="DESCRIPTION=AMOUNT or DESCRIPTION=QTYxAMOUNT; repeat for more lines"),
+    ],
+    currency: Annotated[str | None, typer.Option(help="ISO code (default AIOS_CURRENCY)")] = None,
+    invoice_id: Annotated[str | None, typer.Option("--id", help="Invoice id")] = None,
+) -> None:
+    """Invoice a client directly (an accepted proposal starts billing by itself)."""
+    s = settings()
+    cur = normalize_currency(currency or s.currency)
+    items = [parse_item(text, cur) for text in item]
+    new = operations.NewInvoice(
+        client_key=client_key, items=items, currency=cur, invoice_id=invoice_id
+    )
+
+    async def go() -> operations.Started:
+        store = _store(s)
+        try:
+            return await operations.start_billing(await connect(s), s, store, new)
+        finally:
+            store.close()
+
+    started = run(go())
+    out.print(f"Billing started: [bold]{started.workflow_id}[/] (run {started.run_id})")
+    out.print(f"Web UI: {operations.web_ui_url(s, started.workflow_id, started.run_id)}")
+
+
+@app.command()
+@command
+def paid(
+    invoice: Annotated[str, typer.Argument(help="Invoice id, billing/<id> or number INV-000042")],
+    amount: Annotated[
+        str | None, typer.Option(help="Amount received (default: the open balance)")
+    ] = None,
+    reference: Annotated[str, typer.Option(help="Bank or payment reference")] = "",
+    approver: ApproverOpt = None,
+) -> None:
+    """Record a payment received for an invoice (signal payment_received)."""
+    s = settings()
+    value: Decimal | None = None
+    if amount is not None:
+        try:
+            value = Decimal(amount.replace(",", ""))
+        except InvalidOperation:
+            raise fail(f"--amount: {amount!r} is not a number") from None
+        if not value.is_finite() or value <= 0:
+            raise fail(f"--amount: {amount!r} must be a positive number")
+
+    async def go() -> operations.PaymentSent:
+        store = _store(s)
+        try:
+            return await operations.record_payment(
+                await connect(s),
+                store,
+                invoice,
+                amount=value,
+                reference=reference,
+                recorded_by=_who(approver, s),
+            )
+        finally:
+            store.close()
+
+    sent = run(go())
+    tail = "" if sent.confirmed else " (unconfirmed: no worker answered; applied when one runs)"
+    out.print(f"Recorded payment of {sent.amount} for {sent.workflow_id}{tail}.", highlight=False)
+
+
+@app.command()
+@command
+def cancel(
+    workflow_id: Annotated[str, typer.Argument(help="e.g. billing/acme-20261121-ab12")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Cancel a run; its compensations (void, cancellation email, credit note) run first."""
+    s = settings()
+    if "/" not in workflow_id:
+        raise fail("give the full workflow id, e.g. billing/<id> or proposal/<id>")
+    if not yes and not typer.confirm(
+        f"Cancel {workflow_id}? Compensations will undo what it did (emails go out).", default=False
+    ):
+        raise fail("not cancelled")
+
+    async def go() -> None:
+        await operations.cancel(await connect(s), workflow_id)
+
+    run(go())
+    out.print(
+        f"Cancellation requested for {workflow_id}; it runs its compensations and ends "
+        f"cancelled. Follow it with `aios status {workflow_id}`."
+    )
 
 
 @app.command()

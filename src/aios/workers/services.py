@@ -7,14 +7,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from aios.activities import AgentActivities, ConnectorActivities, KernelActivities, MemoryActivities
+from aios.activities.billing import BillingActivities
+from aios.activities.proposals import ProposalActivities
 from aios.config import Settings
 from aios.connectors.email import SmtpConfig, SmtpEmailConnector
+from aios.connectors.payments.bank import BankDetails, BankTransferProvider
+from aios.connectors.payments.base import PaymentProvider
 from aios.errors import StackError
 from aios.kernel.store import KernelStore, apply_migrations
 from aios.memory.embedders import WordLlamaEmbedder
 from aios.memory.store import MemoryStore
 
-__all__ = ["Services"]
+__all__ = ["Services", "payment_providers"]
 
 
 @dataclass
@@ -23,6 +27,7 @@ class Services:
     store: KernelStore
     memory: MemoryStore
     email: SmtpEmailConnector
+    providers: dict[str, PaymentProvider]
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Services:
@@ -62,7 +67,13 @@ class Services:
                 sender=settings.mail_from,
             )
         )
-        return cls(settings=settings, store=store, memory=memory, email=email)
+        return cls(
+            settings=settings,
+            store=store,
+            memory=memory,
+            email=email,
+            providers=payment_providers(settings),
+        )
 
     def activities(self) -> list[Callable[..., Any]]:
         s = self.settings
@@ -72,7 +83,30 @@ class Services:
         connectors = ConnectorActivities(
             self.store, self.email, operator_name=s.operator_name, operator_email=s.operator_email
         )
+        proposals = ProposalActivities(
+            self.store,
+            operator_name=s.operator_name,
+            rate_card=s.rate_card,
+            payment_provider=s.payment_provider,
+        )
+        billing = BillingActivities(self.store, self.providers)
         return [
+            proposals.open_proposal,
+            proposals.draft_proposal,
+            proposals.revise_proposal,
+            proposals.check_proposal_policy,
+            billing.create_invoice,
+            billing.check_invoice_policy,
+            billing.issue_invoice,
+            billing.void_invoice,
+            billing.record_payment,
+            billing.issue_credit_note,
+            billing.provider_create_invoice,
+            billing.provider_void_invoice,
+            billing.provider_mark_paid,
+            connectors.send_proposal,
+            connectors.retract_proposal,
+            connectors.send_invoice_email,
             kernel.upsert_client,
             kernel.record_event,
             agents.classify_intake,
@@ -88,3 +122,25 @@ class Services:
     def close(self) -> None:
         self.memory.close()
         self.store.close()
+
+
+def payment_providers(settings: Settings) -> dict[str, PaymentProvider]:
+    """Bank transfer always; Stripe when an API key is configured."""
+    providers: dict[str, PaymentProvider] = {
+        "bank_transfer": BankTransferProvider(
+            BankDetails(
+                account_name=settings.bank_account_name or settings.operator_name,
+                iban=settings.bank_iban,
+                bic=settings.bank_bic,
+                bank_name=settings.bank_name,
+                contact_email=settings.operator_email,
+            )
+        )
+    }
+    if settings.stripe_api_key is not None:
+        from aios.connectors.payments.stripe import StripeProvider
+
+        providers["stripe"] = StripeProvider(
+            settings.stripe_api_key, api_base=settings.stripe_api_base
+        )
+    return providers

@@ -1,5 +1,14 @@
 """Business processes as deterministic Temporal workflows, plus the shared Saga and Gate."""
 
+from aios.workflows.billing import (
+    PAYMENT_RECEIVED_SIGNAL,
+    BillingInput,
+    BillingProgress,
+    BillingResult,
+    BillingWorkflow,
+    PaymentReceived,
+    billing_workflow_id,
+)
 from aios.workflows.gates import DECIDE_SIGNAL, GateDecision, GateHost, GateOutcome, PendingGate
 from aios.workflows.onboarding import (
     OnboardingInput,
@@ -8,13 +17,29 @@ from aios.workflows.onboarding import (
     OnboardingWorkflow,
     onboarding_workflow_id,
 )
+from aios.workflows.proposal import (
+    CLIENT_RESPONSE_SIGNAL,
+    ClientResponse,
+    ProposalInput,
+    ProposalProgress,
+    ProposalResult,
+    ProposalWorkflow,
+    proposal_workflow_id,
+)
 from aios.workflows.saga import Saga, SagaReport
 
-WORKFLOWS = [OnboardingWorkflow]
+WORKFLOWS = [OnboardingWorkflow, ProposalWorkflow, BillingWorkflow]
 
 __all__ = [
+    "CLIENT_RESPONSE_SIGNAL",
     "DECIDE_SIGNAL",
+    "PAYMENT_RECEIVED_SIGNAL",
     "WORKFLOWS",
+    "BillingInput",
+    "BillingProgress",
+    "BillingResult",
+    "BillingWorkflow",
+    "ClientResponse",
     "GateDecision",
     "GateHost",
     "GateOutcome",
@@ -22,8 +47,15 @@ __all__ = [
     "OnboardingProgress",
     "OnboardingResult",
     "OnboardingWorkflow",
+    "PaymentReceived",
     "PendingGate",
+    "ProposalInput",
+    "ProposalProgress",
+    "ProposalResult",
+    "ProposalWorkflow",
     "Saga",
     "SagaReport",
+    "billing_workflow_id",
     "onboarding_workflow_id",
+    "proposal_workflow_id",
 ]

@@ -16,8 +16,7 @@ written to the event log. While a gate waits the workflow sets search attribute
 
 from __future__ import annotations
 
-import contextlib
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -32,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.workflows.attributes import AWAITING_APPROVAL
     from aios.workflows.steps import step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE
+    from aios.workflows.waiting import Schedule, wait_until
 
 __all__ = ["DECIDE_SIGNAL", "GateDecision", "GateHost", "GateOutcome", "PendingGate"]
 
@@ -72,6 +72,7 @@ class PendingGate(BaseModel):
     editable_fields: list[str] = Field(default_factory=list)
     rejected_signals: int = 0
     last_rejection: str | None = None
+    amount: str | None = None  # what is at stake, for gates about money ("USD 4,500.00")
 
 
 class GateOutcome(BaseModel):
@@ -167,6 +168,7 @@ class GateHost:
         policy: GatePolicy,
         editable_fields: list[str],
         entity: str | None = None,
+        amount: str | None = None,
     ) -> GateOutcome:
         """Open ``gate`` and wait until the operator decides or the policy expires it."""
         requested = workflow.now()
@@ -181,52 +183,51 @@ class GateHost:
             expires_at=expires,
             next_reminder_at=reminders[0] if reminders else None,
             editable_fields=editable_fields,
+            amount=amount,
         )
         workflow.upsert_search_attributes([AWAITING_APPROVAL.value_set(True)])
-        await self._event(
+        await self._gate_event(
             gate,
             "gate.requested",
             entity,
             {"title": title, "summary": summary, "expires_at": expires.isoformat()},
         )
-        sent = 0
-        while self._decision is None:
-            await self._flush_rejections(gate)
-            now = workflow.now()
-            if now >= expires:
-                break
-            if sent < len(reminders) and now >= reminders[sent]:
-                sent += 1
-                self._open.reminders_sent = sent
-                self._open.next_reminder_at = reminders[sent] if sent < len(reminders) else None
-                await step(
-                    ConnectorActivities.send_gate_reminder,
-                    SendGateReminderInput(
-                        idempotency_key=step_key(f"gate/{gate}/reminder/{sent}"),
-                        gate=gate,
-                        title=title,
-                        summary=summary,
-                        requested_at=requested,
-                        expires_at=expires,
-                        reminder=sent,
-                    ),
-                    CONNECTOR_EFFECT,
-                )
-                continue
-            wake = reminders[sent] if sent < len(reminders) else expires
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: self._decision is not None or bool(self._unrecorded),
-                    timeout=max(wake - now, timedelta(milliseconds=1)),
-                    timeout_summary=f"gate {gate}",
-                )
+        schedule = Schedule(reminders=reminders, deadline=expires)
+
+        async def remind(n: int) -> None:
+            assert self._open is not None
+            self._open.reminders_sent = n
+            self._open.next_reminder_at = schedule.next_reminder
+            await step(
+                ConnectorActivities.send_gate_reminder,
+                SendGateReminderInput(
+                    idempotency_key=step_key(f"gate/{gate}/reminder/{n}"),
+                    gate=gate,
+                    title=title,
+                    summary=summary,
+                    requested_at=requested,
+                    expires_at=expires,
+                    reminder=n,
+                ),
+                CONNECTOR_EFFECT,
+            )
+
+        await wait_until(
+            lambda: self._decision is not None,
+            schedule,
+            remind=remind,
+            flush=lambda: self._flush_rejections(gate),
+            needs_flush=lambda: bool(self._unrecorded),
+            summary=f"gate {gate}",
+        )
+        sent = schedule.sent
         decision = self._decision
         self._open = None
         workflow.upsert_search_attributes([AWAITING_APPROVAL.value_set(False)])
         await self._flush_rejections(gate)
         waited = (workflow.now() - requested).total_seconds()
         if decision is None:
-            await self._event(
+            await self._gate_event(
                 gate, "gate.expired", entity, {"waited_seconds": waited, "reminders_sent": sent}
             )
             return GateOutcome(gate=gate, status="expired", waited_seconds=waited)
@@ -235,7 +236,7 @@ class GateHost:
             "reject": "rejected",
             "edit": "edited",
         }[decision.decision]
-        await self._event(
+        await self._gate_event(
             gate,
             "gate.decided",
             entity,
@@ -250,7 +251,7 @@ class GateHost:
         )
         return GateOutcome(gate=gate, status=status, decision=decision, waited_seconds=waited)
 
-    async def _event(self, gate: str, kind: str, entity: str | None, payload: dict) -> None:
+    async def _gate_event(self, gate: str, kind: str, entity: str | None, payload: dict) -> None:
         await step(
             KernelActivities.record_event,
             RecordEventInput(

@@ -32,6 +32,10 @@ class Saga:
         """Register the undo of a step that has just succeeded."""
         self._compensations.append((name, compensation))
 
+    def discard(self, name: str) -> None:
+        """Forget the compensation ``name``: its step no longer needs undoing."""
+        self._compensations = [(n, c) for n, c in self._compensations if n != name]
+
     @property
     def pending(self) -> list[str]:
         return [name for name, _ in self._compensations]

@@ -8,9 +8,11 @@ from typing import Any, TypeVar
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from aios.workflows.timeouts import StepOptions
+    from aios.activities.kernel import KernelActivities
+    from aios.activities.models import RecordEventInput
+    from aios.workflows.timeouts import KERNEL_WRITE, StepOptions
 
-__all__ = ["step", "step_key"]
+__all__ = ["record", "step", "step_key"]
 
 ArgT = TypeVar("ArgT")
 ResT = TypeVar("ResT")
@@ -31,3 +33,16 @@ def step_key(name: str) -> str:
     """The idempotency key of step ``name`` in this run: ``<workflow id>/<run id>/<name>``."""
     info = workflow.info()
     return f"{info.workflow_id}/{info.run_id}/{name}"
+
+
+async def record(
+    kind: str, entity: str | None, payload: dict[str, Any], *, key: str | None = None
+) -> None:
+    """Append event ``kind`` to the event log, once per run (or per ``key`` when given)."""
+    await step(
+        KernelActivities.record_event,
+        RecordEventInput(
+            idempotency_key=step_key(key or kind), kind=kind, entity=entity, payload=payload
+        ),
+        KERNEL_WRITE,
+    )

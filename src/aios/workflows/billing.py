@@ -1,0 +1,456 @@
+"""Billing: issue a numbered invoice, make it payable, send it, remind, record the payment."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio import workflow
+from temporalio.common import RawValue
+
+with workflow.unsafe.imports_passed_through():
+    from aios.activities.billing import BillingActivities
+    from aios.activities.connectors import ConnectorActivities
+    from aios.activities.memory import MemoryActivities
+    from aios.activities.models import (
+        CheckInvoicePolicyInput,
+        CreateInvoiceInput,
+        InvoiceRef,
+        InvoiceStepInput,
+        IssueCreditNoteInput,
+        IssueInvoiceInput,
+        ProviderCreateInvoiceInput,
+        ProviderMarkPaidInput,
+        RecordPaymentInput,
+        RememberInput,
+        SendInvoiceInput,
+    )
+    from aios.errors import InvalidInput
+    from aios.kernel.money import LineItem, format_amount, parse_amount
+    from aios.kernel.policy import BillingPolicy, GatePolicy
+    from aios.workflows.attributes import CLIENT, PROCESS
+    from aios.workflows.gates import GateHost, PendingGate
+    from aios.workflows.saga import Saga
+    from aios.workflows.steps import record, step, step_key
+    from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY, StepOptions
+    from aios.workflows.waiting import Schedule, SignalLog, decode_signal, wait_until
+
+__all__ = [
+    "PAYMENT_RECEIVED_SIGNAL",
+    "BillingInput",
+    "BillingProgress",
+    "BillingResult",
+    "BillingWorkflow",
+    "PaymentReceived",
+    "billing_workflow_id",
+]
+
+PROCESS_NAME = "billing"
+PAYMENT_RECEIVED_SIGNAL = "payment_received"
+
+
+def billing_workflow_id(invoice_id: str) -> str:
+    return f"{PROCESS_NAME}/{invoice_id}"
+
+
+class BillingInput(BaseModel):
+    invoice_id: str
+    client_key: str
+    currency: str
+    line_items: list[LineItem] = Field(min_length=1)
+    proposal_id: str | None = None
+    provider: str = "bank_transfer"
+    policy: BillingPolicy = Field(default_factory=BillingPolicy)
+    gate_policy: GatePolicy = Field(default_factory=GatePolicy)
+
+
+class PaymentReceived(BaseModel):
+    """The payload of signal ``payment_received``.
+
+    ``{"amount": "4500.00", "currency": "USD", "reference": "bank ref", "recorded_by": "you",
+    "paid_at": "2026-11-21T10:00:00Z"}``; ``amount`` is in major units of the invoice's
+    currency; ``currency``, when given, must be the invoice's; ``paid_at`` defaults to when
+    the workflow records it.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    amount: Decimal
+    recorded_by: str = Field(min_length=1, max_length=200)
+    currency: str | None = None
+    reference: str = Field(default="", max_length=200)
+    paid_at: datetime | None = None
+
+
+class BillingResult(BaseModel):
+    status: Literal["paid", "rejected", "expired"]
+    invoice_id: str
+    number: str | None = None
+    total: str
+    paid: str = ""
+    reason: str = ""
+    memory_id: str | None = None
+
+
+class BillingProgress(BaseModel):
+    invoice_id: str
+    steps_done: list[str]
+    pending_gates: list[PendingGate]
+    compensations_pending: list[str]
+    waiting_for: str | None = None
+    number: str | None = None
+    total: str = ""
+    balance: str = ""
+    balance_minor: int | None = None
+    currency: str = ""
+    reminders_sent: int = 0
+    rejected_signals: int = 0
+    last_rejection: str | None = None
+
+
+@workflow.defn(name="BillingWorkflow")
+class BillingWorkflow(GateHost):
+    """One invoice, from draft to paid.
+
+    Id: ``billing/<invoice-id>``. Input ``BillingInput``, result ``BillingResult``.
+
+    Signals: ``decide`` (``GateDecision``) answers the ``invoice`` gate (invoices above the
+    policy threshold; approve or reject); ``payment_received`` (``PaymentReceived``) records a
+    payment, partial payments included.
+    Queries: ``pending_gates``; ``progress`` -> ``BillingProgress``.
+    Search attributes: ``AiosProcess=billing``, ``AiosClient``, ``AiosAwaitingApproval``.
+
+    End states: ``paid``; ``rejected`` or ``expired`` at the gate (the draft is voided; no
+    number is used). Failed or cancelled after issue (``aios cancel``, ``temporal workflow
+    cancel``): compensations run in reverse — a credit note for anything paid, a cancellation
+    email, void at the provider, void in the kernel — each once, each an event.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._invoice_id = ""
+        self._steps: list[str] = []
+        self._saga = Saga()
+        self._ref: InvoiceRef | None = None
+        self._payments: list[PaymentReceived] = []
+        self._processed = 0
+        self._paid_minor = 0
+        self._balance_minor: int | None = None
+        self._awaiting_payment = False
+        self._schedule: Schedule | None = None
+        self._signals = SignalLog()
+
+    @workflow.signal(name=PAYMENT_RECEIVED_SIGNAL)
+    def payment_received(self, payload: RawValue) -> None:
+        payment = decode_signal(payload, PaymentReceived)
+        if isinstance(payment, str):
+            self._signals.reject(PAYMENT_RECEIVED_SIGNAL, payment)
+            return
+        problem = self._check_payment(payment)
+        if problem:
+            self._signals.reject(PAYMENT_RECEIVED_SIGNAL, problem)
+            return
+        self._payments.append(payment)
+
+    def _check_payment(self, payment: PaymentReceived) -> str | None:
+        ref = self._ref
+        if ref is None:
+            return "the invoice is not created yet"
+        if self._balance_minor is not None and self._balance_minor <= 0:
+            return "the invoice is already paid"
+        if payment.currency is not None and payment.currency.strip().upper() != ref.currency:
+            return f"currency: {payment.currency} is not the invoice's currency {ref.currency}"
+        try:
+            amount = parse_amount(payment.amount, ref.currency)
+        except InvalidInput as exc:
+            return str(exc)
+        if amount <= 0:
+            return "amount: must be more than zero"
+        return None
+
+    @workflow.query(name="progress")
+    def progress(self) -> BillingProgress:
+        ref = self._ref
+        balance = self._balance_minor
+        return BillingProgress(
+            invoice_id=self._invoice_id,
+            steps_done=list(self._steps),
+            pending_gates=self.pending_gates(),
+            compensations_pending=self._saga.pending,
+            waiting_for=PAYMENT_RECEIVED_SIGNAL if self._awaiting_payment else None,
+            number=ref.number if ref else None,
+            total=format_amount(ref.total_minor, ref.currency) if ref else "",
+            balance=format_amount(balance, ref.currency) if ref and balance is not None else "",
+            balance_minor=balance,
+            currency=ref.currency if ref else "",
+            reminders_sent=self._schedule.sent if self._schedule else 0,
+            rejected_signals=self._signals.total,
+            last_rejection=self._signals.last,
+        )
+
+    def _done(self, name: str) -> None:
+        self._steps.append(name)
+
+    @workflow.run
+    async def run(self, inp: BillingInput) -> BillingResult:
+        self._invoice_id = inp.invoice_id
+        entity = f"invoice:{inp.invoice_id}"
+        workflow.upsert_search_attributes(
+            [PROCESS.value_set(PROCESS_NAME), CLIENT.value_set(inp.client_key)]
+        )
+        ref = await step(
+            BillingActivities.create_invoice,
+            CreateInvoiceInput(
+                idempotency_key=step_key("create"),
+                invoice_id=inp.invoice_id,
+                client_key=inp.client_key,
+                proposal_id=inp.proposal_id,
+                currency=inp.currency,
+                line_items=inp.line_items,
+            ),
+            KERNEL_WRITE,
+        )
+        self._ref = ref
+        self._done("create")
+        total = format_amount(ref.total_minor, ref.currency)
+
+        verdict = await step(
+            BillingActivities.check_invoice_policy,
+            CheckInvoicePolicyInput(
+                idempotency_key=step_key("policy"), invoice_id=inp.invoice_id, policy=inp.policy
+            ),
+            KERNEL_WRITE,
+        )
+        self._done(f"policy:{verdict.rule}")
+        if verdict.needs_approval:
+            outcome = await self.wait_for_decision(
+                gate="invoice",
+                title=f"Invoice for {ref.client_name}",
+                summary=f"{total}: {'; '.join(verdict.reasons)}",
+                policy=inp.gate_policy,
+                editable_fields=[],
+                entity=entity,
+                amount=total,
+            )
+            if outcome.status in ("rejected", "expired"):
+                reason = (
+                    (outcome.decision.comment if outcome.decision else "") or "(no reason given)"
+                    if outcome.status == "rejected"
+                    else f"no decision within {inp.gate_policy.expire_after}"
+                )
+                await step(
+                    BillingActivities.void_invoice,
+                    InvoiceStepInput(
+                        idempotency_key=step_key("void-draft"),
+                        invoice_id=inp.invoice_id,
+                        reason=f"draft {outcome.status}: {reason}",
+                    ),
+                    KERNEL_WRITE,
+                )
+                await record(f"billing.{outcome.status}", entity, {"reason": reason})
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                return BillingResult(
+                    status=outcome.status, invoice_id=inp.invoice_id, total=total, reason=reason
+                )
+
+        try:
+            issued_at = workflow.now()
+            ref = await step(
+                BillingActivities.issue_invoice,
+                IssueInvoiceInput(
+                    idempotency_key=step_key("issue"),
+                    invoice_id=inp.invoice_id,
+                    issued_at=issued_at,
+                    due_at=issued_at + inp.policy.payment_terms,
+                ),
+                KERNEL_WRITE,
+            )
+            self._ref = ref
+            self._balance_minor = ref.total_minor
+            self._saga.add("void-invoice", lambda: self._compensate(BillingActivities.void_invoice))
+            self._done("issue")
+
+            await step(
+                BillingActivities.provider_create_invoice,
+                ProviderCreateInvoiceInput(
+                    idempotency_key=step_key("provider-create"),
+                    invoice_id=inp.invoice_id,
+                    provider=inp.provider,
+                ),
+                CONNECTOR_EFFECT,
+            )
+            self._saga.add(
+                "void-at-provider",
+                lambda: self._compensate(BillingActivities.provider_void_invoice, CONNECTOR_EFFECT),
+            )
+            self._done("provider-create")
+
+            await self._send("invoice", step_key("send-invoice"))
+            self._saga.add("send-cancellation", self._send_cancellation)
+            self._done("send-invoice")
+
+            await self._collect(inp, issued_at, entity)
+
+            await step(
+                BillingActivities.provider_mark_paid,
+                ProviderMarkPaidInput(
+                    idempotency_key=step_key("provider-paid"),
+                    invoice_id=inp.invoice_id,
+                    amount_minor=self._paid_minor,
+                ),
+                CONNECTOR_EFFECT,
+            )
+            self._done("provider-paid")
+
+            paid = format_amount(self._paid_minor, ref.currency)
+            memory = await step(
+                MemoryActivities.remember,
+                RememberInput(
+                    idempotency_key=step_key("remember-paid"),
+                    entity=f"client:{inp.client_key}",
+                    kind="payment",
+                    text=(
+                        f"Invoice {ref.number} ({total}) for {ref.client_name} paid in full: "
+                        f"{paid} in {self._processed} payment(s), "
+                        f"{workflow.now() - issued_at} after issue"
+                        + (f"; proposal {inp.proposal_id}" if inp.proposal_id else "")
+                        + "."
+                    ),
+                ),
+                MEMORY,
+            )
+            self._done("remember")
+            await record(
+                "billing.paid",
+                entity,
+                {"number": ref.number, "paid": paid, "memory_id": memory.id},
+            )
+        except BaseException as exc:
+            report = await self._saga.compensate()
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            await asyncio.shield(
+                asyncio.ensure_future(
+                    record(
+                        f"billing.{'cancelled' if cancelled else 'failed'}",
+                        entity,
+                        {
+                            "error": str(exc),
+                            "compensated": report.done,
+                            "compensation_failed": report.failed,
+                        },
+                    )
+                )
+            )
+            raise
+
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return BillingResult(
+            status="paid",
+            invoice_id=inp.invoice_id,
+            number=ref.number,
+            total=total,
+            paid=format_amount(self._paid_minor, ref.currency),
+            memory_id=memory.id,
+        )
+
+    async def _collect(self, inp: BillingInput, issued_at: datetime, entity: str) -> None:
+        """Record payments as they arrive, reminding the client on schedule, until paid."""
+        assert self._ref is not None
+        ref = self._ref
+        schedule = Schedule(reminders=inp.policy.reminder_times(issued_at), deadline=None)
+        self._schedule = schedule
+        self._awaiting_payment = True
+
+        async def remind(n: int) -> None:
+            await self._send("reminder", step_key(f"reminder/{n}"), reminder=n)
+            self._done(f"reminder/{n}")
+            if n == len(schedule.reminders):
+                await record("invoice.overdue", entity, {"reminders_sent": n})
+
+        while self._balance_minor is not None and self._balance_minor > 0:
+            await wait_until(
+                lambda: self._processed < len(self._payments),
+                schedule,
+                remind=remind,
+                flush=self._signals.flush,
+                needs_flush=lambda: bool(self._signals.pending),
+                summary=f"payment of {ref.number}",
+            )
+            payment = self._payments[self._processed]
+            self._processed += 1
+            amount = parse_amount(payment.amount, ref.currency)
+            result = await step(
+                BillingActivities.record_payment,
+                RecordPaymentInput(
+                    idempotency_key=step_key(f"payment/{self._processed}"),
+                    invoice_id=inp.invoice_id,
+                    amount_minor=amount,
+                    currency=ref.currency,
+                    reference=payment.reference,
+                    paid_at=payment.paid_at or workflow.now(),
+                    recorded_by=payment.recorded_by,
+                ),
+                KERNEL_WRITE,
+            )
+            if self._paid_minor == 0:
+                self._saga.add("credit-note", self._credit_note)
+            self._paid_minor += amount
+            self._balance_minor = result.balance_minor
+            self._done(f"payment/{self._processed}")
+        self._awaiting_payment = False
+        await self._signals.flush()
+
+    async def _send(
+        self,
+        kind: Literal["invoice", "reminder", "cancellation"],
+        key: str,
+        *,
+        reminder: int = 0,
+        reason: str = "",
+    ) -> None:
+        await step(
+            ConnectorActivities.send_invoice_email,
+            SendInvoiceInput(
+                idempotency_key=key,
+                invoice_id=self._invoice_id,
+                kind=kind,
+                reminder=reminder,
+                balance_minor=self._balance_minor,
+                reason=reason,
+            ),
+            CONNECTOR_EFFECT,
+        )
+
+    async def _send_cancellation(self) -> None:
+        await self._send(
+            "cancellation", step_key("send-cancellation"), reason="the billing process was stopped"
+        )
+
+    async def _credit_note(self) -> None:
+        await step(
+            BillingActivities.issue_credit_note,
+            IssueCreditNoteInput(
+                idempotency_key=step_key("credit-note"),
+                invoice_id=self._invoice_id,
+                amount_minor=self._paid_minor,
+                reason="credit for payments received on a cancelled invoice",
+            ),
+            KERNEL_WRITE,
+        )
+
+    async def _compensate(
+        self, fn: Callable[[Any, InvoiceStepInput], Any], options: StepOptions = KERNEL_WRITE
+    ) -> None:
+        await step(
+            fn,
+            InvoiceStepInput(
+                idempotency_key=step_key(f"compensate/{fn.__name__}"),
+                invoice_id=self._invoice_id,
+                reason="the billing process was stopped",
+            ),
+            options,
+        )

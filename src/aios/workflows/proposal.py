@@ -1,0 +1,616 @@
+"""Proposals: draft from memory, policy or human approval, send, follow up, and on acceptance
+start billing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from temporalio import workflow
+from temporalio.common import RawValue
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from aios.activities.connectors import ConnectorActivities
+    from aios.activities.memory import MemoryActivities
+    from aios.activities.models import (
+        CheckProposalPolicyInput,
+        DraftProposalInput,
+        OpenProposalInput,
+        OpenProposalResult,
+        ProposalVersionRef,
+        RecallMemoryInput,
+        RememberInput,
+        RetractProposalInput,
+        ReviseProposalInput,
+        SendProposalInput,
+    )
+    from aios.activities.proposals import EDITABLE_PROPOSAL_FIELDS, ProposalActivities
+    from aios.errors import InvalidInput
+    from aios.kernel.money import LineItem, format_amount, parse_amount
+    from aios.kernel.policy import BillingPolicy, GatePolicy, ProposalPolicy
+    from aios.memory.store import RecalledMemory
+    from aios.workflows.attributes import CLIENT, COST_USD, PROCESS
+    from aios.workflows.billing import BillingInput, BillingWorkflow, billing_workflow_id
+    from aios.workflows.gates import GateHost, GateOutcome, PendingGate
+    from aios.workflows.saga import Saga
+    from aios.workflows.steps import record, step, step_key
+    from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY, MODEL_CALL
+    from aios.workflows.waiting import Schedule, SignalLog, decode_signal, wait_until
+
+__all__ = [
+    "CLIENT_RESPONSE_SIGNAL",
+    "ClientResponse",
+    "ProposalInput",
+    "ProposalProgress",
+    "ProposalResult",
+    "ProposalWorkflow",
+    "proposal_workflow_id",
+]
+
+PROCESS_NAME = "proposal"
+CLIENT_RESPONSE_SIGNAL = "client_response"
+OUTCOME_KIND = "proposal_outcome"
+
+
+def proposal_workflow_id(proposal_id: str) -> str:
+    return f"{PROCESS_NAME}/{proposal_id}"
+
+
+class ProposalInput(BaseModel):
+    proposal_id: str
+    client_key: str
+    scope: str
+    currency: str
+    budget_hint_minor: int | None = None
+    deadline: date | None = None
+    provider: str = "bank_transfer"
+    policy: ProposalPolicy = Field(default_factory=ProposalPolicy)
+    billing_policy: BillingPolicy = Field(default_factory=BillingPolicy)
+    gate_policy: GatePolicy = Field(default_factory=GatePolicy)
+
+
+class ClientResponse(BaseModel):
+    """The payload of signal ``client_response``.
+
+    ``{"response": "accept" | "decline" | "counter", "note": "why",
+    "proposed_total": "4200.00", "version": 2}``; ``proposed_total`` (major units of the
+    proposal's currency) is required for ``counter`` and not allowed otherwise; ``version``,
+    when given, must be the version the client has.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    response: Literal["accept", "decline", "counter"]
+    note: str = Field(default="", max_length=2000)
+    proposed_total: Decimal | None = None
+    version: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _total_matches_response(self) -> ClientResponse:
+        if self.response == "counter" and self.proposed_total is None:
+            raise ValueError("proposed_total: a counter needs a proposed total")
+        if self.response != "counter" and self.proposed_total is not None:
+            raise ValueError("proposed_total: only allowed with response 'counter'")
+        return self
+
+
+class ProposalResult(BaseModel):
+    status: Literal["accepted", "declined", "rejected", "expired"]
+    proposal_id: str
+    version: int
+    total: str
+    reason: str = ""
+    billing_workflow_id: str | None = None
+    memory_id: str | None = None
+
+
+class ProposalProgress(BaseModel):
+    proposal_id: str
+    steps_done: list[str]
+    pending_gates: list[PendingGate]
+    compensations_pending: list[str]
+    waiting_for: str | None = None
+    version: int = 0
+    total: str = ""
+    total_minor: int | None = None
+    currency: str = ""
+    rejected_signals: int = 0
+    last_rejection: str | None = None
+
+
+@workflow.defn(name="ProposalWorkflow")
+class ProposalWorkflow(GateHost):
+    """One proposal to one client, from draft to the client's answer.
+
+    Id: ``proposal/<proposal-id>``. Input ``ProposalInput``, result ``ProposalResult``.
+
+    Signals: ``decide`` (``GateDecision``) answers the ``proposal`` gate, whose editable fields
+    are ``total``, ``discount_pct`` and ``terms`` (an edit makes a new version);
+    ``client_response`` (``ClientResponse``) records the client's answer.
+    Queries: ``pending_gates``; ``progress`` -> ``ProposalProgress``.
+    Search attributes: ``AiosProcess=proposal``, ``AiosClient``, ``AiosAwaitingApproval``,
+    ``AiosCostUsd``.
+
+    End states: ``accepted`` (billing started as a child that outlives this run), ``declined``,
+    ``rejected`` (the operator said no; nothing was sent), ``expired`` (no decision at the gate,
+    or no answer from the client in time). Failed or cancelled after sending: the client gets a
+    retraction (saga).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._proposal_id = ""
+        self._steps: list[str] = []
+        self._saga = Saga()
+        self._cost = 0.0
+        self._currency = "USD"
+        self._current: ProposalVersionRef | None = None
+        self._sent: ProposalVersionRef | None = None
+        self._awaiting_client = False
+        self._response: ClientResponse | None = None
+        self._signals = SignalLog()
+
+    # --- messages ----------------------------------------------------------------------
+
+    @workflow.signal(name=CLIENT_RESPONSE_SIGNAL)
+    def client_response(self, payload: RawValue) -> None:
+        response = decode_signal(payload, ClientResponse)
+        if isinstance(response, str):
+            self._signals.reject(CLIENT_RESPONSE_SIGNAL, response)
+            return
+        problem = self._check_response(response)
+        if problem:
+            self._signals.reject(CLIENT_RESPONSE_SIGNAL, problem)
+            return
+        self._response = response
+
+    def _check_response(self, response: ClientResponse) -> str | None:
+        sent = self._sent
+        if not self._awaiting_client or sent is None:
+            return "the proposal is not waiting for the client's answer"
+        if self._response is not None:
+            return "the client's answer is already recorded"
+        if response.version is not None and response.version != sent.version:
+            return f"version: {response.version} is not the version out (v{sent.version})"
+        if response.proposed_total is not None:
+            try:
+                total = parse_amount(response.proposed_total, sent.currency)
+            except InvalidInput as exc:
+                return f"proposed_total: {exc}".replace("amount: ", "")
+            if total <= 0:
+                return "proposed_total: must be more than zero"
+            if total >= sent.total_minor:
+                return (
+                    f"proposed_total: {format_amount(total, sent.currency)} is not below the "
+                    f"current total {format_amount(sent.total_minor, sent.currency)}; "
+                    "to agree, send accept"
+                )
+        return None
+
+    @workflow.query(name="progress")
+    def progress(self) -> ProposalProgress:
+        current = self._current
+        return ProposalProgress(
+            proposal_id=self._proposal_id,
+            steps_done=list(self._steps),
+            pending_gates=self.pending_gates(),
+            compensations_pending=self._saga.pending,
+            waiting_for="client_response" if self._awaiting_client else None,
+            version=current.version if current else 0,
+            total=format_amount(current.total_minor, current.currency) if current else "",
+            total_minor=current.total_minor if current else None,
+            currency=current.currency if current else "",
+            rejected_signals=self._signals.total,
+            last_rejection=self._signals.last,
+        )
+
+    # --- the process -------------------------------------------------------------------
+
+    def _done(self, name: str) -> None:
+        self._steps.append(name)
+
+    @workflow.run
+    async def run(self, inp: ProposalInput) -> ProposalResult:
+        self._proposal_id = inp.proposal_id
+        self._currency = inp.currency
+        entity = f"proposal:{inp.proposal_id}"
+        client_entity = f"client:{inp.client_key}"
+        workflow.upsert_search_attributes(
+            [
+                PROCESS.value_set(PROCESS_NAME),
+                CLIENT.value_set(inp.client_key),
+                COST_USD.value_set(0.0),
+            ]
+        )
+        opened = await step(
+            ProposalActivities.open_proposal,
+            OpenProposalInput(
+                idempotency_key=step_key("open"),
+                proposal_id=inp.proposal_id,
+                client_key=inp.client_key,
+                scope=inp.scope,
+                currency=inp.currency,
+                budget_hint_minor=inp.budget_hint_minor,
+                deadline=inp.deadline,
+            ),
+            KERNEL_WRITE,
+        )
+        self._done("open")
+
+        history = await step(
+            MemoryActivities.recall_memory,
+            RecallMemoryInput(query=inp.scope, entity=client_entity, limit=5),
+            MEMORY,
+        )
+        similar = await step(
+            MemoryActivities.recall_memory,
+            RecallMemoryInput(
+                query=f"{opened.segment}. {inp.scope}", kinds=[OUTCOME_KIND], limit=5
+            ),
+            MEMORY,
+        )
+        memories: dict[str, RecalledMemory] = {m.id: m for m in history.memories}
+        for m in similar.memories:
+            memories.setdefault(m.id, m)
+        self._done("recall")
+
+        valid_until = workflow.now() + inp.policy.expire_after
+        version = await step(
+            ProposalActivities.draft_proposal,
+            DraftProposalInput(
+                idempotency_key=step_key("draft"),
+                proposal_id=inp.proposal_id,
+                client_key=inp.client_key,
+                valid_until=valid_until,
+                payment_terms_days=max(inp.billing_policy.payment_terms.days, 1),
+                memories=list(memories.values()),
+            ),
+            MODEL_CALL,
+        )
+        if version.call:
+            self._cost = round(self._cost + version.call.cost_usd, 6)
+            workflow.upsert_search_attributes([COST_USD.value_set(self._cost)])
+        self._current = version
+        self._done("draft")
+
+        counters: list[str] = []
+        try:
+            while True:
+                verdict = await step(
+                    ProposalActivities.check_proposal_policy,
+                    CheckProposalPolicyInput(
+                        idempotency_key=step_key(f"policy/v{version.version}"),
+                        version_id=version.version_id,
+                        policy=inp.policy,
+                    ),
+                    KERNEL_WRITE,
+                )
+                self._done(f"policy/v{version.version}:{verdict.rule}")
+                if verdict.needs_approval:
+                    outcome = await self._approval(
+                        inp, opened.client_name, version, verdict.reasons
+                    )
+                    if outcome.status in ("rejected", "expired"):
+                        reason = (
+                            (outcome.decision.comment if outcome.decision else "")
+                            or "(no reason given)"
+                            if outcome.status == "rejected"
+                            else f"no decision within {inp.gate_policy.expire_after}"
+                        )
+                        return await self._close(
+                            inp, outcome.status, version, reason, entity, remember=False
+                        )
+                    if outcome.status == "edited" and outcome.decision is not None:
+                        version = await self._apply_edit(version, outcome)
+                        self._current = version
+
+                await step(
+                    ConnectorActivities.send_proposal,
+                    SendProposalInput(
+                        idempotency_key=step_key(f"send/v{version.version}"),
+                        version_id=version.version_id,
+                        to=opened.client_email,
+                        client_name=opened.client_name,
+                        valid_until=valid_until,
+                    ),
+                    CONNECTOR_EFFECT,
+                )
+                if self._sent is None:
+                    self._saga.add(
+                        "retract-proposal", lambda: self._retract(opened.client_email, opened)
+                    )
+                self._sent = version
+                self._done(f"send/v{version.version}")
+
+                response = await self._await_client(inp, opened, version, valid_until)
+                if response is None:
+                    return await self._close(
+                        inp,
+                        "expired",
+                        version,
+                        f"no answer by {valid_until:%Y-%m-%d %H:%M} UTC",
+                        entity,
+                        counters=counters,
+                    )
+                if response.response == "decline":
+                    return await self._close(
+                        inp,
+                        "declined",
+                        version,
+                        response.note or "(no reason given)",
+                        entity,
+                        counters=counters,
+                    )
+                if response.response == "accept":
+                    break
+                assert response.proposed_total is not None
+                proposed = parse_amount(response.proposed_total, version.currency)
+                counters.append(
+                    f"v{version.version} {format_amount(version.total_minor, version.currency)} "
+                    f"countered at {format_amount(proposed, version.currency)}"
+                    + (f" ({response.note})" if response.note else "")
+                )
+                version = await step(
+                    ProposalActivities.revise_proposal,
+                    ReviseProposalInput(
+                        idempotency_key=step_key(f"counter/v{version.version + 1}"),
+                        base_version_id=version.version_id,
+                        source="counter",
+                        author="client",
+                        note=response.note,
+                        total_minor=proposed,
+                    ),
+                    KERNEL_WRITE,
+                )
+                self._current = version
+                self._done(f"counter/v{version.version}")
+
+            # Accepted: the offer stands; nothing to retract from here on.
+            self._saga.discard("retract-proposal")
+            billing_id = billing_workflow_id(inp.proposal_id)
+            result = await self._close(
+                inp,
+                "accepted",
+                version,
+                self._response_note(),
+                entity,
+                counters=counters,
+                billing_id=billing_id,
+            )
+            await workflow.start_child_workflow(
+                BillingWorkflow.run,
+                BillingInput(
+                    invoice_id=inp.proposal_id,
+                    client_key=inp.client_key,
+                    currency=version.currency,
+                    line_items=_invoice_lines(inp.proposal_id, version),
+                    proposal_id=inp.proposal_id,
+                    provider=inp.provider,
+                    policy=inp.billing_policy,
+                    gate_policy=inp.gate_policy,
+                ),
+                id=billing_id,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"Bill {opened.client_name}: "
+                f"{format_amount(version.total_minor, version.currency)}",
+            )
+            self._done("billing-started")
+        except BaseException as exc:
+            if not self._saga.pending:
+                raise
+            report = await self._saga.compensate()
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            await asyncio.shield(
+                asyncio.ensure_future(
+                    record(
+                        f"proposal.{'cancelled' if cancelled else 'failed'}",
+                        entity,
+                        {
+                            "error": str(exc),
+                            "compensated": report.done,
+                            "compensation_failed": report.failed,
+                        },
+                    )
+                )
+            )
+            raise
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return result
+
+    def _response_note(self) -> str:
+        return (self._response.note if self._response else "") or ""
+
+    async def _approval(
+        self,
+        inp: ProposalInput,
+        client_name: str,
+        version: ProposalVersionRef,
+        reasons: list[str],
+    ) -> GateOutcome:
+        total = format_amount(version.total_minor, version.currency)
+        lines = "; ".join(f"{i.quantity} x {i.description}" for i in version.line_items)
+        return await self.wait_for_decision(
+            gate="proposal",
+            title=f"Proposal {inp.proposal_id} v{version.version} for {client_name}",
+            summary=f"{total} ({version.discount_pct}% off): {'; '.join(reasons)}. {lines}",
+            policy=inp.gate_policy,
+            editable_fields=list(EDITABLE_PROPOSAL_FIELDS),
+            entity=f"proposal:{inp.proposal_id}",
+            amount=total,
+        )
+
+    async def _apply_edit(
+        self, version: ProposalVersionRef, outcome: GateOutcome
+    ) -> ProposalVersionRef:
+        assert outcome.decision is not None
+        edits = outcome.decision.edits
+        revised = await step(
+            ProposalActivities.revise_proposal,
+            ReviseProposalInput(
+                idempotency_key=step_key(f"edit/v{version.version + 1}"),
+                base_version_id=version.version_id,
+                source="edit",
+                author=outcome.decision.approver,
+                note=outcome.decision.comment,
+                total_minor=(
+                    parse_amount(edits["total"], version.currency) if "total" in edits else None
+                ),
+                discount_pct=Decimal(edits["discount_pct"]) if "discount_pct" in edits else None,
+                terms=edits.get("terms"),
+            ),
+            KERNEL_WRITE,
+        )
+        self._done(f"edit/v{revised.version}")
+        return revised
+
+    async def _await_client(
+        self,
+        inp: ProposalInput,
+        opened: OpenProposalResult,
+        version: ProposalVersionRef,
+        valid_until: datetime,
+    ) -> ClientResponse | None:
+        self._response = None
+        self._awaiting_client = True
+        sent_at = workflow.now()
+        schedule = Schedule(
+            reminders=[t for t in inp.policy.follow_up_times(sent_at) if t < valid_until],
+            deadline=valid_until,
+        )
+
+        async def follow_up(n: int) -> None:
+            await step(
+                ConnectorActivities.send_proposal,
+                SendProposalInput(
+                    idempotency_key=step_key(f"follow-up/v{version.version}/{n}"),
+                    version_id=version.version_id,
+                    to=opened.client_email,
+                    client_name=opened.client_name,
+                    valid_until=valid_until,
+                    follow_up=n,
+                ),
+                CONNECTOR_EFFECT,
+            )
+            self._done(f"follow-up/v{version.version}/{n}")
+
+        answered = await wait_until(
+            lambda: self._response is not None,
+            schedule,
+            remind=follow_up,
+            flush=self._signals.flush,
+            needs_flush=lambda: bool(self._signals.pending),
+            summary=f"client answer to v{version.version}",
+        )
+        self._awaiting_client = False
+        await self._signals.flush()
+        response = self._response if answered else None
+        await record(
+            "proposal.client_responded" if response else "proposal.no_answer",
+            f"proposal:{inp.proposal_id}",
+            {
+                "version": version.version,
+                "response": response.response if response else None,
+                "note": response.note if response else "",
+                "proposed_total": str(response.proposed_total)
+                if response and response.proposed_total is not None
+                else None,
+                "follow_ups_sent": schedule.sent,
+            },
+            key=f"answer/v{version.version}",
+        )
+        return response
+
+    async def _retract(self, to: str, opened: OpenProposalResult) -> None:
+        assert self._sent is not None
+        await step(
+            ConnectorActivities.retract_proposal,
+            RetractProposalInput(
+                idempotency_key=step_key("retract"),
+                version_id=self._sent.version_id,
+                to=to,
+                client_name=opened.client_name,
+                reason="the proposal process did not complete",
+            ),
+            CONNECTOR_EFFECT,
+        )
+
+    async def _close(
+        self,
+        inp: ProposalInput,
+        status: Literal["accepted", "declined", "rejected", "expired"],
+        version: ProposalVersionRef,
+        reason: str,
+        entity: str,
+        *,
+        remember: bool = True,
+        counters: list[str] | None = None,
+        billing_id: str | None = None,
+    ) -> ProposalResult:
+        total = format_amount(version.total_minor, version.currency)
+        memory_id = None
+        if remember:
+            history = "; ".join(counters or []) or "none"
+            memory = await step(
+                MemoryActivities.remember,
+                RememberInput(
+                    idempotency_key=step_key(f"remember-{status}"),
+                    entity=f"client:{inp.client_key}",
+                    kind=OUTCOME_KIND,
+                    text=(
+                        f"Proposal {inp.proposal_id} v{version.version}. "
+                        f"Scope: {' '.join(inp.scope.split())[:600]} "
+                        f"Price: {total} (list "
+                        f"{format_amount(version.subtotal_minor, version.currency)}, "
+                        f"discount {version.discount_pct}%). Outcome: {status}. "
+                        f"Reason: {reason or 'not given'}. Counters: {history}."
+                    ),
+                ),
+                MEMORY,
+            )
+            memory_id = memory.id
+            self._done("remember")
+        await record(
+            f"proposal.{status}",
+            entity,
+            {
+                "version": version.version,
+                "total": total,
+                "reason": reason,
+                "memory_id": memory_id,
+                "billing_workflow_id": billing_id,
+            },
+        )
+        self._done(status)
+        result = ProposalResult(
+            status=status,
+            proposal_id=inp.proposal_id,
+            version=version.version,
+            total=total,
+            reason=reason,
+            billing_workflow_id=billing_id,
+            memory_id=memory_id,
+        )
+        if status != "accepted":
+            await workflow.wait_condition(workflow.all_handlers_finished)
+        return result
+
+
+def _invoice_lines(proposal_id: str, version: ProposalVersionRef) -> list[LineItem]:
+    """The accepted version as invoice lines: its own lines, or one fixed-price line if a
+    discount applies (so the invoice total is exactly the accepted total)."""
+    if version.total_minor == version.subtotal_minor:
+        return list(version.line_items)
+    listed = "; ".join(f"{i.quantity} x {i.description}" for i in version.line_items)
+    return [
+        LineItem(
+            description=(
+                f"Fixed price as accepted in proposal {proposal_id} v{version.version}: {listed}"
+            )[:300],
+            quantity=1,
+            unit_price_minor=version.total_minor,
+        )
+    ]
