@@ -1,6 +1,8 @@
-"""A worker whose ``send_welcome`` dies hard (SIGKILL) right after the real activity finished
-its work: the email is with the SMTP server and recorded in the outbox, but Temporal never
-hears that the activity completed. Used by ``test_crash.py``; configured by AIOS_* variables.
+"""A worker whose activity ``AIOS_CRASH_ACTIVITY`` (default ``send_welcome``) dies hard
+(SIGKILL) right after the real activity finished its work, when its input's JSON contains
+``AIOS_CRASH_MATCH`` (default: always): the effect happened and is recorded in the outbox, but
+Temporal never hears that the activity completed. Used by the crash tests; configured by
+AIOS_* variables.
 """
 
 from __future__ import annotations
@@ -8,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import typing
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from temporalio import activity
 
-from aios.activities.models import SendResult, SendWelcomeInput
 from aios.config import get_settings
 from aios.temporal import connect
 from aios.workers.main import build_worker
@@ -23,20 +26,25 @@ async def main() -> None:
     settings = get_settings()
     services = Services.from_settings(settings)
     activities = services.activities()
-    real = next(a for a in activities if a.__name__ == "send_welcome")
+    name = os.environ.get("AIOS_CRASH_ACTIVITY", "send_welcome")
+    match = os.environ.get("AIOS_CRASH_MATCH", "")
+    real: Any = next(a for a in activities if a.__name__ == name)
 
-    @activity.defn(name="send_welcome")
-    def send_welcome_then_die(inp: SendWelcomeInput) -> SendResult:
+    def then_die(inp: Any) -> Any:
         result = real(inp)
-        os.kill(os.getpid(), signal.SIGKILL)
-        return result  # never reached
+        if match in inp.model_dump_json():
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    then_die.__annotations__ = typing.get_type_hints(real)
+    then_die = activity.defn(name=name)(then_die)
 
     client = await connect(settings)
     with ThreadPoolExecutor(max_workers=4) as executor:
         worker = build_worker(
             client,
             settings.task_queue,
-            [a for a in activities if a is not real] + [send_welcome_then_die],
+            [a for a in activities if a is not real] + [then_die],
             executor,
         )
         await worker.run()

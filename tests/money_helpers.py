@@ -148,12 +148,12 @@ def body_text(message: Message) -> str:
     return ""
 
 
-async def ends_cancelled(handle: WorkflowHandle[Any, Any]) -> None:
+async def ends_cancelled(handle: WorkflowHandle[Any, Any], timeout: float = 60) -> None:
     """Await the run and check it ended cancelled (after its compensations)."""
     import pytest
     from temporalio.client import WorkflowFailureError
     from temporalio.exceptions import CancelledError
 
     with pytest.raises(WorkflowFailureError) as failure:
-        await asyncio.wait_for(handle.result(), timeout=60)
+        await asyncio.wait_for(handle.result(), timeout=timeout)
     assert isinstance(failure.value.cause, CancelledError), repr(failure.value.cause)

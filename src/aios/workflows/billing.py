@@ -329,6 +329,8 @@ class BillingWorkflow(GateHost):
                 entity,
                 {"number": ref.number, "paid": paid, "memory_id": memory.id},
             )
+        except GeneratorExit:  # the worker evicts this run from its cache: not a failure
+            raise
         except BaseException as exc:
             report = await self._saga.compensate()
             cancelled = isinstance(exc, asyncio.CancelledError)

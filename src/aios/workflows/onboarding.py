@@ -279,6 +279,8 @@ class OnboardingWorkflow(GateHost):
                 entity,
                 {"message_id": sent.message_id, "memory_id": memory.id, "draft_id": draft.draft_id},
             )
+        except GeneratorExit:  # the worker evicts this run from its cache: not a failure
+            raise
         except BaseException as exc:
             report = await self._saga.compensate()
             cancelled = isinstance(exc, asyncio.CancelledError)

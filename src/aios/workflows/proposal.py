@@ -399,6 +399,8 @@ class ProposalWorkflow(GateHost):
                 f"{format_amount(version.total_minor, version.currency)}",
             )
             self._done("billing-started")
+        except GeneratorExit:  # the worker evicts this run from its cache: not a failure
+            raise
         except BaseException as exc:
             if not self._saga.pending:
                 raise

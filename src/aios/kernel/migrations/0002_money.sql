@@ -72,7 +72,8 @@ CREATE TABLE invoices (
     voided_at             timestamptz,
     created_at            timestamptz NOT NULL DEFAULT now(),
     updated_at            timestamptz NOT NULL DEFAULT now(),
-    CHECK ((status = 'draft') = (number IS NULL))
+    CHECK (status <> 'draft' OR number IS NULL),
+    CHECK (status NOT IN ('issued', 'paid') OR number IS NOT NULL)
 );
 CREATE INDEX invoices_client ON invoices (client_key);
 
