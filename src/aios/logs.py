@@ -92,3 +92,6 @@ def configure_logging(level: str = "info", stream: Any = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # The Stripe library logs request URLs (with customer emails) and, on auth errors, part
+    # of the key at INFO; only its warnings are ours to keep.
+    logging.getLogger("stripe").setLevel(logging.WARNING)
