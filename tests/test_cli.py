@@ -146,3 +146,78 @@ async def test_approval_sent_while_no_worker_runs_applies_when_one_starts(
         e for e in services.store.events(handle.id, handle.run_id) if e.kind == "gate.decided"
     ]
     assert [e.payload["approver"] for e in decided] == ["sam"]
+
+
+async def test_money_commands_reject_bad_input_and_start_nothing(
+    client: Client, settings: Settings, services: Services
+) -> None:
+    from tests.money_helpers import known_client
+
+    _, key, _ = known_client(services.store)
+    cases = [
+        (["propose", "--client", "nobody-here", "--scope", "x"], "no client with key"),
+        (["propose", "--client", key, "--scope", "   "], "scope:"),
+        (["propose", "--client", key, "--scope", "site", "--budget", "-5"], "budget:"),
+        (["propose", "--client", key, "--scope", "site", "--budget", "1.234"], "decimal"),
+        (["propose", "--client", key, "--scope", "site", "--deadline", "2001-01-01"], "past"),
+        (["propose", "--client", key, "--scope", "site", "--currency", "dollars"], "currency"),
+        (["bill", "--client", key, "--item", "Design"], "DESCRIPTION=AMOUNT"),
+        (["bill", "--client", key, "--item", "Design=abc"], "not a number"),
+        (["bill", "--client", key, "--item", "Design=1.5x100"], "whole number"),
+        (["respond", "ghost-proposal", "accept"], "does not exist"),
+        (["respond", "ghost-proposal", "counter"], "proposed_total"),
+        (["respond", "ghost-proposal", "maybe"], "response:"),
+        (["paid", "INV-999999"], "does not exist"),
+        (["paid", "ghost", "--amount", "-3"], "--amount"),
+        (["cancel", "ghost", "--yes"], "full workflow id"),
+    ]
+    for args, expected in cases:
+        code, _, err = await aios(settings, *args)
+        assert code == 1, (args, err)
+        assert expected in err, (args, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (args, err)
+    started = [e async for e in client.list_workflows(f"AiosClient = '{key}'")]
+    assert started == []
+
+
+async def test_propose_respond_and_paid_from_the_command_line(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    executor: ThreadPoolExecutor,
+    smtp: object,
+) -> None:
+    from tests.money_helpers import known_client, progress_until, waiting_for
+
+    _, key, _ = known_client(services.store, segment="consulting")
+    async with build_worker(client, settings.task_queue, services.activities(), executor):
+        code, out, err = await aios(
+            settings,
+            "propose",
+            "--client",
+            key,
+            "--scope",
+            "A strategy workshop",
+            "--id",
+            f"{key}-p1",
+        )
+        assert code == 0, err
+        proposal = f"proposal/{key}-p1"
+        assert proposal in out
+        RUNS.append(proposal)
+        await progress_until(client, proposal, waiting_for("client_response"))
+        code, out, err = await aios(settings, "respond", f"{key}-p1", "accept", "--note", "ok")
+        assert code == 0 and "Recorded 'accept'" in out, err
+
+        billing = f"billing/{key}-p1"
+        progress = await progress_until(client, billing, waiting_for("payment_received"))
+        RUNS.append(billing)
+        number = (progress.model_extra or {})["number"]
+        code, out, err = await aios(settings, "status", billing)
+        assert code == 0 and f"Number: {number}" in out and "payment_received" in out, err
+        code, out, err = await aios(settings, "paid", number, "--reference", "SEPA 42")
+        assert code == 0 and "Recorded payment of USD 2,200.00" in out, err
+        result = await client.get_workflow_handle(billing).result()
+    assert result["status"] == "paid"
+    [entry] = services.store.ledger(f"{key}-p1")
+    assert (entry.amount_minor, entry.reference) == (220_000, "SEPA 42")
