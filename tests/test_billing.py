@@ -288,6 +288,8 @@ async def test_concurrent_billing_runs_get_distinct_gap_free_numbers(
     assert sorted(numbers) == list(range(min(numbers), min(numbers) + 10))
     for h in handles:
         await h.cancel()
+    for h in handles:
+        await ends_cancelled(h)
 
 
 def test_gap_free_numbers_under_concurrent_issues_and_failed_transactions(

@@ -8,7 +8,6 @@ failure does not stop the rest, and reports what ran and what failed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,8 +46,12 @@ class Saga:
             task = asyncio.ensure_future(compensation())
             while not task.done():
                 # A cancel from outside interrupts only this await: keep waiting for the undo.
-                with contextlib.suppress(BaseException):
+                try:
                     await asyncio.shield(task)
+                except GeneratorExit:  # the worker evicts the run; replay resumes it later
+                    raise
+                except BaseException:  # noqa: S110 (the loop checks the task itself)
+                    pass
             error = "cancelled" if task.cancelled() else task.exception()
             if error is None:
                 report.done.append(name)
