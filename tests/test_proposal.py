@@ -7,7 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from aios import operations
 from aios.config import Settings
@@ -72,6 +72,11 @@ async def test_accepted_proposal_starts_billing_which_ends_paid_with_one_invoice
     progress = await progress_until(client, billing.id, waiting_for("payment_received"))
     assert progress.model_extra is not None
     assert progress.model_extra["balance"] == "USD 5,600.00"
+    # The proposal run has ended; the billing child it started runs on (parent-close ABANDON).
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+    child = await billing.describe()
+    assert child.status == WorkflowExecutionStatus.RUNNING
+    assert child.parent_id == handle.id
     mails = await mails_until(smtp, email, 2)
     invoice_mail = mails[1]
     number = progress.model_extra["number"]
@@ -98,8 +103,6 @@ async def test_accepted_proposal_starts_billing_which_ends_paid_with_one_invoice
     kinds = [e.kind for e in store.events(billing.id)]
     assert kinds.count("invoice.sent") == 1 and kinds.count("payment.recorded") == 1
     assert kinds[-1] == "billing.paid"
-    # The parent ended; the child it started outlived it.
-    assert (await handle.describe()).status is not None
 
 
 async def test_small_proposal_is_auto_approved_and_the_rule_is_recorded(
@@ -139,6 +142,17 @@ async def test_a_discount_above_policy_waits_at_the_gate_with_the_amount_in_the_
 
     [needs] = [e for e in store.events(handle.id) if e.kind == "proposal.needs_approval"]
     assert needs.payload["rule"] == "proposal.needs_approval"
+
+    # An edit that cannot be applied is rejected; the gate keeps waiting.
+    raw = client.get_workflow_handle(handle.id)
+    for edits in ({"total": "abc"}, {"total": "9999"}, {"discount_pct": "150"}):
+        await raw.signal("decide", {"decision": "edit", "approver": "pat", "edits": edits})
+    progress = await progress_until(
+        client, handle.id, lambda p: p.pending_gates and p.pending_gates[0].rejected_signals == 3
+    )
+    assert "edits.discount_pct: must be between 0 and 100" in (
+        progress.pending_gates[0].last_rejection or ""
+    )
 
     # An edit (a smaller discount) makes version 2, and that is what the client receives.
     await operations.decide(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -332,20 +331,8 @@ class BillingWorkflow(GateHost):
         except GeneratorExit:  # the worker evicts this run from its cache: not a failure
             raise
         except BaseException as exc:
-            report = await self._saga.compensate()
-            cancelled = isinstance(exc, asyncio.CancelledError)
-            await asyncio.shield(
-                asyncio.ensure_future(
-                    record(
-                        f"billing.{'cancelled' if cancelled else 'failed'}",
-                        entity,
-                        {
-                            "error": str(exc),
-                            "compensated": report.done,
-                            "compensation_failed": report.failed,
-                        },
-                    )
-                )
+            await self._saga.unwind(
+                exc, lambda status, details: record(f"billing.{status}", entity, details)
             )
             raise
 

@@ -10,12 +10,14 @@ version) and not allowed otherwise; ``gate`` is optional and, when given, must n
 that is waiting. A payload that does not fit is rejected without failing the workflow: the gate
 keeps waiting, the rejection is counted and shown by query ``pending_gates``, logged, and
 written to the event log. While a gate waits the workflow sets search attribute
-``AiosAwaitingApproval=true``; it reminds the operator every ``remind_after`` and expires at
-``expire_after`` (both from the run's ``GatePolicy``).
+``AiosAwaitingApproval=true``; a gate may also check the edited values (``check_edits``), so
+an edit that could not be applied is rejected the same way. It reminds the operator every
+``remind_after`` and expires at ``expire_after`` (both from the run's ``GatePolicy``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
 
@@ -105,6 +107,7 @@ class GateHost:
         self._decision: GateDecision | None = None
         self._unrecorded: list[str] = []
         self._rejected_total = 0
+        self._check_edits: Callable[[dict[str, str]], str | None] | None = None
 
     @workflow.signal(name=DECIDE_SIGNAL)
     def decide(self, payload: RawValue) -> None:
@@ -135,6 +138,8 @@ class GateHost:
         if unknown:
             allowed = ", ".join(gate.editable_fields) or "none"
             return f"edits.{unknown[0]}: not an editable field (editable: {allowed})"
+        if decision.edits and self._check_edits is not None:
+            return self._check_edits(decision.edits)
         return None
 
     def _reject(self, reason: str) -> None:
@@ -169,12 +174,14 @@ class GateHost:
         editable_fields: list[str],
         entity: str | None = None,
         amount: str | None = None,
+        check_edits: Callable[[dict[str, str]], str | None] | None = None,
     ) -> GateOutcome:
         """Open ``gate`` and wait until the operator decides or the policy expires it."""
         requested = workflow.now()
         expires = requested + policy.expire_after
         reminders = [requested + offset for offset in policy.reminder_times()]
         self._decision = None
+        self._check_edits = check_edits
         self._open = PendingGate(
             gate=gate,
             title=title,

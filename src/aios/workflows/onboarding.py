@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, time, timedelta
 from typing import Literal
 
@@ -282,20 +281,8 @@ class OnboardingWorkflow(GateHost):
         except GeneratorExit:  # the worker evicts this run from its cache: not a failure
             raise
         except BaseException as exc:
-            report = await self._saga.compensate()
-            cancelled = isinstance(exc, asyncio.CancelledError)
-            await asyncio.shield(
-                asyncio.ensure_future(
-                    self._finish(
-                        "cancelled" if cancelled else "failed",
-                        entity,
-                        {
-                            "error": str(exc),
-                            "compensated": report.done,
-                            "compensation_failed": report.failed,
-                        },
-                    )
-                )
+            await self._saga.unwind(
+                exc, lambda status, details: self._finish(status, entity, details)
             )
             raise
 

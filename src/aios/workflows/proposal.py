@@ -3,7 +3,6 @@ start billing."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
@@ -404,20 +403,8 @@ class ProposalWorkflow(GateHost):
         except BaseException as exc:
             if not self._saga.pending:
                 raise
-            report = await self._saga.compensate()
-            cancelled = isinstance(exc, asyncio.CancelledError)
-            await asyncio.shield(
-                asyncio.ensure_future(
-                    record(
-                        f"proposal.{'cancelled' if cancelled else 'failed'}",
-                        entity,
-                        {
-                            "error": str(exc),
-                            "compensated": report.done,
-                            "compensation_failed": report.failed,
-                        },
-                    )
-                )
+            await self._saga.unwind(
+                exc, lambda status, details: record(f"proposal.{status}", entity, details)
             )
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -443,13 +430,14 @@ class ProposalWorkflow(GateHost):
             editable_fields=list(EDITABLE_PROPOSAL_FIELDS),
             entity=f"proposal:{inp.proposal_id}",
             amount=total,
+            check_edits=lambda edits: _parse_edits(version, edits)[1],
         )
 
     async def _apply_edit(
         self, version: ProposalVersionRef, outcome: GateOutcome
     ) -> ProposalVersionRef:
         assert outcome.decision is not None
-        edits = outcome.decision.edits
+        (total_minor, discount_pct, terms), _ = _parse_edits(version, outcome.decision.edits)
         revised = await step(
             ProposalActivities.revise_proposal,
             ReviseProposalInput(
@@ -458,11 +446,9 @@ class ProposalWorkflow(GateHost):
                 source="edit",
                 author=outcome.decision.approver,
                 note=outcome.decision.comment,
-                total_minor=(
-                    parse_amount(edits["total"], version.currency) if "total" in edits else None
-                ),
-                discount_pct=Decimal(edits["discount_pct"]) if "discount_pct" in edits else None,
-                terms=edits.get("terms"),
+                total_minor=total_minor,
+                discount_pct=discount_pct,
+                terms=terms,
             ),
             KERNEL_WRITE,
         )
@@ -599,6 +585,42 @@ class ProposalWorkflow(GateHost):
         if status != "accepted":
             await workflow.wait_condition(workflow.all_handlers_finished)
         return result
+
+
+ParsedEdits = tuple[int | None, Decimal | None, str | None]
+
+
+def _parse_edits(
+    version: ProposalVersionRef, edits: dict[str, str]
+) -> tuple[ParsedEdits, str | None]:
+    """The operator's edits as (total, discount, terms), or a line saying what is wrong.
+
+    Checked when the ``decide`` signal arrives, so a bad edit is rejected and the gate keeps
+    waiting instead of failing the run.
+    """
+    none: ParsedEdits = (None, None, None)
+    if "total" in edits and "discount_pct" in edits:
+        return none, "edits: give total or discount_pct, not both"
+    total = discount = None
+    if "total" in edits:
+        try:
+            total = parse_amount(edits["total"], version.currency)
+        except InvalidInput as exc:
+            return none, f"edits.total: {exc}".replace("amount: ", "")
+        if total > version.subtotal_minor:
+            listed = format_amount(version.subtotal_minor, version.currency)
+            return none, f"edits.total: above the list price {listed}"
+    if "discount_pct" in edits:
+        try:
+            discount = Decimal(edits["discount_pct"].strip().rstrip("%"))
+        except ArithmeticError:
+            return none, f"edits.discount_pct: {edits['discount_pct']!r} is not a number"
+        if not discount.is_finite() or not 0 <= discount <= 100:
+            return none, "edits.discount_pct: must be between 0 and 100"
+    terms = edits.get("terms")
+    if terms is not None and not terms.strip():
+        return none, "edits.terms: must not be empty"
+    return (total, discount, terms), None
 
 
 def _invoice_lines(proposal_id: str, version: ProposalVersionRef) -> list[LineItem]:

@@ -16,6 +16,8 @@ from temporalio import workflow
 
 __all__ = ["Saga", "SagaReport"]
 
+Finish = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
 
 @dataclass
 class SagaReport:
@@ -59,3 +61,17 @@ class Saga:
                 workflow.logger.error("compensation %s failed: %s", name, error)
                 report.failed.append(name)
         return report
+
+    async def unwind(self, error: BaseException, finish: Finish) -> None:
+        """Compensate after ``error``, then record the end with ``finish(status, details)``.
+
+        ``status`` is ``cancelled`` or ``failed``; the record is shielded from cancellation.
+        """
+        report = await self.compensate()
+        status = "cancelled" if isinstance(error, asyncio.CancelledError) else "failed"
+        details = {
+            "error": str(error),
+            "compensated": report.done,
+            "compensation_failed": report.failed,
+        }
+        await asyncio.shield(asyncio.ensure_future(finish(status, details)))
