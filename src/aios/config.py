@@ -16,13 +16,36 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from aios.agents.proposal import DEFAULT_RATE_CARD
+from aios.agents.runner import ModelPrice, Tier
 from aios.errors import InvalidInput
 from aios.kernel.money import LineItem, normalize_currency, parse_amount
-from aios.kernel.policy import BillingPolicy, GatePolicy, ProposalPolicy
+from aios.kernel.policy import AgentPolicy, BillingPolicy, GatePolicy, ProposalPolicy
 
 __all__ = ["Settings", "get_settings"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+AGENT_NAMES = ("intake", "welcome", "proposal")
+
+
+def _price(input_per_mtok: str, output_per_mtok: str) -> ModelPrice:
+    return ModelPrice(
+        input_per_mtok=Decimal(input_per_mtok), output_per_mtok=Decimal(output_per_mtok)
+    )
+
+
+# USD per million tokens, from the providers' published list prices. Azure deployments are
+# priced under their deployment name: add an entry for each (AIOS_MODEL_PRICES, JSON).
+DEFAULT_MODEL_PRICES: dict[str, ModelPrice] = {
+    "gpt-4o-mini": _price("0.15", "0.60"),
+    "gpt-4o": _price("2.50", "10.00"),
+    "gpt-4.1-nano": _price("0.10", "0.40"),
+    "gpt-4.1-mini": _price("0.40", "1.60"),
+    "gpt-4.1": _price("2.00", "8.00"),
+    "gpt-5-nano": _price("0.05", "0.40"),
+    "gpt-5-mini": _price("0.25", "2.00"),
+    "gpt-5": _price("1.25", "10.00"),
+}
 
 
 class Settings(BaseSettings):
@@ -100,6 +123,34 @@ class Settings(BaseSettings):
         default=None, description="override the Stripe API address (tests, proxies)"
     )
 
+    # Agents. "template" is the deterministic offline provider: no keys, no cost. "openai" and
+    # "azure" call hosted models, cheapest tier first (model_tiers: tier name -> model name, or
+    # deployment name on Azure), priced from model_prices and capped per month.
+    agent_provider: Literal["template", "openai", "azure"] = "template"
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = Field(
+        default=None, description="override the OpenAI API address (proxies, tests)"
+    )
+    azure_openai_endpoint: str | None = None
+    azure_openai_api_version: str = "2024-10-21"
+    azure_openai_api_key: SecretStr | None = None
+    azure_openai_ad_token: SecretStr | None = Field(
+        default=None, description="a Microsoft Entra ID token, instead of an API key"
+    )
+    model_tiers: dict[str, str] = Field(
+        default_factory=lambda: {"fast": "gpt-4.1-mini", "strong": "gpt-4.1"}
+    )
+    agent_tiers: dict[str, list[str]] = Field(
+        default_factory=dict, description="agent -> tier names in order, overriding its own"
+    )
+    model_prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_MODEL_PRICES))
+    model_max_output_tokens: int = Field(default=2000, ge=64, le=100_000)
+    agent_min_confidence: float = Field(default=0.6, ge=0, le=1)
+    agent_monthly_budget_usd: Decimal = Field(default=Decimal(50), ge=0)
+    agent_budgets_usd: dict[str, Decimal] = Field(
+        default_factory=dict, description="agent -> monthly cap in USD"
+    )
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")
@@ -111,12 +162,62 @@ class Settings(BaseSettings):
         self.currency = normalize_currency(self.currency)
         if self.payment_provider == "stripe" and self.stripe_api_key is None:
             raise ValueError("payment_provider 'stripe' needs stripe_api_key")
+        self._check_agents()
         # Fail at startup, not at the first proposal: the policies must be constructible.
         try:
             _ = self.proposal_policy, self.billing_policy
         except InvalidInput as exc:
             raise ValueError(str(exc)) from None
         return self
+
+    def _check_agents(self) -> None:
+        if self.agent_provider == "openai" and self.openai_api_key is None:
+            raise ValueError("agent_provider 'openai' needs openai_api_key")
+        if self.agent_provider == "azure":
+            if not self.azure_openai_endpoint:
+                raise ValueError("agent_provider 'azure' needs azure_openai_endpoint")
+            if (self.azure_openai_api_key is None) == (self.azure_openai_ad_token is None):
+                raise ValueError(
+                    "agent_provider 'azure' needs exactly one of azure_openai_api_key and "
+                    "azure_openai_ad_token"
+                )
+        if not self.model_tiers:
+            raise ValueError("model_tiers must name at least one tier")
+        for tier, model in self.model_tiers.items():
+            if model not in self.model_prices:
+                raise ValueError(
+                    f"model_tiers: no price for {model!r} (tier {tier!r}); add it to model_prices"
+                )
+        for table in ("agent_tiers", "agent_budgets_usd"):
+            for agent in getattr(self, table):
+                if agent not in AGENT_NAMES:
+                    raise ValueError(
+                        f"{table}: unknown agent {agent!r} (agents: {', '.join(AGENT_NAMES)})"
+                    )
+        for agent, names in self.agent_tiers.items():
+            if not names:
+                raise ValueError(f"agent_tiers: {agent!r} needs at least one tier")
+            for name in names:
+                if name not in self.model_tiers:
+                    raise ValueError(f"agent_tiers: {agent!r} names unknown tier {name!r}")
+        for agent, cap in self.agent_budgets_usd.items():
+            if cap < 0:
+                raise ValueError(f"agent_budgets_usd: {agent!r} must not be negative")
+
+    @property
+    def agent_policy(self) -> AgentPolicy:
+        return AgentPolicy(
+            min_confidence=self.agent_min_confidence,
+            monthly_budget_usd=self.agent_monthly_budget_usd,
+            agent_budgets_usd=dict(self.agent_budgets_usd),
+        )
+
+    @property
+    def tiers(self) -> dict[str, Tier]:
+        return {
+            name: Tier(name=name, model=model, price=self.model_prices[model])
+            for name, model in self.model_tiers.items()
+        }
 
     @property
     def gate_policy(self) -> GatePolicy:

@@ -7,10 +7,14 @@
     │   ├── TransientConnectorError   retried with backoff by Temporal
     │   └── PermanentConnectorError   not retried: rejected address, auth failure...
     ├── AgentError          an agent's output was unusable
+    ├── ModelError          a hosted model provider (OpenAI, Azure OpenAI) failed
+    │   ├── ModelUnavailable  429, 5xx, timeouts: retried by Temporal, honouring Retry-After
+    │   └── ModelRefused      content filter, invalid request, auth: a person must look
     └── StackError          the embedded stack cannot start, stop or be reached
 
 Activities translate these into ``ApplicationError(type=<class name>, non_retryable=...)`` in
-exactly one place (``aios.activities.errors``). Messages name what is wrong and never carry
+exactly one place (``aios.activities.errors``); a ``retry_after`` on the error becomes the
+next retry delay. Messages name what is wrong and never carry
 secrets.
 """
 
@@ -21,6 +25,9 @@ __all__ = [
     "AiosError",
     "ConnectorError",
     "InvalidInput",
+    "ModelError",
+    "ModelRefused",
+    "ModelUnavailable",
     "PermanentConnectorError",
     "PolicyRefusal",
     "StackError",
@@ -32,6 +39,7 @@ class AiosError(Exception):
     """Base of every error AiOs raises on purpose."""
 
     retryable: bool = False
+    retry_after: float | None = None  # seconds the other side asked us to wait, if it said
 
 
 class InvalidInput(AiosError):
@@ -60,6 +68,38 @@ class PermanentConnectorError(ConnectorError):
 
 class AgentError(AiosError):
     """An agent produced output that does not fit its schema."""
+
+
+class ModelError(AiosError):
+    """A model provider call failed (not the output: that is ``AgentError``)."""
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        reason: str = "error",
+        retry_after: float | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+    ) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.reason = reason
+        self.retry_after = retry_after
+        self.input_tokens = input_tokens  # billed even though the call failed (output filter)
+        self.output_tokens = output_tokens
+
+
+class ModelUnavailable(ModelError):
+    """Rate limited, overloaded or unreachable: try again later."""
+
+    retryable = True
+
+
+class ModelRefused(ModelError):
+    """The provider will not answer this request as it stands (``reason``: content_filter,
+    refusal, invalid_request, auth); retrying cannot help, a person must decide."""
 
 
 class StackError(AiosError):

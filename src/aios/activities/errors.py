@@ -1,7 +1,9 @@
 """The one place where AiOs errors become Temporal application errors.
 
 An ``AiosError`` raised inside an activity becomes ``ApplicationError(type=<class name>,
-non_retryable=not error.retryable)`` with the same message. A pydantic ``ValidationError`` (a
+non_retryable=not error.retryable)`` with the same message; when the error carries
+``retry_after`` (a 429's Retry-After), that becomes the next retry delay, so Temporal's retry
+policy honours what the provider asked for. A pydantic ``ValidationError`` (a
 record or reply that does not fit its model) is ``InvalidInput``: retrying cannot fix it.
 Anything else (a dropped database connection, a Qdrant hiccup) stays an ordinary exception,
 which Temporal retries.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import timedelta
 from typing import ParamSpec, TypeVar
 
 from pydantic import ValidationError
@@ -23,12 +26,22 @@ __all__ = ["NON_RETRYABLE_TYPES", "as_application_error", "translating_errors"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-NON_RETRYABLE_TYPES = ["InvalidInput", "PolicyRefusal", "PermanentConnectorError", "AgentError"]
+NON_RETRYABLE_TYPES = [
+    "InvalidInput",
+    "PolicyRefusal",
+    "PermanentConnectorError",
+    "AgentError",
+    "ModelRefused",
+]
 
 
 def as_application_error(error: AiosError) -> ApplicationError:
+    delay = error.retry_after
     return ApplicationError(
-        str(error), type=type(error).__name__, non_retryable=not error.retryable
+        str(error),
+        type=type(error).__name__,
+        non_retryable=not error.retryable,
+        next_retry_delay=timedelta(seconds=delay) if delay and error.retryable else None,
     )
 
 

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from aios.agents.intake import IntakeFacts
 from aios.kernel.commerce import InvoiceStatus, VersionSource
@@ -20,7 +20,10 @@ from aios.kernel.policy import BillingPolicy, ProposalPolicy
 from aios.memory.store import RecalledMemory
 
 __all__ = [
+    "AgentAttempt",
     "AgentCall",
+    "AgentControls",
+    "AgentHold",
     "CancelKickoffInput",
     "CheckInvoicePolicyInput",
     "CheckProposalPolicyInput",
@@ -29,6 +32,7 @@ __all__ = [
     "CreateInvoiceInput",
     "CreditNoteRef",
     "DraftProposalInput",
+    "DraftProposalResult",
     "DraftResult",
     "DraftWelcomeInput",
     "InvoiceRef",
@@ -60,12 +64,56 @@ __all__ = [
 ]
 
 
+class AgentAttempt(BaseModel):
+    """One try of an agent step, as the ledger recorded it."""
+
+    tier: str
+    model: str
+    outcome: str
+    cost_usd: float
+    confidence: float | None = None
+    reason: str = ""
+    reused: bool = False
+
+
 class AgentCall(BaseModel):
     model: str
     confidence: float
     cost_usd: float
     input_tokens: int
     output_tokens: int
+    provider: str = "template"
+    tier: str = "template"
+    attempts: list[AgentAttempt] = Field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """Who drafted it, as the operator sees it next to the draft."""
+        if self.provider == "template":
+            return f"the template provider (offline rules, no model; {self.model})"
+        return (
+            f"{self.model} on {self.provider} ({self.tier} tier, confidence {self.confidence:.2f})"
+        )
+
+
+class AgentControls(BaseModel):
+    """The operator's answers to earlier holds of an agent step."""
+
+    approved_calls: list[str] = Field(default_factory=list)  # past the monthly cap, by key
+    use: Literal["model", "template", "best"] = "model"
+    use_reason: str = ""
+
+
+class AgentHold(BaseModel):
+    """An agent step that stopped for the operator: over budget, or no usable answer."""
+
+    kind: Literal["budget", "review"]
+    agent: str
+    reason: str
+    call_key: str = ""
+    estimate_usd: float = 0.0
+    fallback: Literal["template", "best"] = "template"
+    attempts: list[AgentAttempt] = Field(default_factory=list)
 
 
 class ClassifyIntakeInput(BaseModel):
@@ -73,11 +121,14 @@ class ClassifyIntakeInput(BaseModel):
     client_key: str
     name: str
     notes: str = ""
+    controls: AgentControls = Field(default_factory=AgentControls)
 
 
 class ClassifyIntakeResult(BaseModel):
-    facts: IntakeFacts
-    call: AgentCall
+    facts: IntakeFacts | None = None
+    call: AgentCall | None = None
+    hold: AgentHold | None = None
+    run_cost_usd: float = 0.0
 
 
 class UpsertClientInput(BaseModel):
@@ -108,15 +159,18 @@ class DraftWelcomeInput(BaseModel):
     facts: IntakeFacts
     kickoff_at: datetime
     memories: list[RecalledMemory] = Field(default_factory=list)
+    controls: AgentControls = Field(default_factory=AgentControls)
 
 
 class DraftResult(BaseModel):
-    draft_id: str
-    version: int
-    subject: str
-    preview: str
+    draft_id: str = ""
+    version: int = 0
+    subject: str = ""
+    preview: str = ""
     memory_ids_used: list[str] = Field(default_factory=list)
     call: AgentCall | None = None
+    hold: AgentHold | None = None
+    run_cost_usd: float = 0.0
 
 
 class ReviseDraftInput(BaseModel):
@@ -219,6 +273,24 @@ class DraftProposalInput(BaseModel):
     valid_until: datetime
     payment_terms_days: int
     memories: list[RecalledMemory] = Field(default_factory=list)
+    controls: AgentControls = Field(default_factory=AgentControls)
+
+
+class DraftProposalResult(BaseModel):
+    """The drafted version, or why the agent step stopped for the operator."""
+
+    version: ProposalVersionRef | None = None
+    hold: AgentHold | None = None
+    run_cost_usd: float = 0.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_version(cls, data: Any) -> Any:
+        # Histories recorded before agent holds existed carry a bare ProposalVersionRef.
+        if isinstance(data, dict) and "version_id" in data:
+            call = data.get("call") or {}
+            return {"version": data, "run_cost_usd": call.get("cost_usd", 0.0)}
+        return data
 
 
 class CheckProposalPolicyInput(BaseModel):

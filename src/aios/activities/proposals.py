@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from aios.activities.agents import run_agent
 from aios.activities.context import event_for_step
 from aios.activities.errors import translating_errors
 from aios.activities.models import (
     AgentCall,
     CheckProposalPolicyInput,
     DraftProposalInput,
+    DraftProposalResult,
     OpenProposalInput,
     OpenProposalResult,
     ProposalVersionRef,
     ReviseProposalInput,
 )
-from aios.agents.proposal import ProposalAgent, ProposalRequest, proposal_terms
+from aios.agents.proposal import ProposalAgent, ProposalRequest, price_lines, proposal_terms
+from aios.agents.runner import AgentRunner
 from aios.agents.welcome import MemoryHint
 from aios.errors import InvalidInput
 from aios.kernel.commerce import Proposal, ProposalVersion
@@ -47,6 +50,7 @@ class ProposalActivities:
     def __init__(
         self,
         store: KernelStore,
+        runner: AgentRunner,
         *,
         operator_name: str,
         rate_card: dict[str, list[LineItem]],
@@ -54,6 +58,7 @@ class ProposalActivities:
         agent: ProposalAgent | None = None,
     ) -> None:
         self._store = store
+        self._runner = runner
         self._operator_name = operator_name
         self._rate_card = rate_card
         self._provider = payment_provider
@@ -89,12 +94,15 @@ class ProposalActivities:
 
     @activity.defn(name="draft_proposal")
     @translating_errors
-    def draft_proposal(self, inp: DraftProposalInput) -> ProposalVersionRef:
+    def draft_proposal(self, inp: DraftProposalInput) -> DraftProposalResult:
         proposal = self._store.get_proposal(inp.proposal_id)
         client = self._store.get_client(inp.client_key)
         if proposal is None or client is None:
             raise InvalidInput(f"draft_proposal: proposal {inp.proposal_id!r} is not open")
-        result = self._agent.run(
+        result, done = run_agent(
+            self._runner,
+            self._store,
+            self._agent,
             ProposalRequest(
                 client_name=client.name,
                 segment=client.segment,
@@ -108,18 +116,17 @@ class ProposalActivities:
                     MemoryHint(id=m.id, text=m.text, entity=m.provenance.entity, score=m.score)
                     for m in inp.memories
                 ],
-            )
+            ),
+            key=inp.idempotency_key,
+            controls=inp.controls,
+            entity=f"proposal:{inp.proposal_id}",
         )
+        if result is None or done.call is None:
+            return DraftProposalResult(hold=done.hold, run_cost_usd=done.run_cost_usd)
         draft = result.output
-        call = AgentCall(
-            model=result.model,
-            confidence=result.confidence,
-            cost_usd=result.cost_usd,
-            input_tokens=result.usage.input_tokens,
-            output_tokens=result.usage.output_tokens,
-        )
+        call = done.call
         version = ProposalVersion.priced(
-            line_items=draft.line_items,
+            line_items=price_lines(self._rate_card, draft.lines),
             discount_pct=draft.discount_pct,
             id=f"{inp.idempotency_key}/v1",
             proposal_id=inp.proposal_id,
@@ -152,7 +159,9 @@ class ProposalActivities:
                 },
             ),
         )
-        return version_ref(stored, call)
+        return DraftProposalResult(
+            version=version_ref(stored, call), run_cost_usd=done.run_cost_usd
+        )
 
     @activity.defn(name="revise_proposal")
     @translating_errors

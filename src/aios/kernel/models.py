@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
-__all__ = ["Client", "ClientIntake", "Draft", "Event", "client_key_for"]
+__all__ = ["Client", "ClientIntake", "Draft", "Event", "ModelCall", "client_key_for"]
 
 MAX_NOTES = 4000
 _KEY_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -101,3 +102,33 @@ class Event(BaseModel):
     entity: str | None
     payload: dict[str, Any]
     occurred_at: datetime
+
+
+CallOutcome = Literal["accepted", "invalid", "low_confidence", "refused", "template"]
+
+
+class ModelCall(BaseModel):
+    """One row of the cost ledger: a model call (or a template run, at zero cost).
+
+    ``content`` is the reply as received, so a retried step reuses it instead of paying for the
+    call again; ``over_budget`` marks a call the operator approved past a monthly cap.
+    """
+
+    call_key: str
+    agent: str
+    prompt_version: str
+    workflow_id: str
+    run_id: str
+    process: str
+    tier: str
+    provider: str
+    model: str
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    cost_usd: Decimal = Field(ge=0)
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    outcome: CallOutcome
+    reason: str = ""
+    content: str | None = None
+    over_budget: bool = False
+    created_at: datetime | None = None

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from aios.kernel.money import format_amount
 
 __all__ = [
+    "AgentPolicy",
     "BillingPolicy",
     "GatePolicy",
     "PolicyVerdict",
@@ -106,6 +107,48 @@ class BillingPolicy(BaseModel):
     def reminder_times(self, issued_at: datetime) -> list[datetime]:
         due = issued_at + self.payment_terms
         return [due + self.remind_every * n for n in range(self.max_reminders)]
+
+
+class AgentPolicy(BaseModel):
+    """How far the operator trusts model output and how much it may cost.
+
+    A model answer below ``min_confidence`` escalates to the next tier. Spend on model calls is
+    capped per calendar month (UTC): ``monthly_budget_usd`` for all agents together and
+    ``agent_budgets_usd`` per agent. The cap is checked before a call with the call's estimated
+    cost; a call that would exceed it is not made and waits for the operator instead.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    min_confidence: float = Field(default=0.6, ge=0, le=1)
+    monthly_budget_usd: Decimal = Field(default=Decimal(50), ge=0)
+    agent_budgets_usd: dict[str, Decimal] = Field(default_factory=dict)
+
+    def budget_problem(
+        self, *, agent: str, estimate_usd: Decimal, spent_usd: Decimal, agent_spent_usd: Decimal
+    ) -> str | None:
+        """Why a call estimated at ``estimate_usd`` may not be made this month, if it may not."""
+        cap = self.agent_budgets_usd.get(agent)
+        if cap is not None and agent_spent_usd + estimate_usd > cap:
+            return (
+                f"agent {agent!r} has spent ${agent_spent_usd:.4f} of its ${cap:.2f} monthly "
+                "budget (agent_budgets_usd)"
+            )
+        if spent_usd + estimate_usd > self.monthly_budget_usd:
+            return (
+                f"agents have spent ${spent_usd:.4f} of the ${self.monthly_budget_usd:.2f} "
+                "monthly budget (agent_monthly_budget_usd)"
+            )
+        return None
+
+    def remaining(
+        self, *, spent_usd: Decimal, agent_spent: dict[str, Decimal]
+    ) -> dict[str, Decimal]:
+        """Budget left this month: ``"*"`` for all agents, then each capped agent."""
+        left = {"*": max(self.monthly_budget_usd - spent_usd, Decimal(0))}
+        for agent, cap in sorted(self.agent_budgets_usd.items()):
+            left[agent] = max(cap - agent_spent.get(agent, Decimal(0)), Decimal(0))
+        return left
 
 
 class PolicyVerdict(BaseModel):

@@ -9,6 +9,8 @@ from typing import Any
 from aios.activities import AgentActivities, ConnectorActivities, KernelActivities, MemoryActivities
 from aios.activities.billing import BillingActivities
 from aios.activities.proposals import ProposalActivities
+from aios.agents.providers import ChatModel, OpenAIChat
+from aios.agents.runner import AgentRunner
 from aios.config import Settings
 from aios.connectors.email import SmtpConfig, SmtpEmailConnector
 from aios.connectors.payments.bank import BankDetails, BankTransferProvider
@@ -18,7 +20,7 @@ from aios.kernel.store import KernelStore, apply_migrations
 from aios.memory.embedders import WordLlamaEmbedder
 from aios.memory.store import MemoryStore
 
-__all__ = ["Services", "payment_providers"]
+__all__ = ["Services", "agent_runner", "chat_model", "payment_providers"]
 
 
 @dataclass
@@ -78,13 +80,15 @@ class Services:
     def activities(self) -> list[Callable[..., Any]]:
         s = self.settings
         kernel = KernelActivities(self.store)
-        agents = AgentActivities(self.store, operator_name=s.operator_name)
+        runner = agent_runner(s, self.store)
+        agents = AgentActivities(self.store, runner, operator_name=s.operator_name)
         memory = MemoryActivities(self.memory, self.store)
         connectors = ConnectorActivities(
             self.store, self.email, operator_name=s.operator_name, operator_email=s.operator_email
         )
         proposals = ProposalActivities(
             self.store,
+            runner,
             operator_name=s.operator_name,
             rate_card=s.rate_card,
             payment_provider=s.payment_provider,
@@ -144,3 +148,49 @@ def payment_providers(settings: Settings) -> dict[str, PaymentProvider]:
             settings.stripe_api_key, api_base=settings.stripe_api_base
         )
     return providers
+
+
+def chat_model(settings: Settings) -> ChatModel | None:
+    """The hosted model provider, or None for the template provider (the offline default)."""
+    import openai
+
+    from aios.workflows.timeouts import MODEL_REQUEST_TIMEOUT
+
+    timeout = MODEL_REQUEST_TIMEOUT.total_seconds()
+    if settings.agent_provider == "openai":
+        assert settings.openai_api_key is not None  # checked by Settings
+        return OpenAIChat(
+            openai.OpenAI(
+                api_key=settings.openai_api_key.get_secret_value(),
+                base_url=settings.openai_base_url,
+                max_retries=0,  # Temporal's retry policy decides
+                timeout=timeout,
+            ),
+            name="openai",
+        )
+    if settings.agent_provider == "azure":
+        key, token = settings.azure_openai_api_key, settings.azure_openai_ad_token
+        assert settings.azure_openai_endpoint is not None  # checked by Settings
+        return OpenAIChat(
+            openai.AzureOpenAI(
+                azure_endpoint=settings.azure_openai_endpoint,
+                api_version=settings.azure_openai_api_version,
+                api_key=key.get_secret_value() if key else None,
+                azure_ad_token=token.get_secret_value() if token else None,
+                max_retries=0,
+                timeout=timeout,
+            ),
+            name="azure",
+        )
+    return None
+
+
+def agent_runner(settings: Settings, store: KernelStore) -> AgentRunner:
+    return AgentRunner(
+        store,
+        chat=chat_model(settings),
+        tiers=settings.tiers,
+        agent_tiers=settings.agent_tiers,
+        policy=settings.agent_policy,
+        max_output_tokens=settings.model_max_output_tokens,
+    )

@@ -108,6 +108,8 @@ class GateHost:
         self._unrecorded: list[str] = []
         self._rejected_total = 0
         self._check_edits: Callable[[dict[str, str]], str | None] | None = None
+        self._opened: dict[str, int] = {}
+        self._gate_key = ""
 
     @workflow.signal(name=DECIDE_SIGNAL)
     def decide(self, payload: RawValue) -> None:
@@ -157,7 +159,7 @@ class GateHost:
             await step(
                 KernelActivities.record_event,
                 RecordEventInput(
-                    idempotency_key=step_key(f"gate/{gate}/rejected-signal/{n}"),
+                    idempotency_key=step_key(f"{self._gate_key}/rejected-signal/{n}"),
                     kind="gate.signal_rejected",
                     payload={"gate": gate, "reason": reason},
                 ),
@@ -178,6 +180,10 @@ class GateHost:
     ) -> GateOutcome:
         """Open ``gate`` and wait until the operator decides or the policy expires it."""
         requested = workflow.now()
+        # A gate opened again in the same run (a second budget gate, a counter-offer's
+        # approval) gets its own step keys: "gate/<name>", then "gate/<name>#2"...
+        opened = self._opened[gate] = self._opened.get(gate, 0) + 1
+        self._gate_key = f"gate/{gate}" if opened == 1 else f"gate/{gate}#{opened}"
         expires = requested + policy.expire_after
         reminders = [requested + offset for offset in policy.reminder_times()]
         self._decision = None
@@ -208,7 +214,7 @@ class GateHost:
             await step(
                 ConnectorActivities.send_gate_reminder,
                 SendGateReminderInput(
-                    idempotency_key=step_key(f"gate/{gate}/reminder/{n}"),
+                    idempotency_key=step_key(f"{self._gate_key}/reminder/{n}"),
                     gate=gate,
                     title=title,
                     summary=summary,
@@ -262,7 +268,7 @@ class GateHost:
         await step(
             KernelActivities.record_event,
             RecordEventInput(
-                idempotency_key=step_key(f"gate/{gate}/{kind}"),
+                idempotency_key=step_key(f"{self._gate_key}/{kind}"),
                 kind=kind,
                 entity=entity,
                 payload={"gate": gate, **payload},

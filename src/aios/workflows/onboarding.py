@@ -26,11 +26,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from aios.kernel.models import Client, ClientIntake
     from aios.kernel.policy import GatePolicy
+    from aios.workflows.agent_steps import AgentStepStopped, run_agent_step
     from aios.workflows.attributes import CLIENT, COST_USD, PROCESS
     from aios.workflows.gates import GateHost, PendingGate
     from aios.workflows.saga import Saga
     from aios.workflows.steps import step, step_key
-    from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY, MODEL_CALL
+    from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY
 
 __all__ = [
     "OnboardingInput",
@@ -88,13 +89,15 @@ class OnboardingWorkflow(GateHost):
     Id: ``onboarding/<client-key>``. Input ``OnboardingInput``, result ``OnboardingResult``.
 
     Signals: ``decide`` (``GateDecision`` JSON) answers the ``welcome`` gate; ``edit`` may change
-    ``subject`` and ``body`` of the welcome email and approves the edited version.
+    ``subject`` and ``body`` of the welcome email and approves the edited version. It also
+    answers the agent gates ``budget`` and ``agent`` (see ``workflows.agent_steps``).
     Queries: ``pending_gates`` -> list of ``PendingGate``; ``progress`` -> ``OnboardingProgress``.
     Search attributes: ``AiosProcess=onboarding``, ``AiosClient=<key>``,
     ``AiosAwaitingApproval`` (true while the gate waits), ``AiosCostUsd`` (agent spend).
 
-    End states: ``completed``; ``rejected`` (operator said no, nothing was sent); ``expired``
-    (no decision before the policy's expiry, nothing was sent); failed or cancelled after the
+    End states: ``completed``; ``rejected`` (operator said no to the welcome or to an agent gate,
+    nothing was sent); ``expired`` (no decision before the policy's expiry, nothing was sent);
+    failed or cancelled after the
     welcome went out, in which case the kickoff invite is cancelled (saga) before the run ends.
     """
 
@@ -117,8 +120,8 @@ class OnboardingWorkflow(GateHost):
     def _done(self, name: str) -> None:
         self._steps.append(name)
 
-    def _add_cost(self, usd: float) -> None:
-        self._cost = round(self._cost + usd, 6)
+    def _set_cost(self, run_cost_usd: float) -> None:
+        self._cost = round(run_cost_usd, 6)
         workflow.upsert_search_attributes([COST_USD.value_set(self._cost)])
 
     @workflow.run
@@ -131,67 +134,87 @@ class OnboardingWorkflow(GateHost):
             [PROCESS.value_set(PROCESS_NAME), CLIENT.value_set(key), COST_USD.value_set(0.0)]
         )
 
-        classified = await step(
-            AgentActivities.classify_intake,
-            ClassifyIntakeInput(
-                idempotency_key=step_key("intake"),
-                client_key=key,
-                name=intake.name,
-                notes=intake.notes,
-            ),
-            MODEL_CALL,
-        )
-        self._add_cost(classified.call.cost_usd)
-        self._done("intake")
-        facts = classified.facts
-
-        await step(
-            KernelActivities.upsert_client,
-            UpsertClientInput(
-                idempotency_key=step_key("client"),
-                client=Client(
-                    key=key,
+        try:
+            classified = await run_agent_step(
+                self,
+                AgentActivities.classify_intake,
+                lambda controls: ClassifyIntakeInput(
+                    idempotency_key=step_key("intake"),
+                    client_key=key,
                     name=intake.name,
-                    email=str(intake.email),
                     notes=intake.notes,
-                    segment=facts.segment,
-                    facts=facts.model_dump(),
+                    controls=controls,
                 ),
-            ),
-            KERNEL_WRITE,
-        )
-        self._done("client")
+                title=f"Intake for {intake.name}",
+                gate_policy=inp.gate_policy,
+                entity=entity,
+                on_cost=self._set_cost,
+            )
+            self._done("intake")
+            facts = classified.facts
+            assert facts is not None
 
-        recalled = await step(
-            MemoryActivities.recall_memory,
-            RecallMemoryInput(
-                query=f"{intake.name}. {facts.segment}. {facts.summary}", kinds=MEMORY_KINDS
-            ),
-            MEMORY,
-        )
-        self._done("recall")
+            await step(
+                KernelActivities.upsert_client,
+                UpsertClientInput(
+                    idempotency_key=step_key("client"),
+                    client=Client(
+                        key=key,
+                        name=intake.name,
+                        email=str(intake.email),
+                        notes=intake.notes,
+                        segment=facts.segment,
+                        facts=facts.model_dump(),
+                    ),
+                ),
+                KERNEL_WRITE,
+            )
+            self._done("client")
 
-        kickoff_at = kickoff_time(workflow.now())
-        draft = await step(
-            AgentActivities.draft_welcome,
-            DraftWelcomeInput(
-                idempotency_key=step_key("draft"),
+            recalled = await step(
+                MemoryActivities.recall_memory,
+                RecallMemoryInput(
+                    query=f"{intake.name}. {facts.segment}. {facts.summary}", kinds=MEMORY_KINDS
+                ),
+                MEMORY,
+            )
+            self._done("recall")
+
+            kickoff_at = kickoff_time(workflow.now())
+            draft = await run_agent_step(
+                self,
+                AgentActivities.draft_welcome,
+                lambda controls: DraftWelcomeInput(
+                    idempotency_key=step_key("draft"),
+                    client_key=key,
+                    client_name=intake.name,
+                    notes=intake.notes,
+                    facts=facts,
+                    kickoff_at=kickoff_at,
+                    memories=recalled.memories,
+                    controls=controls,
+                ),
+                title=f"Welcome email for {intake.name}",
+                gate_policy=inp.gate_policy,
+                entity=entity,
+                on_cost=self._set_cost,
+            )
+            self._done("draft")
+        except AgentStepStopped as stopped:
+            await self._finish(stopped.status, entity, {"reason": stopped.reason})
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return OnboardingResult(
+                status="expired" if stopped.status == "expired" else "rejected",
                 client_key=key,
-                client_name=intake.name,
-                notes=intake.notes,
-                facts=facts,
-                kickoff_at=kickoff_at,
-                memories=recalled.memories,
-            ),
-            MODEL_CALL,
-        )
-        self._add_cost(draft.call.cost_usd if draft.call else 0.0)
-        self._done("draft")
+                reason=stopped.reason,
+                cost_usd=self._cost,
+            )
 
         outcome = await self.wait_for_decision(
             gate="welcome",
             title=f"Welcome email for {intake.name}",
-            summary=f"{draft.subject}: {draft.preview}",
+            summary=f"{draft.subject}: {draft.preview} (drafted by "
+            f"{draft.call.label if draft.call else 'an agent'})",
             policy=inp.gate_policy,
             editable_fields=list(EDITABLE_DRAFT_FIELDS),
             entity=entity,

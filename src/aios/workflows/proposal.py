@@ -32,12 +32,13 @@ with workflow.unsafe.imports_passed_through():
     from aios.kernel.money import LineItem, format_amount, parse_amount
     from aios.kernel.policy import BillingPolicy, GatePolicy, ProposalPolicy
     from aios.memory.store import RecalledMemory
+    from aios.workflows.agent_steps import AgentStepStopped, run_agent_step
     from aios.workflows.attributes import CLIENT, COST_USD, PROCESS
     from aios.workflows.billing import BillingInput, BillingWorkflow, billing_workflow_id
     from aios.workflows.gates import GateHost, GateOutcome, PendingGate
     from aios.workflows.saga import Saga
     from aios.workflows.steps import record, step, step_key
-    from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY, MODEL_CALL
+    from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY
     from aios.workflows.waiting import Schedule, SignalLog, decode_signal, wait_until
 
 __all__ = [
@@ -128,14 +129,16 @@ class ProposalWorkflow(GateHost):
     Id: ``proposal/<proposal-id>``. Input ``ProposalInput``, result ``ProposalResult``.
 
     Signals: ``decide`` (``GateDecision``) answers the ``proposal`` gate, whose editable fields
-    are ``total``, ``discount_pct`` and ``terms`` (an edit makes a new version);
+    are ``total``, ``discount_pct`` and ``terms`` (an edit makes a new version), and the agent
+    gates ``budget`` and ``agent`` of the drafting step (see ``workflows.agent_steps``);
     ``client_response`` (``ClientResponse``) records the client's answer.
     Queries: ``pending_gates``; ``progress`` -> ``ProposalProgress``.
     Search attributes: ``AiosProcess=proposal``, ``AiosClient``, ``AiosAwaitingApproval``,
     ``AiosCostUsd``.
 
     End states: ``accepted`` (billing started as a child that outlives this run), ``declined``,
-    ``rejected`` (the operator said no; nothing was sent), ``expired`` (no decision at the gate,
+    ``rejected`` (the operator said no, at the proposal or an agent gate; nothing was sent),
+    ``expired`` (no decision at the gate,
     or no answer from the client in time). Failed or cancelled after sending: the client gets a
     retraction (saga).
     """
@@ -258,21 +261,37 @@ class ProposalWorkflow(GateHost):
         self._done("recall")
 
         valid_until = workflow.now() + inp.policy.expire_after
-        version = await step(
-            ProposalActivities.draft_proposal,
-            DraftProposalInput(
-                idempotency_key=step_key("draft"),
+        try:
+            drafted = await run_agent_step(
+                self,
+                ProposalActivities.draft_proposal,
+                lambda controls: DraftProposalInput(
+                    idempotency_key=step_key("draft"),
+                    proposal_id=inp.proposal_id,
+                    client_key=inp.client_key,
+                    valid_until=valid_until,
+                    payment_terms_days=max(inp.billing_policy.payment_terms.days, 1),
+                    memories=list(memories.values()),
+                    controls=controls,
+                ),
+                title=f"Proposal {inp.proposal_id} for {opened.client_name}",
+                gate_policy=inp.gate_policy,
+                entity=entity,
+                on_cost=self._set_cost,
+            )
+        except AgentStepStopped as stopped:
+            await record(f"proposal.{stopped.status}", entity, {"reason": stopped.reason})
+            self._done(stopped.status)
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return ProposalResult(
+                status="expired" if stopped.status == "expired" else "rejected",
                 proposal_id=inp.proposal_id,
-                client_key=inp.client_key,
-                valid_until=valid_until,
-                payment_terms_days=max(inp.billing_policy.payment_terms.days, 1),
-                memories=list(memories.values()),
-            ),
-            MODEL_CALL,
-        )
-        if version.call:
-            self._cost = round(self._cost + version.call.cost_usd, 6)
-            workflow.upsert_search_attributes([COST_USD.value_set(self._cost)])
+                version=0,
+                total="",
+                reason=stopped.reason,
+            )
+        assert drafted.version is not None
+        version = drafted.version
         self._current = version
         self._done("draft")
 
@@ -410,6 +429,10 @@ class ProposalWorkflow(GateHost):
         await workflow.wait_condition(workflow.all_handlers_finished)
         return result
 
+    def _set_cost(self, run_cost_usd: float) -> None:
+        self._cost = round(run_cost_usd, 6)
+        workflow.upsert_search_attributes([COST_USD.value_set(self._cost)])
+
     def _response_note(self) -> str:
         return (self._response.note if self._response else "") or ""
 
@@ -425,7 +448,8 @@ class ProposalWorkflow(GateHost):
         return await self.wait_for_decision(
             gate="proposal",
             title=f"Proposal {inp.proposal_id} v{version.version} for {client_name}",
-            summary=f"{total} ({version.discount_pct}% off): {'; '.join(reasons)}. {lines}",
+            summary=f"{total} ({version.discount_pct}% off): {'; '.join(reasons)}. {lines}"
+            + (f" (drafted by {version.call.label})" if version.call else ""),
             policy=inp.gate_policy,
             editable_fields=list(EDITABLE_PROPOSAL_FIELDS),
             entity=f"proposal:{inp.proposal_id}",

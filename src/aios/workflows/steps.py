@@ -26,6 +26,7 @@ async def step(fn: Callable[[Any, ArgT], ResT], arg: ArgT, options: StepOptions)
         start_to_close_timeout=options.start_to_close,
         schedule_to_close_timeout=options.schedule_to_close,
         retry_policy=options.retry,
+        heartbeat_timeout=options.heartbeat,
     )
 
 

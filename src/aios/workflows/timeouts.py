@@ -1,8 +1,11 @@
 """Timeouts and retry policies, one named set per kind of work.
 
 A connector effect gets 30 s per attempt (an SMTP hand-off takes well under a second; the
-margin covers slow servers) and keeps retrying transient failures for up to a day. Model calls
-get longer attempts and fewer retries. Kernel and memory writes are local and fast.
+margin covers slow servers) and keeps retrying transient failures for up to a day. A model
+step may make up to four HTTP requests (two tiers, each with one repair), each bounded by
+``MODEL_REQUEST_TIMEOUT`` (the ``openai`` client's timeout); the step heartbeats before each,
+so a lost worker is noticed within ``MODEL_CALL.heartbeat`` rather than at the end of the step.
+Kernel and memory writes are local and fast.
 """
 
 from __future__ import annotations
@@ -14,7 +17,14 @@ from temporalio.common import RetryPolicy
 
 from aios.activities.errors import NON_RETRYABLE_TYPES
 
-__all__ = ["CONNECTOR_EFFECT", "KERNEL_WRITE", "MEMORY", "MODEL_CALL", "StepOptions"]
+__all__ = [
+    "CONNECTOR_EFFECT",
+    "KERNEL_WRITE",
+    "MEMORY",
+    "MODEL_CALL",
+    "MODEL_REQUEST_TIMEOUT",
+    "StepOptions",
+]
 
 
 @dataclass(frozen=True)
@@ -22,6 +32,7 @@ class StepOptions:
     start_to_close: timedelta
     schedule_to_close: timedelta
     retry: RetryPolicy
+    heartbeat: timedelta | None = None
 
 
 def _retry(initial: float, maximum: float, attempts: int = 0) -> RetryPolicy:
@@ -36,5 +47,11 @@ def _retry(initial: float, maximum: float, attempts: int = 0) -> RetryPolicy:
 
 KERNEL_WRITE = StepOptions(timedelta(seconds=30), timedelta(hours=1), _retry(1, 30))
 MEMORY = StepOptions(timedelta(seconds=60), timedelta(hours=1), _retry(1, 30))
-MODEL_CALL = StepOptions(timedelta(seconds=120), timedelta(hours=1), _retry(2, 60, attempts=6))
+MODEL_REQUEST_TIMEOUT = timedelta(seconds=90)
+MODEL_CALL = StepOptions(
+    timedelta(minutes=8),
+    timedelta(hours=2),
+    _retry(2, 60, attempts=8),
+    heartbeat=MODEL_REQUEST_TIMEOUT + timedelta(seconds=30),
+)
 CONNECTOR_EFFECT = StepOptions(timedelta(seconds=30), timedelta(days=1), _retry(2, 300))
