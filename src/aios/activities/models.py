@@ -90,10 +90,8 @@ class AgentCall(BaseModel):
     def label(self) -> str:
         """Who drafted it, as the operator sees it next to the draft."""
         if self.provider == "template":
-            return f"the template provider (offline rules, no model; {self.model})"
-        return (
-            f"{self.model} on {self.provider} ({self.tier} tier, confidence {self.confidence:.2f})"
-        )
+            return "template (offline rules, no model)"
+        return f"{self.model} ({self.provider}, {self.tier} tier, confidence {self.confidence:.2f})"
 
 
 class AgentControls(BaseModel):

@@ -148,7 +148,7 @@ def inbox() -> None:
     if not items:
         out.print("Inbox empty: nothing waits for your decision.")
         return
-    table = Table("workflow", "gate", "amount", "waiting", "summary", "reminders")
+    table = Table("workflow", "gate", "amount", "waiting", "summary", "drafted by", "reminders")
     for item in items:
         gate = item.gate
         table.add_row(
@@ -157,6 +157,7 @@ def inbox() -> None:
             (gate.amount or "") if gate else "",
             age(item.age),
             gate.summary[:90] if gate else item.note,
+            (gate.drafted_by or "") if gate else "",
             str(gate.reminders_sent) if gate else "",
         )
     out.print(table)
@@ -244,6 +245,8 @@ def status(workflow_id: Annotated[str, typer.Argument(help="e.g. onboarding/acme
     if st.waiting_for:
         out.print(f"Waiting for signal [bold]{st.waiting_for}[/]")
     for g in st.gates:
+        if g.drafted_by:
+            out.print(f"Drafted by: {g.drafted_by}", highlight=False)
         out.print(
             f"Waiting at gate [bold]{g.gate}[/] since {g.requested_at:%Y-%m-%d %H:%M} UTC "
             f"(expires {g.expires_at:%Y-%m-%d %H:%M} UTC, {g.reminders_sent} reminder(s)"
@@ -268,6 +271,53 @@ def status(workflow_id: Annotated[str, typer.Argument(help="e.g. onboarding/acme
         details = ", ".join(f"{k}={v}" for k, v in e.payload.items() if v not in (None, "", []))
         table.add_row(str(e.id), f"{e.occurred_at:%H:%M:%S}", e.kind, details[:110])
     out.print(table)
+
+
+@app.command()
+@command
+def costs(
+    month: Annotated[
+        str | None, typer.Option(help="calendar month (UTC) as YYYY-MM; default: this month")
+    ] = None,
+) -> None:
+    """Model spend by process, agent and day, and the budget left this month."""
+    s = settings()
+    store = _store(s)
+    try:
+        report = operations.cost_report(store, s, month)
+    finally:
+        store.close()
+    provider = (
+        "template (offline, no model calls)" if report.provider == "template" else report.provider
+    )
+    out.print(
+        f"Model spend in [bold]{report.month}[/] (UTC): [bold]${report.total_usd:.4f}[/]; "
+        f"agent provider: {provider}",
+        highlight=False,
+    )
+    for title, lines in (
+        ("process", report.by_process),
+        ("agent", report.by_agent),
+        ("day", report.by_day),
+    ):
+        table = Table(title, "calls", "model calls", "tokens", "USD", title=f"By {title}")
+        for line in lines:
+            table.add_row(
+                line.key,
+                str(line.calls),
+                str(line.model_calls),
+                str(line.tokens),
+                f"{line.usd:.4f}",
+            )
+        if not lines:
+            table.add_row("(no calls)", "", "", "", "")
+        out.print(table)
+    budget = Table("budget", "monthly cap", "spent", "remaining", title="Budget")
+    for b in report.budgets:
+        budget.add_row(
+            b.scope, f"${b.cap_usd:.2f}", f"${b.spent_usd:.4f}", f"${b.remaining_usd:.4f}"
+        )
+    out.print(budget)
 
 
 # --- money ---------------------------------------------------------------------------------

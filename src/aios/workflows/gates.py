@@ -75,6 +75,7 @@ class PendingGate(BaseModel):
     rejected_signals: int = 0
     last_rejection: str | None = None
     amount: str | None = None  # what is at stake, for gates about money ("USD 4,500.00")
+    drafted_by: str | None = None  # who wrote what the gate shows: a model, or the template
 
 
 class GateOutcome(BaseModel):
@@ -176,6 +177,7 @@ class GateHost:
         editable_fields: list[str],
         entity: str | None = None,
         amount: str | None = None,
+        drafted_by: str | None = None,
         check_edits: Callable[[dict[str, str]], str | None] | None = None,
     ) -> GateOutcome:
         """Open ``gate`` and wait until the operator decides or the policy expires it."""
@@ -197,13 +199,19 @@ class GateHost:
             next_reminder_at=reminders[0] if reminders else None,
             editable_fields=editable_fields,
             amount=amount,
+            drafted_by=drafted_by,
         )
         workflow.upsert_search_attributes([AWAITING_APPROVAL.value_set(True)])
         await self._gate_event(
             gate,
             "gate.requested",
             entity,
-            {"title": title, "summary": summary, "expires_at": expires.isoformat()},
+            {
+                "title": title,
+                "summary": summary,
+                "expires_at": expires.isoformat(),
+                **({"drafted_by": drafted_by} if drafted_by else {}),
+            },
         )
         schedule = Schedule(reminders=reminders, deadline=expires)
 

@@ -213,8 +213,8 @@ class OnboardingWorkflow(GateHost):
         outcome = await self.wait_for_decision(
             gate="welcome",
             title=f"Welcome email for {intake.name}",
-            summary=f"{draft.subject}: {draft.preview} (drafted by "
-            f"{draft.call.label if draft.call else 'an agent'})",
+            summary=f"{draft.subject}: {draft.preview}",
+            drafted_by=draft.call.label if draft.call else None,
             policy=inp.gate_policy,
             editable_fields=list(EDITABLE_DRAFT_FIELDS),
             entity=entity,

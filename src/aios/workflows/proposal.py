@@ -448,8 +448,8 @@ class ProposalWorkflow(GateHost):
         return await self.wait_for_decision(
             gate="proposal",
             title=f"Proposal {inp.proposal_id} v{version.version} for {client_name}",
-            summary=f"{total} ({version.discount_pct}% off): {'; '.join(reasons)}. {lines}"
-            + (f" (drafted by {version.call.label})" if version.call else ""),
+            summary=f"{total} ({version.discount_pct}% off): {'; '.join(reasons)}. {lines}",
+            drafted_by=version.call.label if version.call else None,
             policy=inp.gate_policy,
             editable_fields=list(EDITABLE_PROPOSAL_FIELDS),
             entity=f"proposal:{inp.proposal_id}",
