@@ -40,7 +40,7 @@ from aios.workflows.attributes import AWAITING_APPROVAL, COST_USD
 from aios.workflows.gates import GateDecision, PendingGate
 from aios.workflows.proposal import ProposalResult
 from tests.conftest import RecordingSmtp, unique_client
-from tests.helpers import start, wait_for_gate
+from tests.helpers import save_history, start, wait_for_gate
 from tests.money_helpers import known_client, propose
 from tests.openai_replay import RECORDINGS, ModelReplayServer
 
@@ -190,6 +190,7 @@ async def test_onboarding_on_openai_records_cost_labels_drafts_and_keeps_the_key
     assert KEY not in await history_text(handle)
     assert all(KEY not in (c.content or "") + c.reason for c in calls)
     assert len(server.received) == 2  # nothing was called twice
+    await save_history(handle, "onboarding_hosted_completed")
 
 
 async def test_rate_limited_call_is_retried_after_retry_after_and_paid_once(
@@ -286,6 +287,7 @@ async def test_rejecting_the_agent_gate_ends_the_run_and_sends_nothing(
     assert "refused" in result.reason and "spam" in result.reason
     assert smtp.to(email) == []
     assert len(server.received) == 1
+    await save_history(handle, "onboarding_agent_rejected")
 
 
 @pytest.mark.hosted(agent_budgets_usd={"intake": Decimal(0)})
@@ -321,7 +323,9 @@ async def test_over_budget_waits_then_approve_makes_exactly_that_call(
     assert await cost_attribute(handle) == pytest.approx(
         float(ledger_total(services.store, handle.id))
     )
-    await handle.cancel()
+    await handle.signal("decide", approve())
+    assert (await handle.result()).status == "completed"
+    await save_history(handle, "onboarding_budget_approved")
 
 
 @pytest.mark.hosted(agent_budgets_usd={"intake": Decimal(0)})
