@@ -93,5 +93,7 @@ def configure_logging(level: str = "info", stream: Any = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # The Stripe library logs request URLs (with customer emails) and, on auth errors, part
-    # of the key at INFO; only its warnings are ours to keep.
-    logging.getLogger("stripe").setLevel(logging.WARNING)
+    # of the key at INFO; the OpenAI client and its HTTP stack log every request at INFO/DEBUG.
+    # Only their warnings are ours to keep.
+    for chatty in ("stripe", "openai", "httpx", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
