@@ -65,6 +65,8 @@ async def test_accepted_proposal_starts_billing_which_ends_paid_with_one_invoice
     assert result.memory_id is not None
     outcome = services.memory.get(result.memory_id)
     assert outcome is not None and "Outcome: accepted" in outcome.text
+    # The real outcome comes before any client text (reason, scope) that could mimic it.
+    assert outcome.text.split(". ")[1] == "Outcome: accepted"
     assert outcome.provenance.source_workflow_id == handle.id
 
     billing = client.get_workflow_handle(result.billing_workflow_id, result_type=BillingResult)

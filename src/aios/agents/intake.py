@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from aios.agents.base import FENCE_RULE, Agent, fence
 
@@ -32,8 +32,9 @@ SEGMENT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "software": ("app", "api", "software", "integration", "automation", "backend", "platform"),
     "consulting": ("strategy", "advice", "audit", "workshop", "consulting", "coaching"),
 }
+# Bounded repetitions: a long run of digits must not make matching quadratic.
 _BUDGET = re.compile(
-    r"(?:[$€£]\s?\d[\d,.]*\s?[kKmM]?\b|\b\d[\d,.]*\s?[kK]?\s?(?:usd|eur|gbp|dollars|euros|pounds)\b)",
+    r"(?:[$€£]\s?\d[\d,.]{0,15}\s?[kKmM]?\b|\b\d[\d,.]{0,15}\s?[kK]?\s?(?:usd|eur|gbp|dollars|euros|pounds)\b)",
     re.IGNORECASE,
 )
 _DEADLINE = re.compile(
@@ -51,6 +52,8 @@ class IntakeRequest(BaseModel):
 
 
 class IntakeFacts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     segment: Segment
     services: list[str] = Field(default_factory=list, max_length=10)
     budget_hint: str | None = Field(default=None, max_length=60)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from aios.agents.base import FENCE_RULE, Agent, fence
 from aios.agents.intake import IntakeFacts
@@ -65,6 +65,8 @@ class WelcomeRequest(BaseModel):
 
 
 class WelcomeDraft(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     subject: str = Field(min_length=1, max_length=200)
     body: str = Field(min_length=1, max_length=10000)
     plan: list[str] = Field(min_length=1, max_length=12)

@@ -52,6 +52,11 @@ class ClientIntake(BaseModel):
     def _derive_key(self) -> ClientIntake:
         key = self.key or client_key_for(self.name)
         if not key:
+            if any(ch.isalnum() for ch in self.name):
+                raise ValueError(
+                    "key: a key cannot be derived from a name without Latin letters or "
+                    "digits; give one (aios onboard --key, e.g. moskva-ooo)"
+                )
             raise ValueError("name must contain at least one letter or digit")
         if not _KEY_RE.match(key):
             raise ValueError(

@@ -573,12 +573,14 @@ class ProposalWorkflow(GateHost):
                     entity=f"client:{inp.client_key}",
                     kind=OUTCOME_KIND,
                     text=(
-                        f"Proposal {inp.proposal_id} v{version.version}. "
-                        f"Scope: {' '.join(inp.scope.split())[:600]} "
+                        # What code decided first, client text (reason, scope) last, so a
+                        # reader of the first "Outcome:" always gets the real one.
+                        f"Proposal {inp.proposal_id} v{version.version}. Outcome: {status}. "
                         f"Price: {total} (list "
                         f"{format_amount(version.subtotal_minor, version.currency)}, "
-                        f"discount {version.discount_pct}%). Outcome: {status}. "
-                        f"Reason: {reason or 'not given'}. Counters: {history}."
+                        f"discount {version.discount_pct}%). "
+                        f"Reason: {reason or 'not given'}. Counters: {history}. "
+                        f"Scope: {' '.join(inp.scope.split())[:600]}"
                     ),
                 ),
                 MEMORY,
