@@ -38,6 +38,7 @@ from aios.workers.main import build_worker
 from aios.workers.services import Services
 from aios.workflows.attributes import AWAITING_APPROVAL, COST_USD
 from aios.workflows.gates import GateDecision, PendingGate
+from aios.workflows.onboarding import OnboardingResult
 from aios.workflows.proposal import ProposalResult
 from tests.conftest import RecordingSmtp, unique_client
 from tests.helpers import save_history, start, wait_for_gate
@@ -105,6 +106,16 @@ async def hosted_worker(
         yield s, w
 
 
+async def onboard(
+    client: Client, s: Settings, server: ModelReplayServer, *recordings: str
+) -> tuple[WorkflowHandle[Any, OnboardingResult], str]:
+    """Queue the model's replies, then onboard a fresh client; the handle and its email."""
+    for name in recordings:
+        server.queue(name)
+    name, key, email = unique_client()
+    return await start(client, s, name, key, email, notes=NOTES), email
+
+
 def approve(comment: str = "ok") -> GateDecision:
     return GateDecision(decision="approve", approver="tester", comment=comment)
 
@@ -142,10 +153,7 @@ async def test_onboarding_on_openai_records_cost_labels_drafts_and_keeps_the_key
     hosted_worker: tuple[Settings, Worker],
 ) -> None:
     s, _ = hosted_worker
-    server.queue("openai_intake_ok")
-    server.queue("openai_welcome_ok")
-    name, key, email = unique_client()
-    handle = await start(client, s, name, key, email, notes=NOTES)
+    handle, email = await onboard(client, s, server, "openai_intake_ok", "openai_welcome_ok")
 
     gate = await gate_named(client, handle.id, "welcome")
     assert gate.drafted_by == "gpt-4o-mini-2024-07-18 (openai, fast tier, confidence 0.84)"
@@ -200,11 +208,9 @@ async def test_rate_limited_call_is_retried_after_retry_after_and_paid_once(
     hosted_worker: tuple[Settings, Worker],
 ) -> None:
     s, _ = hosted_worker
-    server.queue("openai_429")
-    server.queue("openai_intake_ok")
-    server.queue("openai_welcome_ok")
-    name, key, email = unique_client()
-    handle = await start(client, s, name, key, email, notes=NOTES)
+    handle, _ = await onboard(
+        client, s, server, "openai_429", "openai_intake_ok", "openai_welcome_ok"
+    )
     await gate_named(client, handle.id, "welcome")
 
     assert len(server.received) == 3
@@ -239,8 +245,7 @@ async def test_content_filter_waits_at_the_agent_gate_and_approve_uses_the_templ
     s, _ = hosted_worker
     server.queue("azure_content_filter_prompt")
     server.queue("azure_intake_ok", content=content_of("openai_welcome_ok"))
-    name, key, email = unique_client()
-    handle = await start(client, s, name, key, email, notes=NOTES)
+    handle, _ = await onboard(client, s, server)
 
     gate = await gate_named(client, handle.id, "agent")
     assert "content filter" in gate.summary and "template" in gate.summary
@@ -273,9 +278,7 @@ async def test_rejecting_the_agent_gate_ends_the_run_and_sends_nothing(
     hosted_worker: tuple[Settings, Worker],
 ) -> None:
     s, _ = hosted_worker
-    server.queue("openai_refusal")
-    name, key, email = unique_client()
-    handle = await start(client, s, name, key, email, notes=NOTES)
+    handle, email = await onboard(client, s, server, "openai_refusal")
     gate = await gate_named(client, handle.id, "agent")
     assert "refused" in gate.summary
 
@@ -298,10 +301,7 @@ async def test_over_budget_waits_then_approve_makes_exactly_that_call(
     hosted_worker: tuple[Settings, Worker],
 ) -> None:
     s, _ = hosted_worker
-    server.queue("openai_intake_ok")
-    server.queue("openai_welcome_ok")
-    name, key, email = unique_client()
-    handle = await start(client, s, name, key, email, notes=NOTES)
+    handle, _ = await onboard(client, s, server, "openai_intake_ok", "openai_welcome_ok")
 
     gate = await gate_named(client, handle.id, "budget")
     assert gate.summary.startswith("budget exceeded: agent 'intake' has spent")
@@ -336,9 +336,7 @@ async def test_rejected_budget_goes_on_without_the_model(
     hosted_worker: tuple[Settings, Worker],
 ) -> None:
     s, _ = hosted_worker
-    server.queue("openai_welcome_ok")
-    name, key, email = unique_client()
-    handle = await start(client, s, name, key, email, notes=NOTES)
+    handle, _ = await onboard(client, s, server, "openai_welcome_ok")
     await gate_named(client, handle.id, "budget")
     await handle.signal("decide", GateDecision(decision="reject", approver="tester"))
     await gate_named(client, handle.id, "welcome")
