@@ -4,8 +4,12 @@
     ├── InvalidInput        bad input from a person, a signal, a connector or a model; never retried
     ├── PolicyRefusal       a policy forbids the step; never retried
     ├── ConnectorError      an outside system failed
-    │   ├── TransientConnectorError   retried with backoff by Temporal
-    │   └── PermanentConnectorError   not retried: rejected address, auth failure...
+    │   ├── TransientConnectorError   retried with backoff by Temporal (5xx, timeouts)
+    │   │   └── RateLimited             retried after the Retry-After the system gave
+    │   └── PermanentConnectorError   not retried: rejected address...
+    │       ├── ConnectorAuthError      credentials missing, wrong or not allowed
+    │       ├── ConnectorInvalidRequest the system refused what we sent (4xx)
+    │       └── SchemaDrift             the reply no longer has the shape we rely on
     ├── AgentError          an agent's output was unusable
     ├── ModelError          a hosted model provider (OpenAI, Azure OpenAI) failed
     │   ├── ModelUnavailable  429, 5xx, timeouts: retried by Temporal, honouring Retry-After
@@ -23,13 +27,17 @@ from __future__ import annotations
 __all__ = [
     "AgentError",
     "AiosError",
+    "ConnectorAuthError",
     "ConnectorError",
+    "ConnectorInvalidRequest",
     "InvalidInput",
     "ModelError",
     "ModelRefused",
     "ModelUnavailable",
     "PermanentConnectorError",
     "PolicyRefusal",
+    "RateLimited",
+    "SchemaDrift",
     "StackError",
     "TransientConnectorError",
 ]
@@ -53,17 +61,43 @@ class PolicyRefusal(AiosError):
 class ConnectorError(AiosError):
     """An outside system (SMTP, calendar, CRM, payments) failed."""
 
-    def __init__(self, connector: str, message: str) -> None:
+    kind = "error"  # transient, rate_limited, auth, invalid_request, permanent, schema_drift
+
+    def __init__(self, connector: str, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(f"{connector}: {message}")
         self.connector = connector
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class TransientConnectorError(ConnectorError):
     retryable = True
+    kind = "transient"
+
+
+class RateLimited(TransientConnectorError):
+    """Too many requests; ``retry_after`` says how long the system asked us to wait."""
+
+    kind = "rate_limited"
 
 
 class PermanentConnectorError(ConnectorError):
     retryable = False
+    kind = "permanent"
+
+
+class ConnectorAuthError(PermanentConnectorError):
+    kind = "auth"
+
+
+class ConnectorInvalidRequest(PermanentConnectorError):
+    kind = "invalid_request"
+
+
+class SchemaDrift(PermanentConnectorError):
+    """A reply is missing a field we rely on, or it changed type; the message names it."""
+
+    kind = "schema_drift"
 
 
 class AgentError(AiosError):

@@ -30,6 +30,9 @@ NON_RETRYABLE_TYPES = [
     "InvalidInput",
     "PolicyRefusal",
     "PermanentConnectorError",
+    "ConnectorAuthError",
+    "ConnectorInvalidRequest",
+    "SchemaDrift",
     "AgentError",
     "ModelRefused",
 ]
