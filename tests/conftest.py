@@ -81,6 +81,12 @@ class RecordingSmtp:
         with self._lock:
             return [r.message for r in self._messages if address in r.rcpt_tos]
 
+    @property
+    def count(self) -> int:
+        """How many messages the server accepted so far."""
+        with self._lock:
+            return len(self._messages)
+
 
 @pytest.fixture(scope="session")
 def smtp() -> Iterator[RecordingSmtp]:

@@ -12,11 +12,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
+from limits import parse as parse_rate
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from aios.agents.proposal import DEFAULT_RATE_CARD
 from aios.agents.runner import ModelPrice, Tier
+from aios.connectors.runtime import GuardSettings
 from aios.errors import InvalidInput
 from aios.kernel.money import LineItem, normalize_currency, parse_amount
 from aios.kernel.policy import AgentPolicy, BillingPolicy, GatePolicy, ProposalPolicy
@@ -151,6 +153,31 @@ class Settings(BaseSettings):
         default_factory=dict, description="agent -> monthly cap in USD"
     )
 
+    # Connectors: per-worker rate limits ("<n>/<period>", e.g. "100/10 seconds") and circuit
+    # breakers; dry run rehearses every effect without performing it.
+    connectors_dry_run: bool = False
+    connector_rate_limit: str = "20/second"
+    connector_rate_limits: dict[str, str] = Field(
+        default_factory=dict, description="connector -> rate limit, overriding the default"
+    )
+    connector_breaker_fail_max: int = Field(default=5, ge=1, le=1000)
+    connector_breaker_reset_seconds: float = Field(default=60.0, gt=0)
+    synthetic_check_every: timedelta = timedelta(hours=1)
+    caldav_url: str | None = Field(
+        default=None, description="a CalDAV server; unset means iCalendar files only"
+    )
+    caldav_username: str | None = None
+    caldav_password: SecretStr | None = None
+    caldav_calendar: str = "AiOs"
+    hubspot_token: SecretStr | None = Field(
+        default=None, description="a HubSpot private app token: mirror clients and deals there"
+    )
+    hubspot_base_url: str = "https://api.hubapi.com"
+    webhook_url: str | None = Field(
+        default=None, description="where outgoing webhooks are POSTed (signed, with a delivery id)"
+    )
+    webhook_secret: SecretStr | None = None
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")
@@ -163,6 +190,18 @@ class Settings(BaseSettings):
         if self.payment_provider == "stripe" and self.stripe_api_key is None:
             raise ValueError("payment_provider 'stripe' needs stripe_api_key")
         self._check_agents()
+        for name, rate in {"*": self.connector_rate_limit, **self.connector_rate_limits}.items():
+            try:
+                parse_rate(rate)
+            except ValueError:
+                where = "connector_rate_limit" if name == "*" else f"connector_rate_limits.{name}"
+                raise ValueError(
+                    f"{where}: {rate!r} is not a rate like '20/second' or '100/10 seconds'"
+                ) from None
+        if (self.webhook_url is None) != (self.webhook_secret is None):
+            raise ValueError("webhook_url and webhook_secret must be set together")
+        if self.synthetic_check_every < timedelta(minutes=1):
+            raise ValueError("synthetic_check_every must be at least one minute")
         # Fail at startup, not at the first proposal: the policies must be constructible.
         try:
             _ = self.proposal_policy, self.billing_policy
@@ -203,6 +242,13 @@ class Settings(BaseSettings):
         for agent, cap in self.agent_budgets_usd.items():
             if cap < 0:
                 raise ValueError(f"agent_budgets_usd: {agent!r} must not be negative")
+
+    def guard_settings(self, connector: str) -> GuardSettings:
+        return GuardSettings(
+            rate_limit=self.connector_rate_limits.get(connector, self.connector_rate_limit),
+            fail_max=self.connector_breaker_fail_max,
+            reset_timeout=self.connector_breaker_reset_seconds,
+        )
 
     @property
     def agent_policy(self) -> AgentPolicy:

@@ -16,7 +16,19 @@ from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    WorkflowExecutionStatus,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -31,6 +43,7 @@ from aios.kernel.money import (
     normalize_currency,
     parse_amount,
 )
+from aios.kernel.policy import GatePolicy
 from aios.kernel.store import KernelStore
 from aios.workflows.attributes import PROCESS
 from aios.workflows.billing import (
@@ -39,6 +52,12 @@ from aios.workflows.billing import (
     BillingWorkflow,
     PaymentReceived,
     billing_workflow_id,
+)
+from aios.workflows.checks import (
+    CHECK_SCHEDULE_ID,
+    CHECK_WORKFLOW_ID,
+    SyntheticCheckInput,
+    SyntheticCheckWorkflow,
 )
 from aios.workflows.gates import DECIDE_SIGNAL, PENDING_GATES_QUERY, GateDecision, PendingGate
 from aios.workflows.onboarding import (
@@ -56,6 +75,7 @@ from aios.workflows.proposal import (
 
 __all__ = [
     "CostReport",
+    "HealthReport",
     "InboxItem",
     "NewInvoice",
     "NewProposal",
@@ -65,10 +85,13 @@ __all__ = [
     "cancel",
     "decide",
     "describe",
+    "ensure_check_schedule",
+    "health_report",
     "inbox",
     "pending_gates",
     "record_payment",
     "respond",
+    "run_checks_now",
     "start_billing",
     "start_onboarding",
     "start_proposal",
@@ -616,4 +639,57 @@ def cost_report(store: KernelStore, settings: Settings, month: str | None = None
         by_agent=by_agent,
         by_day=group("day"),
         budgets=budgets,
+    )
+
+
+# --- connector health -------------------------------------------------------------------------
+
+
+def check_schedule(settings: Settings) -> Schedule:
+    every = settings.synthetic_check_every
+    # The gate of a failing round expires before the next round starts (which then reports
+    # afresh); overlapping rounds are skipped.
+    window = max(every * 0.9, every - timedelta(minutes=5))
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            SyntheticCheckWorkflow.run,
+            SyntheticCheckInput(gate_policy=GatePolicy(remind_after=window, expire_after=window)),
+            id=CHECK_WORKFLOW_ID,
+            task_queue=settings.task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(note="AiOs synthetic connector checks"),
+    )
+
+
+async def ensure_check_schedule(client: Client, settings: Settings) -> str:
+    """Create the synthetic-check schedule, or bring it up to date; returns what it did."""
+    schedule = check_schedule(settings)
+    try:
+        await client.create_schedule(CHECK_SCHEDULE_ID, schedule)
+        return "created"
+    except ScheduleAlreadyRunningError:
+        handle = client.get_schedule_handle(CHECK_SCHEDULE_ID)
+        await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
+        return "updated"
+
+
+async def run_checks_now(client: Client, settings: Settings) -> None:
+    """Trigger one round now (creating the schedule first if it is missing)."""
+    await ensure_check_schedule(client, settings)
+    await client.get_schedule_handle(CHECK_SCHEDULE_ID).trigger()
+
+
+class HealthReport(BaseModel):
+    checks: list[dict[str, Any]]
+    guards: list[dict[str, Any]]
+    in_doubt: list[dict[str, Any]]
+
+
+def health_report(store: KernelStore) -> HealthReport:
+    return HealthReport(
+        checks=store.last_synthetic_checks(),
+        guards=store.connector_health(),
+        in_doubt=store.in_doubt_effects(),
     )

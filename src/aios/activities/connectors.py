@@ -10,6 +10,8 @@ from aios.activities.context import event_for_step
 from aios.activities.errors import translating_errors
 from aios.activities.models import (
     CancelKickoffInput,
+    DeliverWebhookInput,
+    DeliverWebhookResult,
     RetractProposalInput,
     SendGateReminderInput,
     SendInvoiceInput,
@@ -18,7 +20,10 @@ from aios.activities.models import (
     SendWelcomeInput,
 )
 from aios.connectors.calendar import Invite, invite_attachment, kickoff_uid
+from aios.connectors.email import OPERATIONS as EMAIL
 from aios.connectors.email import Attachment, OutgoingEmail, SmtpEmailConnector
+from aios.connectors.runtime import ConnectorRuntime
+from aios.connectors.webhooks import WebhookConnector, WebhookEvent
 from aios.documents import (
     CreditNoteDocument,
     InvoiceDocument,
@@ -52,12 +57,16 @@ class ConnectorActivities:
         self,
         store: KernelStore,
         email: SmtpEmailConnector,
+        runtime: ConnectorRuntime,
         *,
         operator_name: str,
         operator_email: str,
+        webhook: WebhookConnector | None = None,
     ) -> None:
         self._store = store
         self._email = email
+        self._runtime = runtime
+        self._webhook = webhook
         self._operator_name = operator_name
         self._operator_email = operator_email
 
@@ -76,11 +85,12 @@ class ConnectorActivities:
     def _send(
         self, email: OutgoingEmail, operation: str, event_kind: str, entity: str | None
     ) -> SendResult:
-        result, ran = self._store.run_once(
+        result, ran = self._runtime.effect(
+            self._email.name,
+            EMAIL["send"],
             email.idempotency_key,
-            connector="email",
-            operation=operation,
-            effect=lambda: self._email.send(email),
+            lambda dry_run: self._email.send(email, dry_run=dry_run),
+            step=operation,
             event=event_for_step(
                 email.idempotency_key,
                 event_kind,
@@ -94,10 +104,38 @@ class ConnectorActivities:
         )
         activity.logger.info(
             "email %s",
-            "sent" if ran else "already sent, not repeated",
+            "rehearsed (dry run), not sent"
+            if result.get("dry_run")
+            else ("sent" if ran else "already sent, not repeated"),
             extra={"idempotency_key": email.idempotency_key, "operation": operation},
         )
         return SendResult(message_id=result["message_id"], to=result["to"], sent_now=ran)
+
+    @activity.defn(name="deliver_webhook")
+    @translating_errors
+    def deliver_webhook(self, inp: DeliverWebhookInput) -> DeliverWebhookResult:
+        """POST a signed event to the configured webhook, at most once per key."""
+        hook = self._webhook
+        if hook is None:
+            raise InvalidInput("deliver_webhook: no webhook configured (AIOS_WEBHOOK_URL)")
+        event = WebhookEvent(type=inp.event_type, data=inp.data, created=inp.created)
+        result, ran = self._runtime.effect(
+            hook.name,
+            hook.operations["deliver"],
+            inp.idempotency_key,
+            lambda dry_run: hook.deliver(inp.idempotency_key, event, dry_run=dry_run).model_dump(),
+            event=event_for_step(
+                inp.idempotency_key,
+                "webhook.delivered",
+                payload={"type": inp.event_type, "url": hook.url},
+            ),
+        )
+        return DeliverWebhookResult(
+            delivery_id=result["delivery_id"],
+            status_code=result["status_code"],
+            delivered_now=ran,
+            dry_run=result["dry_run"],
+        )
 
     @activity.defn(name="send_welcome")
     @translating_errors

@@ -25,10 +25,13 @@ __all__ = [
     "AgentControls",
     "AgentHold",
     "CancelKickoffInput",
+    "CheckConnectorsInput",
+    "CheckConnectorsResult",
     "CheckInvoicePolicyInput",
     "CheckProposalPolicyInput",
     "ClassifyIntakeInput",
     "ClassifyIntakeResult",
+    "ConnectorCheck",
     "CreateInvoiceInput",
     "CreditNoteRef",
     "DraftProposalInput",
@@ -414,3 +417,35 @@ class SendInvoiceInput(BaseModel):
     reminder: int = 0
     balance_minor: int | None = None
     reason: str = ""
+
+
+# --- connector health ------------------------------------------------------------------------
+
+
+class CheckConnectorsInput(BaseModel):
+    idempotency_key: str
+
+
+class ConnectorCheck(BaseModel):
+    connector: str
+    ok: bool
+    detail: str = ""
+    latency_ms: int = 0
+
+
+class CheckConnectorsResult(BaseModel):
+    results: list[ConnectorCheck]
+
+
+class DeliverWebhookInput(BaseModel):
+    idempotency_key: str
+    event_type: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    created: datetime  # workflow.now(): the same body on every retry
+
+
+class DeliverWebhookResult(BaseModel):
+    delivery_id: str
+    status_code: int
+    delivered_now: bool
+    dry_run: bool = False

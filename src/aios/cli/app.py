@@ -41,6 +41,8 @@ app = typer.Typer(
 )
 dev_app = typer.Typer(help="The embedded stack: Temporal dev server, PostgreSQL, SMTP sink.")
 app.add_typer(dev_app, name="dev")
+checks_app = typer.Typer(help="Synthetic connector checks on a Temporal Schedule.")
+app.add_typer(checks_app, name="checks")
 
 out = Console()
 err = Console(stderr=True)
@@ -320,6 +322,92 @@ def costs(
     out.print(budget)
 
 
+@checks_app.command("schedule")
+@command
+def checks_schedule() -> None:
+    """Create or update the hourly synthetic-check schedule (AIOS_SYNTHETIC_CHECK_EVERY)."""
+    s = settings()
+
+    async def go() -> str:
+        return await operations.ensure_check_schedule(await connect(s), s)
+
+    done = run(go())
+    out.print(
+        f"Schedule {operations.CHECK_SCHEDULE_ID} {done}: every {age(s.synthetic_check_every)} "
+        f"on task queue {s.task_queue}"
+    )
+
+
+@checks_app.command("run")
+@command
+def checks_run() -> None:
+    """Run one round of synthetic checks now (a worker must be running)."""
+    s = settings()
+
+    async def go() -> None:
+        await operations.run_checks_now(await connect(s), s)
+
+    run(go())
+    out.print("Triggered a synthetic check; results appear in `aios health`.")
+
+
+@app.command()
+@command
+def health() -> None:
+    """Connector health: last synthetic checks, circuit breakers, rate limits, effects in doubt."""
+    s = settings()
+    store = _store(s)
+    try:
+        report = operations.health_report(store)
+    finally:
+        store.close()
+    checks = Table(
+        "connector", "ok", "detail", "latency", "checked (UTC)", title="Synthetic checks"
+    )
+    for c in report.checks:
+        checks.add_row(
+            c["connector"],
+            "yes" if c["ok"] else "[red]NO[/]",
+            str(c["detail"])[:80],
+            f"{c['latency_ms']} ms",
+            f"{c['checked_at']:%Y-%m-%d %H:%M}",
+        )
+    if not report.checks:
+        checks.add_row("(none yet)", "", "run `aios checks run` with a worker up", "", "")
+    out.print(checks)
+    guards = Table(
+        "connector",
+        "worker",
+        "breaker",
+        "failures",
+        "rate limit",
+        "used",
+        "updated (UTC)",
+        title="Circuit breakers and rate limits (per worker)",
+    )
+    for g in report.guards:
+        state = g["breaker_state"]
+        guards.add_row(
+            g["connector"],
+            g["worker"],
+            state if state == "closed" else f"[red]{state}[/]",
+            str(g["failures"]),
+            g["rate_limit"],
+            f"{g['rate_used']} (left {g['rate_remaining']})",
+            f"{g['updated_at']:%Y-%m-%d %H:%M:%S}",
+        )
+    if not report.guards:
+        guards.add_row("(no worker has reported yet)", "", "", "", "", "", "")
+    out.print(guards)
+    if report.in_doubt:
+        out.print(
+            f"[yellow]{len(report.in_doubt)} effect(s) started but not finished "
+            "(a worker stopped mid-call); their steps retry them:[/]"
+        )
+        for d in report.in_doubt[:10]:
+            out.print(f"  {d['connector']}.{d['operation']} {d['idempotency_key']}")
+
+
 # --- money ---------------------------------------------------------------------------------
 
 
@@ -574,6 +662,15 @@ def dev_up() -> None:
         rows = devstack.up(s)
     _print_status(rows)
     out.print(f"State folder: {s.state_path}")
+
+    async def schedule() -> str:
+        return await operations.ensure_check_schedule(await connect(s), s)
+
+    done = run(schedule())
+    out.print(
+        f"Synthetic connector checks: schedule {done}, every {age(s.synthetic_check_every)} "
+        "(`aios health`)"
+    )
 
 
 @dev_app.command("status")

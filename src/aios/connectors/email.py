@@ -17,11 +17,20 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
-from aios.errors import InvalidInput, PermanentConnectorError, TransientConnectorError
+from aios.connectors.contract import CheckResult, Operation
+from aios.errors import (
+    ConnectorAuthError,
+    InvalidInput,
+    PermanentConnectorError,
+    TransientConnectorError,
+)
 
 __all__ = ["Attachment", "OutgoingEmail", "SmtpConfig", "SmtpEmailConnector", "message_id_for"]
 
 NAME = "email"
+# A sent email cannot be unsent; what undoes it is another message (a retraction, a
+# cancellation), which the workflows send as their compensations.
+OPERATIONS = {"send": Operation("send", effect=True, compensation="send")}
 
 
 class SmtpConfig(BaseModel):
@@ -60,8 +69,46 @@ def message_id_for(idempotency_key: str) -> str:
 class SmtpEmailConnector:
     """Sends ``OutgoingEmail`` through one SMTP server."""
 
+    name = NAME
+    operations = OPERATIONS
+
     def __init__(self, config: SmtpConfig) -> None:
         self._config = config
+
+    def _connect(self) -> smtplib.SMTP:
+        cfg = self._config
+        timeout = cfg.timeout_seconds
+        smtp: smtplib.SMTP
+        if cfg.security == "tls":
+            context = ssl.create_default_context()
+            smtp = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=timeout)
+        try:
+            if cfg.security == "starttls":
+                smtp.starttls(context=ssl.create_default_context())
+            if cfg.username and cfg.password:
+                smtp.login(cfg.username, cfg.password.get_secret_value())
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def check(self) -> CheckResult:
+        """Connect, log in and say NOOP: the server takes mail, and nothing is sent."""
+        cfg = self._config
+        try:
+            with self._connect() as smtp:
+                code, _ = smtp.noop()
+        except smtplib.SMTPAuthenticationError as exc:
+            return CheckResult(ok=False, detail=f"authentication failed ({exc.smtp_code})")
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+            return CheckResult(
+                ok=False, detail=f"cannot reach {cfg.host}:{cfg.port} ({type(exc).__name__})"
+            )
+        if code != 250:
+            return CheckResult(ok=False, detail=f"NOOP answered {code}")
+        return CheckResult(ok=True, detail=f"{cfg.host}:{cfg.port} accepts connections")
 
     @property
     def sender(self) -> str:
@@ -92,29 +139,20 @@ class SmtpEmailConnector:
             )
         return msg
 
-    def send(self, email: OutgoingEmail) -> dict[str, str]:
-        """Hand the message to the SMTP server; returns its Message-ID and recipient."""
+    def send(self, email: OutgoingEmail, *, dry_run: bool = False) -> dict[str, str]:
+        """Hand the message to the SMTP server; returns its Message-ID and recipient.
+
+        With ``dry_run`` the message is composed and checked but not sent.
+        """
         msg = self.compose(email)
         cfg = self._config
+        if dry_run:
+            return {"message_id": str(msg["Message-ID"]), "to": email.to, "dry_run": "true"}
         try:
-            smtp: smtplib.SMTP
-            if cfg.security == "tls":
-                smtp = smtplib.SMTP_SSL(
-                    cfg.host,
-                    cfg.port,
-                    timeout=cfg.timeout_seconds,
-                    context=ssl.create_default_context(),
-                )
-            else:
-                smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout_seconds)
-            with smtp:
-                if cfg.security == "starttls":
-                    smtp.starttls(context=ssl.create_default_context())
-                if cfg.username and cfg.password:
-                    smtp.login(cfg.username, cfg.password.get_secret_value())
+            with self._connect() as smtp:
                 refused = smtp.send_message(msg)
         except smtplib.SMTPAuthenticationError as exc:
-            raise PermanentConnectorError(NAME, f"authentication failed ({exc.smtp_code})") from exc
+            raise ConnectorAuthError(NAME, f"authentication failed ({exc.smtp_code})") from exc
         except smtplib.SMTPRecipientsRefused as exc:
             raise _classified(exc.recipients) from exc
         except smtplib.SMTPResponseException as exc:

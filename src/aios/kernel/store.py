@@ -271,12 +271,17 @@ class KernelStore:
     ) -> tuple[OutboxResult, bool]:
         """Run ``effect`` at most once for ``key``; returns (result, whether it ran now).
 
-        The outbox row is locked for the duration of the effect, so a concurrent attempt of
-        the same step (an activity retried while its first attempt still runs) waits and then
-        sees the first one's result. If the effect raises, nothing is recorded as done and the
-        error is kept on the row for inspection; the next attempt runs the effect again.
+        Before the effect, the attempt is committed to the outbox (``attempts``,
+        ``started_at``); after it, the row is ``done`` with the result. A worker that dies in
+        between leaves a row that is started but not done: an effect in doubt, which
+        ``in_doubt_effects`` lists and the next attempt runs again (connectors make that safe
+        with their own natural keys: a Message-ID, an event UID, a delivery id).
+        The row is locked for the duration of the effect, so a concurrent attempt of the same
+        step (an activity retried while its first attempt still runs) waits and then sees the
+        first one's result. If the effect raises, nothing is recorded as done and the error is
+        kept on the row for inspection.
         """
-        with self.transaction() as conn:
+        with self.transaction() as conn:  # before: the attempt is on record, committed
             conn.execute(
                 """
                 INSERT INTO outbox (idempotency_key, connector, operation, status)
@@ -284,6 +289,14 @@ class KernelStore:
                 """,
                 (key, connector, operation),
             )
+            conn.execute(
+                """
+                UPDATE outbox SET attempts = attempts + 1, started_at = now(), updated_at = now()
+                WHERE idempotency_key = %s AND status = 'pending'
+                """,
+                (key,),
+            )
+        with self.transaction() as conn:
             row = conn.execute(
                 "SELECT status, result FROM outbox WHERE idempotency_key = %s FOR UPDATE", (key,)
             ).fetchone()
@@ -294,12 +307,12 @@ class KernelStore:
                 result = effect()
             except BaseException as exc:
                 conn.rollback()
-                self._record_failure(key, connector, operation, exc)
+                self._record_failure(key, exc)
                 raise
-            conn.execute(
+            conn.execute(  # after: done, with the result a repeat will get
                 """
-                UPDATE outbox SET status = 'done', result = %s, attempts = attempts + 1,
-                                  last_error = NULL, updated_at = now()
+                UPDATE outbox SET status = 'done', result = %s, last_error = NULL,
+                                  finished_at = now(), updated_at = now()
                 WHERE idempotency_key = %s
                 """,
                 (Jsonb(result), key),
@@ -308,18 +321,11 @@ class KernelStore:
                 self._append(conn, event)
         return result, True
 
-    def _record_failure(self, key: str, connector: str, operation: str, exc: BaseException) -> None:
+    def _record_failure(self, key: str, exc: BaseException) -> None:
         with self.transaction() as conn:
             conn.execute(
-                """
-                INSERT INTO outbox (idempotency_key, connector, operation, status, attempts,
-                                    last_error)
-                VALUES (%s, %s, %s, 'pending', 1, %s)
-                ON CONFLICT (idempotency_key) DO UPDATE SET
-                    attempts = outbox.attempts + 1, last_error = EXCLUDED.last_error,
-                    updated_at = now()
-                """,
-                (key, connector, operation, f"{type(exc).__name__}: {exc}"[:2000]),
+                "UPDATE outbox SET last_error = %s, updated_at = now() WHERE idempotency_key = %s",
+                (f"{type(exc).__name__}: {exc}"[:2000], key),
             )
 
     def outbox_entry(self, key: str) -> dict[str, Any] | None:
@@ -327,6 +333,74 @@ class KernelStore:
             return conn.execute(
                 "SELECT * FROM outbox WHERE idempotency_key = %s", (key,)
             ).fetchone()
+
+    def in_doubt_effects(self, older_than_seconds: float = 300) -> list[dict[str, Any]]:
+        """Effects that started but never finished (a worker died in between)."""
+        with self.transaction() as conn:
+            return conn.execute(
+                """
+                SELECT idempotency_key, connector, operation, attempts, started_at, last_error
+                FROM outbox
+                WHERE status = 'pending' AND started_at IS NOT NULL
+                  AND started_at < now() - make_interval(secs => %s)
+                ORDER BY started_at
+                """,
+                (older_than_seconds,),
+            ).fetchall()
+
+    # --- connector health and synthetic checks -------------------------------------------
+
+    def save_connector_health(self, worker: str, rows: list[dict[str, Any]]) -> None:
+        """What one worker's circuit breakers and rate limiters look like now."""
+        with self.transaction() as conn:
+            for row in rows:
+                conn.execute(
+                    """
+                    INSERT INTO connector_health (worker, connector, breaker_state, failures,
+                        opened_at, rate_limit, rate_used, rate_remaining, updated_at)
+                    VALUES (%(worker)s, %(connector)s, %(breaker_state)s, %(failures)s,
+                        %(opened_at)s, %(rate_limit)s, %(rate_used)s, %(rate_remaining)s, now())
+                    ON CONFLICT (worker, connector) DO UPDATE SET
+                        breaker_state = EXCLUDED.breaker_state, failures = EXCLUDED.failures,
+                        opened_at = EXCLUDED.opened_at, rate_limit = EXCLUDED.rate_limit,
+                        rate_used = EXCLUDED.rate_used,
+                        rate_remaining = EXCLUDED.rate_remaining, updated_at = now()
+                    """,
+                    {"worker": worker, **row},
+                )
+
+    def connector_health(self) -> list[dict[str, Any]]:
+        with self.transaction() as conn:
+            return conn.execute(
+                "SELECT * FROM connector_health ORDER BY connector, updated_at DESC"
+            ).fetchall()
+
+    def record_synthetic_checks(
+        self, check_key: str, workflow_id: str, results: list[dict[str, Any]]
+    ) -> None:
+        """Append one run's results; a repeat of the same run is ignored."""
+        with self.transaction() as conn:
+            for r in results:
+                conn.execute(
+                    """
+                    INSERT INTO synthetic_checks (check_key, workflow_id, connector, ok, detail,
+                        latency_ms)
+                    VALUES (%s, %s, %s, %s, %s, %s)
+                    ON CONFLICT (check_key, connector) DO NOTHING
+                    """,
+                    (check_key, workflow_id, r["connector"], r["ok"], r["detail"], r["latency_ms"]),
+                )
+
+    def last_synthetic_checks(self) -> list[dict[str, Any]]:
+        """The latest result per connector."""
+        with self.transaction() as conn:
+            return conn.execute(
+                """
+                SELECT DISTINCT ON (connector) connector, ok, detail, latency_ms, checked_at,
+                       workflow_id
+                FROM synthetic_checks ORDER BY connector, checked_at DESC, id DESC
+                """
+            ).fetchall()
 
     # --- proposals ---------------------------------------------------------------------
 

@@ -8,19 +8,34 @@ from typing import Any
 
 from aios.activities import AgentActivities, ConnectorActivities, KernelActivities, MemoryActivities
 from aios.activities.billing import BillingActivities
+from aios.activities.health import HealthActivities
 from aios.activities.proposals import ProposalActivities
 from aios.agents.providers import ChatModel, OpenAIChat
 from aios.agents.runner import AgentRunner
 from aios.config import Settings
+from aios.connectors.caldav import CalDavConfig, CalDavConnector
+from aios.connectors.contract import CheckResult
 from aios.connectors.email import SmtpConfig, SmtpEmailConnector
+from aios.connectors.hubspot import HubSpotConfig, HubSpotConnector
 from aios.connectors.payments.bank import BankDetails, BankTransferProvider
 from aios.connectors.payments.base import PaymentProvider
+from aios.connectors.runtime import ConnectorRuntime
+from aios.connectors.webhooks import WebhookConfig, WebhookConnector
 from aios.errors import StackError
 from aios.kernel.store import KernelStore, apply_migrations
 from aios.memory.embedders import WordLlamaEmbedder
 from aios.memory.store import MemoryStore
 
-__all__ = ["Services", "agent_runner", "chat_model", "payment_providers"]
+__all__ = [
+    "Services",
+    "agent_runner",
+    "caldav_connector",
+    "chat_model",
+    "connector_runtime",
+    "hubspot_connector",
+    "payment_providers",
+    "webhook_connector",
+]
 
 
 @dataclass
@@ -30,6 +45,10 @@ class Services:
     memory: MemoryStore
     email: SmtpEmailConnector
     providers: dict[str, PaymentProvider]
+    runtime: ConnectorRuntime
+    webhook: WebhookConnector | None = None
+    calendar: CalDavConnector | None = None
+    crm: HubSpotConnector | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Services:
@@ -75,6 +94,10 @@ class Services:
             memory=memory,
             email=email,
             providers=payment_providers(settings),
+            runtime=connector_runtime(settings, store),
+            webhook=webhook_connector(settings),
+            calendar=caldav_connector(settings),
+            crm=hubspot_connector(settings),
         )
 
     def activities(self) -> list[Callable[..., Any]]:
@@ -84,7 +107,12 @@ class Services:
         agents = AgentActivities(self.store, runner, operator_name=s.operator_name)
         memory = MemoryActivities(self.memory, self.store)
         connectors = ConnectorActivities(
-            self.store, self.email, operator_name=s.operator_name, operator_email=s.operator_email
+            self.store,
+            self.email,
+            self.runtime,
+            operator_name=s.operator_name,
+            operator_email=s.operator_email,
+            webhook=self.webhook,
         )
         proposals = ProposalActivities(
             self.store,
@@ -94,6 +122,7 @@ class Services:
             payment_provider=s.payment_provider,
         )
         billing = BillingActivities(self.store, self.providers)
+        health = HealthActivities(self.store, self.runtime, self.probes())
         return [
             proposals.open_proposal,
             proposals.draft_proposal,
@@ -121,9 +150,26 @@ class Services:
             connectors.send_welcome,
             connectors.cancel_kickoff,
             connectors.send_gate_reminder,
+            connectors.deliver_webhook,
+            health.check_connectors,
         ]
 
+    def probes(self) -> dict[str, Callable[[], CheckResult]]:
+        """The synthetic-check probe of every configured connector (no outside effect)."""
+        probes: dict[str, Callable[[], CheckResult]] = {"email": self.email.check}
+        if self.webhook is not None:
+            probes["webhook"] = self.webhook.check
+        if self.calendar is not None:
+            probes["caldav"] = self.calendar.check
+        if self.crm is not None:
+            probes["hubspot"] = self.crm.check
+        return probes
+
     def close(self) -> None:
+        if self.webhook is not None:
+            self.webhook.close()
+        if self.crm is not None:
+            self.crm.close()
         self.memory.close()
         self.store.close()
 
@@ -193,4 +239,42 @@ def agent_runner(settings: Settings, store: KernelStore) -> AgentRunner:
         agent_tiers=settings.agent_tiers,
         policy=settings.agent_policy,
         max_output_tokens=settings.model_max_output_tokens,
+    )
+
+
+def connector_runtime(settings: Settings, store: KernelStore) -> ConnectorRuntime:
+    names = {"email", "caldav", "hubspot", "webhook", *settings.connector_rate_limits}
+    return ConnectorRuntime(
+        store,
+        guards={name: settings.guard_settings(name) for name in names},
+        default=settings.guard_settings("*"),
+        dry_run=settings.connectors_dry_run,
+    )
+
+
+def webhook_connector(settings: Settings) -> WebhookConnector | None:
+    if settings.webhook_url is None or settings.webhook_secret is None:
+        return None
+    return WebhookConnector(WebhookConfig(url=settings.webhook_url, secret=settings.webhook_secret))
+
+
+def caldav_connector(settings: Settings) -> CalDavConnector | None:
+    if settings.caldav_url is None:
+        return None
+    return CalDavConnector(
+        CalDavConfig(
+            url=settings.caldav_url,
+            username=settings.caldav_username,
+            password=settings.caldav_password,
+            calendar=settings.caldav_calendar,
+            create_missing=True,
+        )
+    )
+
+
+def hubspot_connector(settings: Settings) -> HubSpotConnector | None:
+    if settings.hubspot_token is None:
+        return None
+    return HubSpotConnector(
+        HubSpotConfig(token=settings.hubspot_token, base_url=settings.hubspot_base_url)
     )

@@ -9,6 +9,7 @@ from aios.workflows.billing import (
     PaymentReceived,
     billing_workflow_id,
 )
+from aios.workflows.checks import SyntheticCheckInput, SyntheticCheckResult, SyntheticCheckWorkflow
 from aios.workflows.gates import DECIDE_SIGNAL, GateDecision, GateHost, GateOutcome, PendingGate
 from aios.workflows.onboarding import (
     OnboardingInput,
@@ -28,7 +29,7 @@ from aios.workflows.proposal import (
 )
 from aios.workflows.saga import Saga, SagaReport
 
-WORKFLOWS = [OnboardingWorkflow, ProposalWorkflow, BillingWorkflow]
+WORKFLOWS = [OnboardingWorkflow, ProposalWorkflow, BillingWorkflow, SyntheticCheckWorkflow]
 
 __all__ = [
     "CLIENT_RESPONSE_SIGNAL",
@@ -55,6 +56,9 @@ __all__ = [
     "ProposalWorkflow",
     "Saga",
     "SagaReport",
+    "SyntheticCheckInput",
+    "SyntheticCheckResult",
+    "SyntheticCheckWorkflow",
     "billing_workflow_id",
     "onboarding_workflow_id",
     "proposal_workflow_id",

@@ -18,6 +18,7 @@ from temporalio.common import RetryPolicy
 from aios.activities.errors import NON_RETRYABLE_TYPES
 
 __all__ = [
+    "CONNECTOR_CHECK",
     "CONNECTOR_EFFECT",
     "KERNEL_WRITE",
     "MEMORY",
@@ -55,3 +56,11 @@ MODEL_CALL = StepOptions(
     heartbeat=MODEL_REQUEST_TIMEOUT + timedelta(seconds=30),
 )
 CONNECTOR_EFFECT = StepOptions(timedelta(seconds=30), timedelta(days=1), _retry(2, 300))
+# Probing every connector once (each bounded by its own client timeout); a failing probe is a
+# result, not an error, so retries are few.
+CONNECTOR_CHECK = StepOptions(
+    timedelta(minutes=3),
+    timedelta(minutes=10),
+    _retry(2, 30, attempts=3),
+    heartbeat=timedelta(seconds=60),
+)

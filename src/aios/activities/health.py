@@ -1,0 +1,58 @@
+"""Health activities: probe each configured connector without outside effect, and record it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from temporalio import activity
+
+from aios.activities.errors import translating_errors
+from aios.activities.models import CheckConnectorsInput, CheckConnectorsResult, ConnectorCheck
+from aios.connectors.contract import CheckResult
+from aios.connectors.runtime import ConnectorRuntime
+from aios.errors import ConnectorError
+from aios.kernel.store import KernelStore
+
+__all__ = ["HealthActivities"]
+
+
+class HealthActivities:
+    def __init__(
+        self,
+        store: KernelStore,
+        runtime: ConnectorRuntime,
+        probes: dict[str, Callable[[], CheckResult]],
+    ) -> None:
+        self._store = store
+        self._runtime = runtime
+        self._probes = probes
+
+    @activity.defn(name="check_connectors")
+    @translating_errors
+    def check_connectors(self, inp: CheckConnectorsInput) -> CheckConnectorsResult:
+        """Run every probe through its connector's guard; an open breaker is a failing check."""
+        results: list[ConnectorCheck] = []
+        for name, probe in sorted(self._probes.items()):
+            activity.heartbeat(name)
+            started = time.monotonic()
+            try:
+                found = self._runtime.guard(name).call(probe)
+            except ConnectorError as exc:
+                found = CheckResult(ok=False, detail=str(exc))
+            except Exception as exc:  # a probe must report, not crash the check run
+                found = CheckResult(ok=False, detail=f"{type(exc).__name__}: {exc}"[:300])
+            results.append(
+                ConnectorCheck(
+                    connector=name,
+                    ok=found.ok,
+                    detail=found.detail,
+                    latency_ms=round((time.monotonic() - started) * 1000),
+                )
+            )
+        info = activity.info()
+        self._store.record_synthetic_checks(
+            inp.idempotency_key, info.workflow_id or "", [r.model_dump() for r in results]
+        )
+        self._runtime.publish()
+        return CheckConnectorsResult(results=results)

@@ -1,0 +1,230 @@
+"""Per-worker guards around connectors: rate limits, circuit breakers, dry-run, the outbox.
+
+Every connector call from an activity goes through ``ConnectorRuntime.call`` (reads) or
+``ConnectorRuntime.effect`` (operations with an outside effect, which also go through the
+outbox: recorded before and after, at most once per idempotency key). For each connector the
+worker keeps
+
+- a rate limiter (``limits``, moving window, e.g. ``"100/10 seconds"``). Over the limit the call
+  is not made: ``RateLimited`` with the seconds until the window frees up, and Temporal retries
+  then. Nobody sleeps or loops here;
+- a circuit breaker (``pybreaker``). Transient failures (5xx, timeouts, 429s) count; after
+  ``fail_max`` in a row it opens, and calls fail fast with a transient error saying when the
+  next trial is, until ``reset_timeout`` has passed; then one trial call closes it again or
+  reopens it. Refusals that say the system is up (auth, invalid request, schema drift) do not
+  count.
+
+Breaker and rate-limit state is per worker process; ``snapshot`` reports it and ``publish``
+stores it in PostgreSQL (on every breaker state change, and on each synthetic check), which is
+what ``aios health`` shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import pybreaker
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from aios.connectors.contract import Operation
+from aios.errors import InvalidInput, RateLimited, TransientConnectorError
+from aios.kernel.events import EventDraft
+from aios.kernel.store import KernelStore, OutboxResult
+
+__all__ = ["ConnectorGuard", "ConnectorRuntime", "GuardSettings", "worker_name"]
+
+T = TypeVar("T")
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    rate_limit: str = "20/second"
+    fail_max: int = 5
+    reset_timeout: float = 60.0
+
+
+def _counts_as_failure(exc: BaseException) -> bool:
+    return isinstance(exc, TransientConnectorError)
+
+
+class ConnectorGuard:
+    """The rate limiter and circuit breaker of one connector in this worker."""
+
+    def __init__(
+        self,
+        connector: str,
+        settings: GuardSettings,
+        *,
+        on_change: Callable[[ConnectorGuard, str], None] | None = None,
+    ) -> None:
+        self.connector = connector
+        self.settings = settings
+        self._item: RateLimitItem = parse(settings.rate_limit)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        guard = self
+
+        class _Listener(pybreaker.CircuitBreakerListener):
+            def state_change(
+                self,
+                cb: pybreaker.CircuitBreaker,
+                old_state: pybreaker.CircuitBreakerState | None,
+                new_state: pybreaker.CircuitBreakerState,
+            ) -> None:
+                if on_change is not None:  # called before the breaker switches state
+                    on_change(guard, str(new_state.name))
+
+        self.breaker = pybreaker.CircuitBreaker(
+            fail_max=settings.fail_max,
+            reset_timeout=settings.reset_timeout,
+            exclude=[lambda exc: not _counts_as_failure(exc)],
+            listeners=[_Listener()],
+            name=connector,
+            throw_new_error_on_trip=False,
+        )
+
+    def call(self, fn: Callable[[], T]) -> T:
+        if not self._limiter.hit(self._item, self.connector):
+            stats = self._limiter.get_window_stats(self._item, self.connector)
+            wait = max(stats.reset_time - time.time(), 0.1)
+            raise RateLimited(
+                self.connector,
+                f"local rate limit {self.settings.rate_limit} reached; next call in {wait:.1f} s",
+                retry_after=wait,
+            )
+        try:
+            return self.breaker.call(fn)
+        except pybreaker.CircuitBreakerError:
+            wait = self.seconds_until_trial()
+            raise TransientConnectorError(
+                self.connector,
+                f"circuit open after {self.breaker.fail_counter} failures in a row; "
+                f"next trial in {wait:.0f} s",
+                retry_after=wait,
+            ) from None
+
+    def seconds_until_trial(self) -> float:
+        opened = self.opened_at()
+        if opened is None:
+            return 0.0
+        elapsed = (datetime.now(UTC) - opened).total_seconds()
+        return max(self.settings.reset_timeout - elapsed, 0.0)
+
+    def opened_at(self) -> datetime | None:
+        if self.breaker.current_state == pybreaker.STATE_CLOSED:
+            return None
+        opened = self.breaker._state_storage.opened_at  # pybreaker has no public accessor
+        if opened is None:
+            return None
+        return opened if opened.tzinfo else opened.replace(tzinfo=UTC)
+
+    def snapshot(self, *, state: str | None = None) -> dict[str, Any]:
+        stats = self._limiter.get_window_stats(self._item, self.connector)
+        limit = self._item.amount
+        return {
+            "connector": self.connector,
+            "breaker_state": state or str(self.breaker.current_state),
+            "failures": self.breaker.fail_counter,
+            "opened_at": self.opened_at(),
+            "rate_limit": self.settings.rate_limit,
+            "rate_used": limit - stats.remaining,
+            "rate_remaining": stats.remaining,
+        }
+
+
+class ConnectorRuntime:
+    """One per worker: a guard per connector, dry-run, and the outbox for effects."""
+
+    def __init__(
+        self,
+        store: KernelStore,
+        *,
+        guards: dict[str, GuardSettings] | None = None,
+        default: GuardSettings | None = None,
+        dry_run: bool = False,
+        worker: str | None = None,
+    ) -> None:
+        self._store = store
+        self._settings = guards or {}
+        self._default = default or GuardSettings()
+        self.dry_run = dry_run
+        self.worker = worker or worker_name()
+        self._guards: dict[str, ConnectorGuard] = {}
+        self._lock = threading.Lock()
+
+    def guard(self, connector: str) -> ConnectorGuard:
+        with self._lock:
+            guard = self._guards.get(connector)
+            if guard is None:
+                guard = ConnectorGuard(
+                    connector,
+                    self._settings.get(connector, self._default),
+                    on_change=self._changed,
+                )
+                self._guards[connector] = guard
+            return guard
+
+    def call(self, connector: str, operation: Operation, fn: Callable[[], T]) -> T:
+        """A call without an outside effect (a read, a probe), guarded."""
+        if operation.effect:
+            raise InvalidInput(f"{connector}.{operation.name} has an effect: use effect()")
+        return self.guard(connector).call(fn)
+
+    def effect(
+        self,
+        connector: str,
+        operation: Operation,
+        key: str,
+        fn: Callable[[bool], OutboxResult],
+        *,
+        event: EventDraft | None = None,
+        step: str | None = None,
+    ) -> tuple[OutboxResult, bool]:
+        """Run an effect at most once for ``key``: outbox before and after, guarded.
+
+        ``step`` names the effect in the outbox (``send_welcome``); default: the operation.
+
+        ``fn(dry_run)`` performs the effect. In a dry-run worker it is called with ``True``
+        and nothing is written to the outbox, so a rehearsal never blocks the real effect.
+        """
+        if not operation.effect:
+            raise InvalidInput(f"{connector}.{operation.name} has no effect: use call()")
+        if not key.strip():
+            raise InvalidInput(f"{connector}.{operation.name}: an idempotency key is required")
+        if self.dry_run:
+            return fn(True), False
+        guard = self.guard(connector)
+        return self._store.run_once(
+            key,
+            connector=connector,
+            operation=step or operation.name,
+            effect=lambda: guard.call(lambda: fn(False)),
+            event=event,
+        )
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            guards = list(self._guards.values())
+        return [g.snapshot() for g in sorted(guards, key=lambda g: g.connector)]
+
+    def publish(self) -> None:
+        """Store this worker's guard states for ``aios health``."""
+        self._store.save_connector_health(self.worker, self.snapshot())
+
+    def _changed(self, guard: ConnectorGuard, state: str) -> None:
+        # Reporting health must never break the call that changed it.
+        with contextlib.suppress(Exception):
+            self._store.save_connector_health(self.worker, [guard.snapshot(state=state)])
