@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from aios import operations
 from aios.config import Settings
@@ -52,10 +53,20 @@ async def start_at_gate(
 
 
 async def wait_for_gate(client: Client, workflow_id: str, timeout: float = 30) -> PendingGate:
-    """Poll the ``pending_gates`` query until the workflow waits at a gate."""
+    """Poll the ``pending_gates`` query until the workflow waits at a gate.
+
+    A query that times out is asked again: right after a server restart the server first
+    offers it to the previous worker's sticky queue, and only after that times out to the
+    new worker.
+    """
     async with asyncio.timeout(timeout):
         while True:
-            gates = await operations.pending_gates(client, workflow_id)
+            try:
+                gates = await operations.pending_gates(client, workflow_id)
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.DEADLINE_EXCEEDED and "Timeout" not in str(exc):
+                    raise
+                continue
             if gates:
                 return gates[0]
             await asyncio.sleep(0.1)
