@@ -54,7 +54,11 @@ class Settings(BaseSettings):
     """AiOs settings. Each field maps to ``AIOS_<FIELD>``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="AIOS_", env_file=".env", extra="ignore", validate_default=True
+        env_prefix="AIOS_",
+        env_file=".env",
+        extra="ignore",
+        validate_default=True,
+        hide_input_in_errors=True,  # a settings error must never echo a key it was given
     )
 
     # Temporal
