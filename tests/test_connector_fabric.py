@@ -28,7 +28,8 @@ from aios.connectors.caldav import CalDavConfig, CalDavConnector
 from aios.connectors.contract import CheckResult, Operation
 from aios.connectors.runtime import ConnectorGuard, ConnectorRuntime, GuardSettings
 from aios.connectors.webhooks import WebhookConfig, WebhookConnector, WebhookEvent
-from aios.errors import ConnectorAuthError, RateLimited, TransientConnectorError
+from aios.errors import ConnectorAuthError, PolicyRefusal, RateLimited, TransientConnectorError
+from aios.kernel.events import EventDraft
 from aios.workers.main import build_worker
 from aios.workers.services import Services
 from aios.workflows.checks import (
@@ -42,7 +43,9 @@ from tests.flaky_http import FlakyHttpServer
 from tests.helpers import wait_for_gate
 from tests.radicale_server import RadicaleServer
 
-SEND = Operation("send", effect=True, compensation=None)
+SEND = Operation("send", effect=True, compensation="send")
+UPSERT = Operation("upsert", effect=True)  # no compensation: irreversible
+UNDO = Operation("undo", effect=True, undoes="send")
 READ = Operation("read", effect=False)
 
 
@@ -157,6 +160,103 @@ def test_effects_and_reads_are_not_mixed_up(services: Services) -> None:
         runtime.effect("crm", READ, "k", lambda dry: {})
     with pytest.raises(Exception, match="idempotency key is required"):
         runtime.effect("crm", SEND, "  ", lambda dry: {})
+
+
+# --- irreversible effects need a recorded human approval of the same run --------------------
+
+
+def test_only_an_effect_with_no_undo_that_undoes_nothing_is_irreversible() -> None:
+    assert UPSERT.irreversible
+    assert not SEND.irreversible and not UNDO.irreversible and not READ.irreversible
+
+
+def _decision(services: Services, run: str, decision: str, kind: str = "gate.decided") -> str:
+    key = f"{run}/gate/welcome/{kind}"
+    workflow_id, run_id = run.rsplit("/", 1)
+    services.store.append_event(
+        EventDraft(
+            event_key=key,
+            workflow_id=workflow_id,
+            run_id=run_id,
+            process="test",
+            kind=kind,
+            payload={"gate": "welcome", "decision": decision, "approver": "pat"},
+        )
+    )
+    return key
+
+
+def _upsert_run() -> tuple[str, list[bool], Callable[[bool], dict[str, str]]]:
+    calls: list[bool] = []
+
+    def upsert(dry_run: bool) -> dict[str, str]:
+        calls.append(dry_run)
+        return {"id": "c-1"}
+
+    return f"test/{uuid.uuid4().hex}/r-{uuid.uuid4().hex[:6]}", calls, upsert
+
+
+@pytest.mark.parametrize(
+    ("approval_of", "problem"),
+    [
+        (None, "none was given"),
+        ("missing", "no such event in the log"),
+        ("rejected", "the decision was 'reject'"),
+        ("other run", "not to this run"),
+        ("not an approval", "a gate.expired event is not an approval"),
+    ],
+)
+def test_an_irreversible_effect_without_a_valid_approval_is_refused_and_never_attempted(
+    services: Services, approval_of: str | None, problem: str
+) -> None:
+    runtime = ConnectorRuntime(services.store, worker="test-worker")
+    run, calls, upsert = _upsert_run()
+    approval: str | None = None
+    if approval_of == "missing":
+        approval = f"{run}/gate/welcome/gate.decided"
+    elif approval_of == "rejected":
+        approval = _decision(services, run, "reject")
+    elif approval_of == "other run":
+        approval = _decision(services, f"{run}-other", "approve")
+    elif approval_of == "not an approval":
+        approval = _decision(services, run, "approve", kind="gate.expired")
+    key = f"{run}/crm-contact"
+    with pytest.raises(PolicyRefusal, match=problem) as info:
+        runtime.effect("crm", UPSERT, key, upsert, approval=approval)
+    assert "crm.upsert cannot be undone" in str(info.value)
+    assert calls == []  # nothing was attempted
+    assert services.store.outbox_entry(key) is None  # and nothing is on record
+
+
+def test_an_irreversible_effect_runs_once_after_an_approval_or_edit_of_its_run(
+    services: Services,
+) -> None:
+    runtime = ConnectorRuntime(services.store, worker="test-worker")
+    for decision in ("approve", "edit"):
+        run, calls, upsert = _upsert_run()
+        approval = _decision(services, run, decision)
+        key = f"{run}/crm-contact"
+        assert runtime.effect("crm", UPSERT, key, upsert, approval=approval) == (
+            {"id": "c-1"},
+            True,
+        )
+        assert runtime.effect("crm", UPSERT, key, upsert, approval=approval)[1] is False
+        assert calls == [False]
+
+
+def test_a_payment_the_operator_recorded_approves_marking_it_paid(services: Services) -> None:
+    runtime = ConnectorRuntime(services.store, worker="test-worker")
+    run, calls, upsert = _upsert_run()
+    approval = _decision(services, run, "", kind="payment.recorded")
+    runtime.effect("payments", UPSERT, f"{run}/provider-paid", upsert, approval=approval)
+    assert calls == [False]
+
+
+def test_a_dry_run_of_an_irreversible_effect_needs_no_approval(services: Services) -> None:
+    runtime = ConnectorRuntime(services.store, dry_run=True, worker="test-worker")
+    run, calls, upsert = _upsert_run()
+    runtime.effect("crm", UPSERT, f"{run}/crm-contact", upsert)
+    assert calls == [True]
 
 
 def test_guard_state_is_published_for_aios_health(services: Services) -> None:

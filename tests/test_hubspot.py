@@ -422,14 +422,14 @@ def test_operations_table_is_honest():
     }
     assert ops["create_deal"].compensation == "archive_deal"
     assert ops["update_deal_stage"].compensation == "update_deal_stage"
-    assert {name for name, op in ops.items() if op.irreversible} == {
-        "upsert_contact",
-        "archive_deal",
-    }
+    assert ops["archive_deal"].undoes == "create_deal"
+    # An upsert may overwrite what HubSpot had: nothing can undo it, so it needs an approval.
+    assert {name for name, op in ops.items() if op.irreversible} == {"upsert_contact"}
     assert not ops["get_deal"].effect and not ops["find_deal"].effect
     for op in ops.values():
         assert callable(getattr(HubSpotConnector, op.name))
         assert op.compensation is None or op.compensation in ops
+        assert op.undoes is None or op.undoes in ops
 
 
 def test_aios_key_is_a_stable_digest_of_the_idempotency_key():

@@ -21,6 +21,7 @@ from aios.connectors.webhooks import (
     WebhookConnector,
     WebhookEvent,
     delivery_id_for,
+    retraction_of,
     sign,
     verify_signature,
 )
@@ -268,10 +269,24 @@ def test_a_dry_run_sends_nothing(server, hook):
     assert server.received == []
 
 
-def test_deliver_is_an_irreversible_effect():
+def test_a_delivery_is_undone_by_delivering_its_retraction(server, hook):
     operation = WebhookConnector.operations["deliver"]
     assert WebhookConnector.name == "webhook"
-    assert operation.effect and operation.compensation is None and operation.irreversible
+    assert operation.effect and operation.compensation == "deliver"
+    assert not operation.irreversible
+    hook.deliver("k-1", EVENT)
+    retraction = retraction_of("k-1", EVENT)
+    hook.deliver("k-1/retracted", retraction)
+    first, second = server.wait_for(2)
+    assert second.headers["x-aios-event"] == f"{EVENT.type}.retracted"
+    assert second.json()["data"] == {**EVENT.data, "retracts": first.json()["id"]}
+    assert second.json()["id"] != first.json()["id"]
+
+
+def test_a_type_too_long_to_retract_is_refused():
+    event = WebhookEvent(type="x" * 64, data={})
+    with pytest.raises(InvalidInput, match="too long to retract"):
+        retraction_of("k", event)
 
 
 @pytest.mark.parametrize("status", [200, 204, 404, 405])

@@ -1,9 +1,11 @@
 """The connector contract: typed operations, one error classification, schema-drift checks.
 
 A connector is a plain class with a ``name`` and an ``operations`` table. Each ``Operation``
-says whether it has an outside effect and, if so, which operation undoes it; an effect with no
-compensation is irreversible, and a workflow must pass a human gate before it. Operations with
-an effect take an idempotency key. Every operation honours ``dry_run``: it validates its input
+says whether it has an outside effect and, if so, which operation undoes it (``compensation``)
+or which effect it undoes itself (``undoes``: a compensation the saga runs). Any other effect is
+irreversible: ``ConnectorRuntime.effect`` refuses it unless the caller names a recorded human
+approval of the same run (see ``aios.connectors.runtime``). Operations with an effect take an
+idempotency key. Every operation honours ``dry_run``: it validates its input
 and returns what it would have done, touching nothing outside.
 
 Errors from HTTP-based connectors are classified here and nowhere else (``classify_http``):
@@ -58,11 +60,12 @@ class Operation:
     name: str
     effect: bool  # changes something outside (needs an idempotency key and the outbox)
     compensation: str | None = None  # the operation that undoes it
+    undoes: str | None = None  # this operation is the compensation of that one
 
     @property
     def irreversible(self) -> bool:
-        """An effect nothing can undo: a human gate is mandatory before it."""
-        return self.effect and self.compensation is None
+        """An effect nothing can undo: a human approval is mandatory before it."""
+        return self.effect and self.compensation is None and self.undoes is None
 
 
 class CheckResult(BaseModel):

@@ -476,7 +476,7 @@ class HubSpotConnector:
                 Operation("upsert_contact", effect=True, compensation=None),
                 Operation("create_deal", effect=True, compensation="archive_deal"),
                 Operation("update_deal_stage", effect=True, compensation="update_deal_stage"),
-                Operation("archive_deal", effect=True, compensation=None),
+                Operation("archive_deal", effect=True, undoes="create_deal"),
                 Operation("get_deal", effect=False),
                 Operation("find_deal", effect=False),
             )

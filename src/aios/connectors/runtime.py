@@ -14,6 +14,12 @@ worker keeps
   reopens it. Refusals that say the system is up (auth, invalid request, schema drift) do not
   count.
 
+An irreversible effect (``Operation.irreversible``: no compensation, not itself one) runs only
+with ``approval=``: the event key of a recorded human decision of the same workflow run, a
+``gate.decided`` that approved (or approved an edit), or a ``payment.recorded`` the operator
+signalled. The runtime looks the event up in the log; a missing, foreign or negative one is a
+``PolicyRefusal`` and nothing is attempted. Dry runs need no approval (they change nothing).
+
 Breaker and rate-limit state is per worker process; ``snapshot`` reports it and ``publish``
 stores it in PostgreSQL (on every breaker state change, and on each synthetic check), which is
 what ``aios health`` shows.
@@ -37,11 +43,23 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from aios.connectors.contract import Operation
-from aios.errors import InvalidInput, RateLimited, TransientConnectorError
+from aios.errors import InvalidInput, PolicyRefusal, RateLimited, TransientConnectorError
 from aios.kernel.events import EventDraft
 from aios.kernel.store import KernelStore, OutboxResult
 
-__all__ = ["ConnectorGuard", "ConnectorRuntime", "GuardSettings", "worker_name"]
+__all__ = [
+    "APPROVING_DECISIONS",
+    "ConnectorGuard",
+    "ConnectorRuntime",
+    "GuardSettings",
+    "worker_name",
+]
+
+# Events that record a person's go-ahead, and (for gates) the decisions that approve.
+APPROVING_DECISIONS: dict[str, frozenset[str] | None] = {
+    "gate.decided": frozenset({"approve", "edit"}),
+    "payment.recorded": None,  # the operator said the money arrived
+}
 
 T = TypeVar("T")
 
@@ -192,10 +210,12 @@ class ConnectorRuntime:
         *,
         event: EventDraft | None = None,
         step: str | None = None,
+        approval: str | None = None,
     ) -> tuple[OutboxResult, bool]:
         """Run an effect at most once for ``key``: outbox before and after, guarded.
 
         ``step`` names the effect in the outbox (``send_welcome``); default: the operation.
+        ``approval`` is required for an irreversible operation (see the module docstring).
 
         ``fn(dry_run)`` performs the effect. In a dry-run worker it is called with ``True``
         and nothing is written to the outbox, so a rehearsal never blocks the real effect.
@@ -206,6 +226,8 @@ class ConnectorRuntime:
             raise InvalidInput(f"{connector}.{operation.name}: an idempotency key is required")
         if self.dry_run:
             return fn(True), False
+        if operation.irreversible:
+            self._check_approval(f"{connector}.{operation.name}", key, approval)
         guard = self.guard(connector)
         return self._store.run_once(
             key,
@@ -214,6 +236,27 @@ class ConnectorRuntime:
             effect=lambda: guard.call(lambda: fn(False)),
             event=event,
         )
+
+    def _check_approval(self, what: str, key: str, approval: str | None) -> None:
+        if approval is None or not approval.strip():
+            raise PolicyRefusal(
+                f"{what} cannot be undone, so it needs a human approval first; none was given"
+            )
+        event = self._store.event_by_key(approval)
+        problem = None
+        if event is None:
+            problem = "no such event in the log"
+        elif not key.startswith(f"{event.workflow_id}/{event.run_id}/"):
+            problem = f"it belongs to {event.workflow_id} run {event.run_id}, not to this run"
+        elif event.kind not in APPROVING_DECISIONS:
+            problem = f"a {event.kind} event is not an approval"
+        else:
+            decisions = APPROVING_DECISIONS[event.kind]
+            decision = event.payload.get("decision")
+            if decisions is not None and decision not in decisions:
+                problem = f"the decision was {decision!r}"
+        if problem is not None:
+            raise PolicyRefusal(f"{what} cannot be undone; approval {approval!r}: {problem}")
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -40,7 +40,9 @@ by the workflow's retry policy; 401/403 mean the receiver refuses our credential
 answer, a 3xx included, is a refusal of this delivery. Timeouts and connection failures are
 retried. The connector itself never retries: Temporal does.
 
-A delivery cannot be taken back, so ``deliver`` is irreversible and workflows gate it.
+A delivery cannot be unsent; its compensation is another delivery that retracts it: the same
+``data`` under type ``<type>.retracted``, with ``data.retracts`` naming the retracted delivery
+id (``retraction_of``). A receiver that acted on the first undoes what it did.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ __all__ = [
     "WebhookConnector",
     "WebhookEvent",
     "delivery_id_for",
+    "retraction_of",
     "sign",
     "verify_signature",
 ]
@@ -150,6 +153,14 @@ def delivery_id_for(idempotency_key: str) -> str:
     return "whd_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
 
 
+def retraction_of(key: str, event: WebhookEvent) -> WebhookEvent:
+    """The event that retracts the delivery made under ``key`` (its compensation)."""
+    kind = f"{event.type}.retracted"
+    if len(kind) > _EVENT_TYPE_MAX:
+        raise InvalidInput(f"{NAME}: type: {event.type!r} is too long to retract")
+    return WebhookEvent(type=kind, data={**event.data, "retracts": delivery_id_for(key)})
+
+
 def sign(secret: str, body: bytes, timestamp: int) -> str:
     """The ``X-Aios-Signature`` value for ``body`` sent at ``timestamp`` (unix seconds)."""
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
@@ -204,7 +215,7 @@ class WebhookConnector:
 
     name: ClassVar[str] = NAME
     operations: ClassVar[dict[str, Operation]] = {
-        "deliver": Operation("deliver", effect=True, compensation=None),
+        "deliver": Operation("deliver", effect=True, compensation="deliver"),
     }
 
     def __init__(self, config: WebhookConfig, *, client: httpx.Client | None = None) -> None:

@@ -161,6 +161,11 @@ class KernelStore:
             rows = conn.execute(query + " ORDER BY id", params).fetchall()
         return [Event.model_validate(r) for r in rows]
 
+    def event_by_key(self, event_key: str) -> Event | None:
+        with self.transaction() as conn:
+            row = conn.execute("SELECT * FROM events WHERE event_key = %s", (event_key,)).fetchone()
+        return Event.model_validate(row) if row else None
+
     @staticmethod
     def _append(conn: psycopg.Connection[dict[str, Any]], event: EventDraft) -> None:
         conn.execute(
@@ -347,6 +352,28 @@ class KernelStore:
                 """,
                 (older_than_seconds,),
             ).fetchall()
+
+    # --- links to mirrors in outside systems ---------------------------------------------
+
+    def link_external(self, entity: str, system: str, external_id: str) -> None:
+        """Remember that ``entity`` is mirrored in ``system`` as ``external_id`` (upsert)."""
+        with self.transaction() as conn:
+            conn.execute(
+                """
+                INSERT INTO external_refs (entity, system, external_id) VALUES (%s, %s, %s)
+                ON CONFLICT (entity, system) DO UPDATE
+                SET external_id = EXCLUDED.external_id, updated_at = now()
+                """,
+                (entity, system, external_id),
+            )
+
+    def external_id(self, entity: str, system: str) -> str | None:
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT external_id FROM external_refs WHERE entity = %s AND system = %s",
+                (entity, system),
+            ).fetchone()
+        return None if row is None else str(row["external_id"])
 
     # --- connector health and synthetic checks -------------------------------------------
 
