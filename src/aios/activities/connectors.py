@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 
 from temporalio import activity
 
@@ -12,6 +13,8 @@ from aios.activities.models import (
     CancelKickoffInput,
     DeliverWebhookInput,
     DeliverWebhookResult,
+    KickoffEventInput,
+    KickoffEventResult,
     RetractProposalInput,
     SendGateReminderInput,
     SendInvoiceInput,
@@ -19,11 +22,12 @@ from aios.activities.models import (
     SendResult,
     SendWelcomeInput,
 )
+from aios.connectors.caldav import CalDavConnector, CalendarEvent
 from aios.connectors.calendar import Invite, invite_attachment, kickoff_uid
 from aios.connectors.email import OPERATIONS as EMAIL
 from aios.connectors.email import Attachment, OutgoingEmail, SmtpEmailConnector
 from aios.connectors.runtime import ConnectorRuntime
-from aios.connectors.webhooks import WebhookConnector, WebhookEvent
+from aios.connectors.webhooks import WebhookConnector, WebhookEvent, retraction_of
 from aios.documents import (
     CreditNoteDocument,
     InvoiceDocument,
@@ -36,7 +40,7 @@ from aios.errors import InvalidInput
 from aios.kernel.commerce import Invoice, Proposal, ProposalVersion
 from aios.kernel.models import Client
 from aios.kernel.money import format_amount
-from aios.kernel.store import KernelStore
+from aios.kernel.store import KernelStore, OutboxResult
 
 __all__ = ["KICKOFF_DURATION", "ConnectorActivities"]
 
@@ -62,15 +66,17 @@ class ConnectorActivities:
         operator_name: str,
         operator_email: str,
         webhook: WebhookConnector | None = None,
+        calendar: CalDavConnector | None = None,
     ) -> None:
         self._store = store
         self._email = email
         self._runtime = runtime
         self._webhook = webhook
+        self._calendar = calendar
         self._operator_name = operator_name
         self._operator_email = operator_email
 
-    def _kickoff(self, inp: SendWelcomeInput | CancelKickoffInput) -> Invite:
+    def _kickoff(self, inp: SendWelcomeInput | CancelKickoffInput | KickoffEventInput) -> Invite:
         info = activity.info()
         return Invite(
             uid=kickoff_uid(info.workflow_id or "", info.workflow_run_id or ""),
@@ -114,20 +120,28 @@ class ConnectorActivities:
     @activity.defn(name="deliver_webhook")
     @translating_errors
     def deliver_webhook(self, inp: DeliverWebhookInput) -> DeliverWebhookResult:
-        """POST a signed event to the configured webhook, at most once per key."""
+        """POST a signed event to the configured webhook, at most once per key.
+
+        With ``retracts`` it delivers the retraction of that earlier delivery instead. Without
+        a configured webhook (``AIOS_WEBHOOK_URL``) nothing happens: the result says why.
+        """
         hook = self._webhook
         if hook is None:
-            raise InvalidInput("deliver_webhook: no webhook configured (AIOS_WEBHOOK_URL)")
+            return DeliverWebhookResult(skipped="no webhook configured (AIOS_WEBHOOK_URL)")
         event = WebhookEvent(type=inp.event_type, data=inp.data, created=inp.created)
+        operation = hook.operations["deliver"]
+        if inp.retracts is not None:
+            event = retraction_of(inp.retracts, event).model_copy(update={"created": inp.created})
         result, ran = self._runtime.effect(
             hook.name,
-            hook.operations["deliver"],
+            operation,
             inp.idempotency_key,
             lambda dry_run: hook.deliver(inp.idempotency_key, event, dry_run=dry_run).model_dump(),
+            step="retract_webhook" if inp.retracts is not None else "deliver_webhook",
             event=event_for_step(
                 inp.idempotency_key,
-                "webhook.delivered",
-                payload={"type": inp.event_type, "url": hook.url},
+                "compensation.webhook_retracted" if inp.retracts else "webhook.delivered",
+                payload={"type": event.type, "url": hook.url},
             ),
         )
         return DeliverWebhookResult(
@@ -135,6 +149,71 @@ class ConnectorActivities:
             status_code=result["status_code"],
             delivered_now=ran,
             dry_run=result["dry_run"],
+        )
+
+    @activity.defn(name="kickoff_event")
+    @translating_errors
+    def kickoff_event(self, inp: KickoffEventInput) -> KickoffEventResult:
+        """Create the kickoff in the operator's CalDAV calendar, or cancel it (``cancel``).
+
+        The event has the UID of the invitation the welcome email carries, so the client's
+        calendar and the operator's hold the same meeting. Without a configured calendar
+        (``AIOS_CALDAV_URL``) nothing happens: the emailed invitation is the calendar entry.
+        """
+        calendar = self._calendar
+        if calendar is None:
+            return KickoffEventResult(
+                skipped="no CalDAV calendar configured (AIOS_CALDAV_URL); the emailed "
+                "invitation is the calendar entry"
+            )
+        invite = self._kickoff(inp)
+        uid = invite.uid
+        if inp.cancel:
+            operation = calendar.operations["cancel_event"]
+
+            def effect(dry_run: bool) -> OutboxResult:
+                if calendar.get_event(uid) is None:  # never created: nothing to cancel
+                    return {"uid": uid, "status": "", "sequence": 0, "missing": True}
+                ref = calendar.cancel_event(inp.idempotency_key, uid, dry_run=dry_run)
+                return ref.model_dump(mode="json")
+
+            kind = "compensation.kickoff_event_cancelled"
+        else:
+            operation = calendar.operations["create_event"]
+            event = CalendarEvent(
+                summary=invite.summary,
+                description=invite.description,
+                start=invite.start,
+                end=invite.start + invite.duration,
+                organizer=parseaddr(self._email.sender)[1] or None,
+                attendees=[inp.to],
+            )
+
+            def effect(dry_run: bool) -> OutboxResult:
+                ref = calendar.create_event(inp.idempotency_key, event, uid=uid, dry_run=dry_run)
+                return ref.model_dump(mode="json")
+
+            kind = "calendar.kickoff_event_created"
+        result, ran = self._runtime.effect(
+            calendar.name,
+            operation,
+            inp.idempotency_key,
+            effect,
+            step="cancel_kickoff_event" if inp.cancel else "create_kickoff_event",
+            event=event_for_step(
+                inp.idempotency_key,
+                kind,
+                payload={"uid": uid, "start": invite.start.isoformat()},
+            ),
+        )
+        return KickoffEventResult.model_validate(
+            {
+                "uid": uid,
+                "status": result.get("status") or "",
+                "sequence": result.get("sequence") or 0,
+                "changed_now": ran,
+                "dry_run": self._runtime.dry_run,
+            }
         )
 
     @activity.defn(name="send_welcome")

@@ -42,6 +42,11 @@ __all__ = [
     "InvoiceStepInput",
     "IssueCreditNoteInput",
     "IssueInvoiceInput",
+    "KickoffEventInput",
+    "KickoffEventResult",
+    "MirrorClientInput",
+    "MirrorDealInput",
+    "MirrorResult",
     "OpenProposalInput",
     "OpenProposalResult",
     "ProposalVersionRef",
@@ -442,10 +447,60 @@ class DeliverWebhookInput(BaseModel):
     event_type: str
     data: dict[str, Any] = Field(default_factory=dict)
     created: datetime  # workflow.now(): the same body on every retry
+    # The key of an earlier delivery this one retracts (a saga compensation): the event goes
+    # out as ``<event_type>.retracted`` with ``data.retracts`` = that delivery's id.
+    retracts: str | None = None
 
 
 class DeliverWebhookResult(BaseModel):
-    delivery_id: str
-    status_code: int
-    delivered_now: bool
+    delivery_id: str = ""
+    status_code: int = 0
+    delivered_now: bool = False
     dry_run: bool = False
+    skipped: str | None = None  # why nothing was delivered (no webhook configured)
+
+
+class KickoffEventInput(BaseModel):
+    """Create (or, with ``cancel``, cancel) the kickoff event in the operator's calendar."""
+
+    idempotency_key: str
+    to: str
+    client_name: str
+    kickoff_at: datetime
+    cancel: bool = False
+
+
+class KickoffEventResult(BaseModel):
+    uid: str = ""
+    status: Literal["CONFIRMED", "CANCELLED", "TENTATIVE", ""] = ""
+    sequence: int = 0
+    changed_now: bool = False
+    dry_run: bool = False
+    skipped: str | None = None  # why nothing was written (no CalDAV calendar configured)
+
+
+class MirrorClientInput(BaseModel):
+    """Upsert the client as a HubSpot contact; irreversible, so ``approval`` is the event key
+    of the gate decision that allowed it."""
+
+    idempotency_key: str
+    client_key: str
+    approval: str | None = None
+
+
+class MirrorDealInput(BaseModel):
+    """Mirror a proposal as a HubSpot deal: ``create`` (stage open), ``won``, ``lost``, or
+    ``archive`` (the saga's undo of ``create``)."""
+
+    idempotency_key: str
+    proposal_id: str
+    action: Literal["create", "won", "lost", "archive"]
+
+
+class MirrorResult(BaseModel):
+    system: str = ""  # hubspot.contact, hubspot.deal
+    external_id: str | None = None
+    changed_now: bool = False
+    dry_run: bool = False
+    detail: str = ""
+    skipped: str | None = None  # why nothing was mirrored

@@ -47,7 +47,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, cast
+from typing import Annotated, Any, ClassVar, Literal, cast
 from urllib.parse import unquote, urlsplit
 
 import niquests.exceptions
@@ -62,10 +62,10 @@ from icalendar import Calendar as ICalendar
 from icalendar import Component, vCalAddress, vText
 from icalendar import Event as IEvent
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     SecretStr,
     ValidationInfo,
@@ -152,6 +152,21 @@ class CalDavConfig(BaseModel):
         return value.strip()
 
 
+_ADDRESS = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+$")
+
+
+def _address_shape(value: str) -> str:
+    """A bare ``local@domain`` address. Calendars take any such address (an operator on
+    ``operator@aios.localhost`` included), so no deliverability or reserved-name rules apply."""
+    value = value.strip()
+    if len(value) > 254 or not _ADDRESS.match(value):
+        raise ValueError(f"{value[:80]!r} is not an address of the form name@domain")
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address_shape)]
+
+
 class CalendarEvent(BaseModel):
     """What an event should say. Times must carry a time zone; they are stored in UTC."""
 
@@ -162,8 +177,8 @@ class CalendarEvent(BaseModel):
     end: AwareDatetime
     description: str = Field(default="", max_length=20_000)
     location: str = Field(default="", max_length=500)
-    organizer: EmailStr | None = None
-    attendees: list[EmailStr] = Field(default_factory=list, max_length=200)
+    organizer: Address | None = None
+    attendees: list[Address] = Field(default_factory=list, max_length=200)
 
     @field_validator("summary")
     @classmethod
@@ -228,10 +243,19 @@ class CalDavConnector:
 
     # -- operations
 
-    def create_event(self, key: str, event: CalendarEvent, *, dry_run: bool = False) -> EventRef:
-        """Make the event for step ``key``; a repeat returns the event the first call made."""
+    def create_event(
+        self, key: str, event: CalendarEvent, *, uid: str | None = None, dry_run: bool = False
+    ) -> EventRef:
+        """Make the event for step ``key``; a repeat returns the event the first call made.
+
+        ``uid`` defaults to ``uid_for(key)``; pass one to make the event the same one an
+        emailed invitation already announced (so calendars merge the two).
+        """
         operation = "create_event"
-        uid = uid_for(key)
+        if uid is None:
+            uid = uid_for(key)
+        else:
+            _check_uid(uid)
         with self._client(operation) as client:
             target = self._target(client, create=not dry_run)
             found = self._find(target, uid)

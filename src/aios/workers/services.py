@@ -8,6 +8,7 @@ from typing import Any
 
 from aios.activities import AgentActivities, ConnectorActivities, KernelActivities, MemoryActivities
 from aios.activities.billing import BillingActivities
+from aios.activities.crm import CrmActivities
 from aios.activities.health import HealthActivities
 from aios.activities.proposals import ProposalActivities
 from aios.agents.providers import ChatModel, OpenAIChat
@@ -113,7 +114,9 @@ class Services:
             operator_name=s.operator_name,
             operator_email=s.operator_email,
             webhook=self.webhook,
+            calendar=self.calendar,
         )
+        crm = CrmActivities(self.store, self.runtime, self.crm)
         proposals = ProposalActivities(
             self.store,
             runner,
@@ -151,6 +154,9 @@ class Services:
             connectors.cancel_kickoff,
             connectors.send_gate_reminder,
             connectors.deliver_webhook,
+            connectors.kickoff_event,
+            crm.mirror_client,
+            crm.mirror_deal,
             health.check_connectors,
         ]
 

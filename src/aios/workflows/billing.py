@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.kernel.policy import BillingPolicy, GatePolicy
     from aios.workflows.attributes import CLIENT, PROCESS
     from aios.workflows.gates import GateHost, PendingGate
+    from aios.workflows.mirrors import CONNECTOR_FABRIC, notify
     from aios.workflows.saga import Saga
     from aios.workflows.steps import record, step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY, StepOptions
@@ -122,6 +123,8 @@ class BillingWorkflow(GateHost):
     payment, partial payments included.
     Queries: ``pending_gates``; ``progress`` -> ``BillingProgress``.
     Search attributes: ``AiosProcess=billing``, ``AiosClient``, ``AiosAwaitingApproval``.
+
+    A configured webhook gets ``invoice.paid`` once the invoice is paid in full.
 
     End states: ``paid``; ``rejected`` or ``expired`` at the gate (the draft is voided; no
     number is used). Failed or cancelled after issue (``aios cancel``, ``temporal workflow
@@ -328,6 +331,20 @@ class BillingWorkflow(GateHost):
                 entity,
                 {"number": ref.number, "paid": paid, "memory_id": memory.id},
             )
+            if workflow.patched(CONNECTOR_FABRIC):
+                await notify(
+                    "invoice.paid",
+                    {
+                        "invoice_id": inp.invoice_id,
+                        "number": ref.number,
+                        "client_key": inp.client_key,
+                        "total": total,
+                        "paid": paid,
+                        "payments": self._processed,
+                        "proposal_id": inp.proposal_id,
+                    },
+                )
+                self._done("webhook")
         except GeneratorExit:  # the worker evicts this run from its cache: not a failure
             raise
         except BaseException as exc:

@@ -83,6 +83,8 @@ class GateOutcome(BaseModel):
     status: Literal["approved", "rejected", "edited", "expired"]
     decision: GateDecision | None = None
     waited_seconds: float
+    # The event recording the decision: what an irreversible effect names as its approval.
+    event_key: str | None = None
 
 
 def describe_invalid(error: Exception) -> str:
@@ -270,7 +272,13 @@ class GateHost:
                 "reminders_sent": sent,
             },
         )
-        return GateOutcome(gate=gate, status=status, decision=decision, waited_seconds=waited)
+        return GateOutcome(
+            gate=gate,
+            status=status,
+            decision=decision,
+            waited_seconds=waited,
+            event_key=step_key(f"{self._gate_key}/gate.decided"),
+        )
 
     async def _gate_event(self, gate: str, kind: str, entity: str | None, payload: dict) -> None:
         await step(

@@ -11,12 +11,14 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from aios.activities.agents import EDITABLE_DRAFT_FIELDS, AgentActivities
     from aios.activities.connectors import ConnectorActivities
+    from aios.activities.crm import CrmActivities
     from aios.activities.kernel import KernelActivities
     from aios.activities.memory import MemoryActivities
     from aios.activities.models import (
         CancelKickoffInput,
         ClassifyIntakeInput,
         DraftWelcomeInput,
+        MirrorClientInput,
         RecallMemoryInput,
         RecordEventInput,
         RememberInput,
@@ -29,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.workflows.agent_steps import AgentStepStopped, run_agent_step
     from aios.workflows.attributes import CLIENT, COST_USD, PROCESS
     from aios.workflows.gates import GateHost, PendingGate
+    from aios.workflows.mirrors import CONNECTOR_FABRIC, kickoff_event, notify
     from aios.workflows.saga import Saga
     from aios.workflows.steps import step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY
@@ -95,10 +98,15 @@ class OnboardingWorkflow(GateHost):
     Search attributes: ``AiosProcess=onboarding``, ``AiosClient=<key>``,
     ``AiosAwaitingApproval`` (true while the gate waits), ``AiosCostUsd`` (agent spend).
 
+    After the approval it also puts the kickoff in the operator's CalDAV calendar (same UID as
+    the emailed invitation), mirrors the client as a HubSpot contact, and at the end delivers
+    webhook ``client.onboarded``; each only when that connector is configured.
+
     End states: ``completed``; ``rejected`` (operator said no to the welcome or to an agent gate,
     nothing was sent); ``expired`` (no decision before the policy's expiry, nothing was sent);
     failed or cancelled after the
-    welcome went out, in which case the kickoff invite is cancelled (saga) before the run ends.
+    welcome went out, in which case the kickoff (calendar event and invitation) is cancelled
+    (saga) before the run ends.
     """
 
     def __init__(self) -> None:
@@ -278,6 +286,20 @@ class OnboardingWorkflow(GateHost):
                 ),
             )
 
+            if workflow.patched(CONNECTOR_FABRIC):
+                await kickoff_event(str(intake.email), intake.name, kickoff_at, saga=self._saga)
+                self._done("kickoff-event")
+                await step(
+                    CrmActivities.mirror_client,
+                    MirrorClientInput(
+                        idempotency_key=step_key("crm-contact"),
+                        client_key=key,
+                        approval=outcome.event_key,
+                    ),
+                    CONNECTOR_EFFECT,
+                )
+                self._done("crm-contact")
+
             approver = outcome.decision.approver if outcome.decision else "policy"
             memory = await step(
                 MemoryActivities.remember,
@@ -296,6 +318,18 @@ class OnboardingWorkflow(GateHost):
                 MEMORY,
             )
             self._done("remember")
+            if workflow.patched(CONNECTOR_FABRIC):
+                await notify(
+                    "client.onboarded",
+                    {
+                        "client_key": key,
+                        "client_name": intake.name,
+                        "segment": facts.segment,
+                        "kickoff_at": kickoff_at.isoformat(),
+                        "approved_by": approver,
+                    },
+                )
+                self._done("webhook")
             await self._finish(
                 "completed",
                 entity,

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.workflows.attributes import CLIENT, COST_USD, PROCESS
     from aios.workflows.billing import BillingInput, BillingWorkflow, billing_workflow_id
     from aios.workflows.gates import GateHost, GateOutcome, PendingGate
+    from aios.workflows.mirrors import CONNECTOR_FABRIC, mirror_deal, notify
     from aios.workflows.saga import Saga
     from aios.workflows.steps import record, step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY
@@ -135,6 +136,10 @@ class ProposalWorkflow(GateHost):
     Queries: ``pending_gates``; ``progress`` -> ``ProposalProgress``.
     Search attributes: ``AiosProcess=proposal``, ``AiosClient``, ``AiosAwaitingApproval``,
     ``AiosCostUsd``.
+
+    When HubSpot is configured, the first send creates a deal (archived by the saga on a later
+    failure) that ends ``won`` or ``lost``; a configured webhook gets ``proposal.<end state>``
+    for every proposal that was sent.
 
     End states: ``accepted`` (billing started as a child that outlives this run), ``declined``,
     ``rejected`` (the operator said no, at the proposal or an agent gate; nothing was sent),
@@ -337,12 +342,20 @@ class ProposalWorkflow(GateHost):
                     ),
                     CONNECTOR_EFFECT,
                 )
-                if self._sent is None:
+                first_send = self._sent is None
+                if first_send:
                     self._saga.add(
                         "retract-proposal", lambda: self._retract(opened.client_email, opened)
                     )
                 self._sent = version
                 self._done(f"send/v{version.version}")
+                if first_send and workflow.patched(CONNECTOR_FABRIC):
+                    deal = await mirror_deal(inp.proposal_id, "create")
+                    if deal.skipped is None:
+                        self._saga.add(
+                            "archive-deal", lambda: mirror_deal(inp.proposal_id, "archive")
+                        )
+                    self._done("crm-deal")
 
                 response = await self._await_client(inp, opened, version, valid_until)
                 if response is None:
@@ -599,6 +612,21 @@ class ProposalWorkflow(GateHost):
             },
         )
         self._done(status)
+        if self._sent is not None and workflow.patched(CONNECTOR_FABRIC):
+            # The client answered (or the process ended after sending): the deal is settled.
+            self._saga.discard("archive-deal")
+            await mirror_deal(inp.proposal_id, "won" if status == "accepted" else "lost")
+            await notify(
+                f"proposal.{status}",
+                {
+                    "proposal_id": inp.proposal_id,
+                    "client_key": inp.client_key,
+                    "version": version.version,
+                    "total": total,
+                    "reason": reason,
+                    "billing_workflow_id": billing_id,
+                },
+            )
         result = ProposalResult(
             status=status,
             proposal_id=inp.proposal_id,
