@@ -36,6 +36,7 @@ from tests.flaky_http import FlakyHttpServer, Reply
 from tests.helpers import save_history, start_at_gate
 from tests.hubspot_replay import HubSpotReplayServer, Recording
 from tests.money_helpers import (
+    bill,
     ends_cancelled,
     fast,
     known_client,
@@ -315,3 +316,31 @@ async def test_a_proposal_cancelled_after_sending_archives_its_deal(
     assert (await mails_until(smtp, email, 2))[1]["Subject"].startswith("Withdrawn: proposal")
     assert "compensation.deal_archived" in kinds(mirrored, handle.id)
     assert receiver.received == []  # no outcome to announce
+
+
+# --- billing ------------------------------------------------------------------------------------
+
+
+async def test_an_invoice_paid_in_full_is_announced_once(
+    client: Client,
+    settings: Settings,
+    mirrored: Services,
+    receiver: FlakyHttpServer,
+) -> None:
+    store = mirrored.store
+    _, key, _ = known_client(store)
+    handle = await bill(client, fast(settings), store, key, 120_000)
+    progress = await progress_until(client, handle.id, waiting_for("payment_received"))
+    number = (progress.model_extra or {})["number"]
+    await operations.record_payment(
+        client, store, handle.id, amount=None, reference="bank ref 42", recorded_by="pat"
+    )
+    result = await handle.result()
+    assert result.status == "paid"
+
+    [delivery] = receiver.wait_for(1)
+    assert delivery.headers["x-aios-event"] == "invoice.paid"
+    assert verify_signature(SECRET, delivery.headers["x-aios-signature"], delivery.body)
+    data = delivery.json()["data"]
+    assert (data["number"], data["paid"], data["payments"]) == (number, "USD 1,200.00", 1)
+    assert kinds(mirrored, handle.id).count("webhook.delivered") == 1
