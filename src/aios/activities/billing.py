@@ -1,13 +1,24 @@
 """Billing activities: invoices in the kernel, the payment provider, the ledger.
 
-Kernel steps are idempotent by key in PostgreSQL. Provider calls run through the outbox, so a
-retried or crashed attempt never repeats a call that completed, and every provider call also
-carries the idempotency key to the provider itself.
+Kernel steps are idempotent by key in PostgreSQL. Provider calls run through the connector
+runtime (``ConnectorRuntime.effect``) under the connector name ``payments:<provider>``, with
+the operations of ``aios.connectors.payments.base.OPERATIONS``: the worker's rate limit and
+circuit breaker guard them, the outbox makes a retried or crashed attempt never repeat a call
+that completed, and every provider call also carries the idempotency key to the provider itself.
+
+``mark_paid`` cannot be undone, so the runtime runs it only with an approval: the latest
+``payment.recorded`` event of the same workflow run for the invoice (the workflow records the
+payment before it tells the provider). Without one the step is a ``PolicyRefusal``.
+
+In a dry-run worker no provider is called: each step returns a receipt with ``dry_run=True``,
+and ``provider_create_invoice`` attaches nothing to the invoice (there is nothing at the
+provider to point to); later provider steps of such an invoice are rehearsed too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 from temporalio import activity
 
@@ -26,20 +37,32 @@ from aios.activities.models import (
     RecordPaymentInput,
     RecordPaymentResult,
 )
-from aios.connectors.payments.base import PaymentProvider, ProviderInvoice, ProviderReceipt
+from aios.connectors.payments.base import (
+    OPERATIONS,
+    PaymentProvider,
+    ProviderInvoice,
+    ProviderReceipt,
+)
+from aios.connectors.runtime import ConnectorRuntime
 from aios.errors import InvalidInput
 from aios.kernel.commerce import Invoice
 from aios.kernel.money import format_amount, line_items_total
 from aios.kernel.policy import PolicyVerdict, evaluate_invoice
-from aios.kernel.store import KernelStore
+from aios.kernel.store import KernelStore, OutboxResult
 
 __all__ = ["BillingActivities"]
 
 
 class BillingActivities:
-    def __init__(self, store: KernelStore, providers: dict[str, PaymentProvider]) -> None:
+    def __init__(
+        self,
+        store: KernelStore,
+        providers: dict[str, PaymentProvider],
+        runtime: ConnectorRuntime,
+    ) -> None:
         self._store = store
         self._providers = providers
+        self._runtime = runtime
 
     def _invoice(self, invoice_id: str) -> Invoice:
         invoice = self._store.get_invoice(invoice_id)
@@ -188,29 +211,57 @@ class BillingActivities:
         self,
         key: str,
         invoice: Invoice,
+        provider: str,
         operation: str,
         call: Callable[[], ProviderReceipt],
         event_kind: str,
+        *,
+        rehearsal: tuple[str, Literal["open", "paid", "void"]],
+        approval: str | None = None,
     ) -> ProviderReceipt:
-        result, ran = self._store.run_once(
+        """``call`` through the runtime as ``payments:<provider>``; ``rehearsal`` is the
+        reference and status a dry run reports (the provider is not called then)."""
+        reference, status = rehearsal
+
+        def run(dry_run: bool) -> OutboxResult:
+            if dry_run:
+                receipt = ProviderReceipt(
+                    provider=provider,
+                    reference=reference,
+                    status=status,
+                    payment_instructions=(
+                        f"Dry run: {operation} was not sent to {provider}; nothing changed there."
+                    ),
+                    dry_run=True,
+                )
+            else:
+                receipt = call()
+            return receipt.model_dump(mode="json")
+
+        result, ran = self._runtime.effect(
+            f"payments:{provider}",
+            OPERATIONS[operation],
             key,
-            connector=f"payments:{invoice.provider}",
-            operation=operation,
-            effect=lambda: call().model_dump(mode="json"),
+            run,
             event=event_for_step(
                 key,
                 event_kind,
                 entity=f"invoice:{invoice.invoice_id}",
-                payload={"provider": invoice.provider, "operation": operation},
+                payload={"provider": provider, "operation": operation},
             ),
+            step=operation,
+            approval=approval,
         )
+        receipt = ProviderReceipt.model_validate(result)
         activity.logger.info(
             "provider %s %s",
             operation,
-            "done" if ran else "already done, not repeated",
-            extra={"idempotency_key": key, "provider": invoice.provider},
+            "rehearsed (dry run), not sent"
+            if receipt.dry_run
+            else ("done" if ran else "already done, not repeated"),
+            extra={"idempotency_key": key, "provider": provider},
         )
-        return ProviderReceipt.model_validate(result)
+        return receipt
 
     @activity.defn(name="provider_create_invoice")
     @translating_errors
@@ -222,7 +273,6 @@ class BillingActivities:
         if client is None:
             raise InvalidInput(f"client: no client with key {invoice.client_key!r}")
         provider = self._provider(inp.provider)
-        invoice = invoice.model_copy(update={"provider": provider.name})
         payload = ProviderInvoice(
             invoice_id=invoice.invoice_id,
             number=invoice.display_number,
@@ -238,10 +288,14 @@ class BillingActivities:
         receipt = self._provider_call(
             inp.idempotency_key,
             invoice,
+            provider.name,
             "create_invoice",
             lambda: provider.create_invoice(payload, idempotency_key=inp.idempotency_key),
             "provider.invoice_created",
+            rehearsal=(invoice.display_number, "open"),
         )
+        if receipt.dry_run:
+            return receipt  # nothing exists at the provider: the invoice keeps pointing nowhere
         self._store.attach_provider(
             invoice.invoice_id,
             provider=receipt.provider,
@@ -257,35 +311,60 @@ class BillingActivities:
         )
         return receipt
 
-    def _existing_provider(self, invoice: Invoice) -> tuple[PaymentProvider, str]:
-        if not invoice.provider or not invoice.provider_reference:
-            raise InvalidInput(f"invoice {invoice.invoice_id!r} was never sent to a provider")
-        return self._provider(invoice.provider), invoice.provider_reference
+    def _existing_provider(self, invoice: Invoice) -> tuple[str, str]:
+        """The provider (configured on this worker) and reference the invoice is payable with.
+
+        In a dry run an invoice may have none (a dry-run create attaches nothing): the step is
+        rehearsed against the invoice number then."""
+        if invoice.provider and invoice.provider_reference:
+            return self._provider(invoice.provider).name, invoice.provider_reference
+        if self._runtime.dry_run:
+            return invoice.provider or "none", invoice.display_number
+        raise InvalidInput(f"invoice {invoice.invoice_id!r} was never sent to a provider")
+
+    def _payment_approval(self, invoice_id: str) -> str | None:
+        """The event key of this run's latest ``payment.recorded`` for the invoice, if any."""
+        info = activity.info()
+        if not info.workflow_id or not info.workflow_run_id:
+            return None
+        recorded = [
+            e
+            for e in self._store.events(info.workflow_id, info.workflow_run_id)
+            if e.kind == "payment.recorded" and e.entity == f"invoice:{invoice_id}"
+        ]
+        return recorded[-1].event_key if recorded else None
 
     @activity.defn(name="provider_void_invoice")
     @translating_errors
     def provider_void_invoice(self, inp: InvoiceStepInput) -> ProviderReceipt:
         invoice = self._invoice(inp.invoice_id)
-        provider, reference = self._existing_provider(invoice)
+        name, reference = self._existing_provider(invoice)
         return self._provider_call(
             inp.idempotency_key,
             invoice,
+            name,
             "void_invoice",
-            lambda: provider.void_invoice(reference, idempotency_key=inp.idempotency_key),
+            lambda: self._provider(name).void_invoice(
+                reference, idempotency_key=inp.idempotency_key
+            ),
             "compensation.provider_voided",
+            rehearsal=(reference, "void"),
         )
 
     @activity.defn(name="provider_mark_paid")
     @translating_errors
     def provider_mark_paid(self, inp: ProviderMarkPaidInput) -> ProviderReceipt:
         invoice = self._invoice(inp.invoice_id)
-        provider, reference = self._existing_provider(invoice)
+        name, reference = self._existing_provider(invoice)
         return self._provider_call(
             inp.idempotency_key,
             invoice,
+            name,
             "mark_paid",
-            lambda: provider.mark_paid(
+            lambda: self._provider(name).mark_paid(
                 reference, inp.amount_minor, idempotency_key=inp.idempotency_key
             ),
             "provider.marked_paid",
+            rehearsal=(reference, "paid"),
+            approval=self._payment_approval(inp.invoice_id),
         )

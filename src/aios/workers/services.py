@@ -124,7 +124,7 @@ class Services:
             rate_card=s.rate_card,
             payment_provider=s.payment_provider,
         )
-        billing = BillingActivities(self.store, self.providers)
+        billing = BillingActivities(self.store, self.providers, self.runtime)
         health = HealthActivities(self.store, self.runtime, self.probes())
         return [
             proposals.open_proposal,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aios.connectors.payments.base import ProviderInvoice, ProviderReceipt
+from aios.connectors.payments.base import OPERATIONS, ProviderInvoice, ProviderReceipt
 from aios.kernel.money import format_amount
 
 __all__ = ["BankDetails", "BankTransferProvider"]
@@ -26,6 +26,7 @@ class BankDetails:
 
 class BankTransferProvider:
     name = "bank_transfer"
+    operations = OPERATIONS
 
     def __init__(self, details: BankDetails) -> None:
         self._details = details

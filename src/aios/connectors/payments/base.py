@@ -6,6 +6,21 @@ invoice at Stripe. Every call takes an idempotency key; repeating a call with th
 no further outside effect. Errors are ``TransientConnectorError`` (retry),
 ``PermanentConnectorError`` (do not retry; includes a response that does not match the expected
 schema, named "schema drift") or ``InvalidInput``.
+
+``OPERATIONS`` is the contract's operations table (``aios.connectors.contract``) for every
+provider; the billing activities run each call through ``ConnectorRuntime.effect`` under the
+connector name ``payments:<provider name>``, so it gets that worker's rate limit and circuit
+breaker, dry-run and the outbox:
+
+===================  =========================================================================
+``create_invoice``   effect; undone by ``void_invoice``
+``void_invoice``     effect; the compensation of ``create_invoice``
+``mark_paid``        effect with no compensation: irreversible (a provider cannot un-pay an
+                     invoice), so it runs only with an approval, the run's ``payment.recorded``
+===================  =========================================================================
+
+The protocol has no ``dry_run`` parameter: in a dry run the activities call no provider at all
+and return a ``ProviderReceipt`` with ``dry_run=True`` that says nothing happened.
 """
 
 from __future__ import annotations
@@ -15,9 +30,17 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from aios.connectors.contract import Operation
 from aios.kernel.money import LineItem
 
-__all__ = ["PaymentProvider", "ProviderInvoice", "ProviderReceipt"]
+__all__ = ["OPERATIONS", "PaymentProvider", "ProviderInvoice", "ProviderReceipt"]
+
+OPERATIONS: dict[str, Operation] = {
+    "create_invoice": Operation("create_invoice", effect=True, compensation="void_invoice"),
+    "void_invoice": Operation("void_invoice", effect=True, undoes="create_invoice"),
+    # Money that arrived cannot be "un-arrived" at the provider: irreversible.
+    "mark_paid": Operation("mark_paid", effect=True),
+}
 
 
 class ProviderInvoice(BaseModel):
@@ -43,6 +66,9 @@ class ProviderReceipt(BaseModel):
     status: Literal["open", "paid", "void"]
     payment_instructions: str  # shown in the invoice email and PDF
     hosted_url: str | None = None
+    # A dry-run rehearsal: no provider was called and nothing changed there. Defaults to
+    # False so receipts in older workflow histories still decode.
+    dry_run: bool = False
 
 
 class PaymentProvider(Protocol):

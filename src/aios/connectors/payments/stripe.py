@@ -46,7 +46,7 @@ from typing import Literal, TypeVar
 import stripe
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from aios.connectors.payments.base import ProviderInvoice, ProviderReceipt
+from aios.connectors.payments.base import OPERATIONS, ProviderInvoice, ProviderReceipt
 from aios.errors import (
     ConnectorError,
     InvalidInput,
@@ -212,6 +212,7 @@ class StripeProvider:
     """Makes invoices payable on Stripe (``PaymentProvider``); see the module docstring."""
 
     name = NAME
+    operations = OPERATIONS
 
     def __init__(
         self,
