@@ -30,6 +30,7 @@ from aios.connectors.webhooks import WebhookConfig, WebhookConnector, verify_sig
 from aios.workers.main import build_worker
 from aios.workers.services import Services
 from aios.workflows.gates import GateDecision
+from aios.workflows.onboarding import OnboardingWorkflow
 from aios.workflows.proposal import ClientResponse
 from tests.conftest import RecordingSmtp
 from tests.flaky_http import FlakyHttpServer, Reply
@@ -174,6 +175,8 @@ async def test_an_approved_onboarding_books_the_kickoff_mirrors_the_client_and_n
     for kind in ("calendar.kickoff_event_created", "crm.contact_mirrored", "webhook.delivered"):
         assert log.count(kind) == 1, kind
     assert log.index("gate.decided") < log.index("crm.contact_mirrored")
+    progress = await handle.query(OnboardingWorkflow.progress)
+    assert {"kickoff-event", "crm-contact", "webhook"} <= set(progress.steps_done)
 
 
 async def test_a_failure_after_the_kickoff_cancels_the_calendar_event_and_the_invitation(

@@ -18,6 +18,7 @@ from aios.workers.main import build_worker
 from aios.workers.services import Services
 from aios.workflows.attributes import AWAITING_APPROVAL
 from aios.workflows.gates import GateDecision
+from aios.workflows.onboarding import OnboardingWorkflow
 from tests.conftest import RecordingSmtp, unique_client
 from tests.helpers import save_history, start, start_at_gate, wait_for_gate
 
@@ -44,6 +45,11 @@ async def test_approved_onboarding_sends_one_email_with_invite_and_records_every
     await operations.decide(client, handle.id, approve())
     result = await handle.result()
     await save_history(handle, "onboarding_approved")
+    # No calendar, CRM or webhook configured: those steps say they skipped.
+    progress = await handle.query(OnboardingWorkflow.progress)
+    assert {"kickoff-event:skipped", "crm-contact:skipped", "webhook:skipped"} <= set(
+        progress.steps_done
+    )
 
     assert result.status == "completed"
     mails = smtp.to(email)

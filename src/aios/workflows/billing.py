@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.kernel.policy import BillingPolicy, GatePolicy
     from aios.workflows.attributes import CLIENT, PROCESS
     from aios.workflows.gates import GateHost, PendingGate
-    from aios.workflows.mirrors import CONNECTOR_FABRIC, notify
+    from aios.workflows.mirrors import CONNECTOR_FABRIC, notify, shown
     from aios.workflows.saga import Saga
     from aios.workflows.steps import record, step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY, StepOptions
@@ -332,7 +332,7 @@ class BillingWorkflow(GateHost):
                 {"number": ref.number, "paid": paid, "memory_id": memory.id},
             )
             if workflow.patched(CONNECTOR_FABRIC):
-                await notify(
+                notified = await notify(
                     "invoice.paid",
                     {
                         "invoice_id": inp.invoice_id,
@@ -344,7 +344,7 @@ class BillingWorkflow(GateHost):
                         "proposal_id": inp.proposal_id,
                     },
                 )
-                self._done("webhook")
+                self._done(shown("webhook", notified))
         except GeneratorExit:  # the worker evicts this run from its cache: not a failure
             raise
         except BaseException as exc:

@@ -28,9 +28,14 @@ with workflow.unsafe.imports_passed_through():
     from aios.workflows.steps import step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT
 
-__all__ = ["CONNECTOR_FABRIC", "kickoff_event", "mirror_deal", "notify"]
+__all__ = ["CONNECTOR_FABRIC", "kickoff_event", "mirror_deal", "notify", "shown"]
 
 CONNECTOR_FABRIC = "connector-fabric"
+
+
+def shown(name: str, result: DeliverWebhookResult | KickoffEventResult | MirrorResult) -> str:
+    """How ``progress`` lists the step: ``name``, or ``name:skipped`` when nothing was done."""
+    return name if result.skipped is None else f"{name}:skipped"
 
 
 async def notify(

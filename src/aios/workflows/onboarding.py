@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.workflows.agent_steps import AgentStepStopped, run_agent_step
     from aios.workflows.attributes import CLIENT, COST_USD, PROCESS
     from aios.workflows.gates import GateHost, PendingGate
-    from aios.workflows.mirrors import CONNECTOR_FABRIC, kickoff_event, notify
+    from aios.workflows.mirrors import CONNECTOR_FABRIC, kickoff_event, notify, shown
     from aios.workflows.saga import Saga
     from aios.workflows.steps import step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY
@@ -287,9 +287,11 @@ class OnboardingWorkflow(GateHost):
             )
 
             if workflow.patched(CONNECTOR_FABRIC):
-                await kickoff_event(str(intake.email), intake.name, kickoff_at, saga=self._saga)
-                self._done("kickoff-event")
-                await step(
+                booked = await kickoff_event(
+                    str(intake.email), intake.name, kickoff_at, saga=self._saga
+                )
+                self._done(shown("kickoff-event", booked))
+                mirrored = await step(
                     CrmActivities.mirror_client,
                     MirrorClientInput(
                         idempotency_key=step_key("crm-contact"),
@@ -298,7 +300,7 @@ class OnboardingWorkflow(GateHost):
                     ),
                     CONNECTOR_EFFECT,
                 )
-                self._done("crm-contact")
+                self._done(shown("crm-contact", mirrored))
 
             approver = outcome.decision.approver if outcome.decision else "policy"
             memory = await step(
@@ -319,7 +321,7 @@ class OnboardingWorkflow(GateHost):
             )
             self._done("remember")
             if workflow.patched(CONNECTOR_FABRIC):
-                await notify(
+                notified = await notify(
                     "client.onboarded",
                     {
                         "client_key": key,
@@ -329,7 +331,7 @@ class OnboardingWorkflow(GateHost):
                         "approved_by": approver,
                     },
                 )
-                self._done("webhook")
+                self._done(shown("webhook", notified))
             await self._finish(
                 "completed",
                 entity,

@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.workflows.attributes import CLIENT, COST_USD, PROCESS
     from aios.workflows.billing import BillingInput, BillingWorkflow, billing_workflow_id
     from aios.workflows.gates import GateHost, GateOutcome, PendingGate
-    from aios.workflows.mirrors import CONNECTOR_FABRIC, mirror_deal, notify
+    from aios.workflows.mirrors import CONNECTOR_FABRIC, mirror_deal, notify, shown
     from aios.workflows.saga import Saga
     from aios.workflows.steps import record, step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY
@@ -355,7 +355,7 @@ class ProposalWorkflow(GateHost):
                         self._saga.add(
                             "archive-deal", lambda: mirror_deal(inp.proposal_id, "archive")
                         )
-                    self._done("crm-deal")
+                    self._done(shown("crm-deal", deal))
 
                 response = await self._await_client(inp, opened, version, valid_until)
                 if response is None:
