@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import getpass
+import logging
 import os
 import sys
 import warnings
@@ -12,7 +14,7 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -690,16 +692,37 @@ def dev_down() -> None:
 
 def main() -> None:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    code: int = 0
     try:
         app()
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # sys.exit("message"): print it, as Python would
+            err.print(exc.code, highlight=False)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        code = 130
     except Exception as exc:  # last resort: one line, never a traceback
         if os.environ.get("AIOS_DEBUG"):
             raise
         err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
-        sys.exit(1)
+        code = 1
+    _exit(code)
+
+
+def _exit(code: int) -> NoReturn:
+    """End the process without interpreter finalization.
+
+    The Temporal client's native threads can still be running when Python finalizes, and a
+    short-lived client process then sometimes aborts with "PyGILState_Release: thread state
+    ... must be current" (temporalio/sdk-python#300) after its work is done. Exit handlers
+    and buffered output are flushed first, so nothing is lost; only the teardown is skipped.
+    """
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 __all__ = ["app", "main"]
