@@ -28,7 +28,13 @@ from aios.connectors.caldav import CalDavConfig, CalDavConnector
 from aios.connectors.contract import CheckResult, Operation
 from aios.connectors.runtime import ConnectorGuard, ConnectorRuntime, GuardSettings
 from aios.connectors.webhooks import WebhookConfig, WebhookConnector, WebhookEvent
-from aios.errors import ConnectorAuthError, PolicyRefusal, RateLimited, TransientConnectorError
+from aios.errors import (
+    ConnectorAuthError,
+    InvalidInput,
+    PolicyRefusal,
+    RateLimited,
+    TransientConnectorError,
+)
 from aios.kernel.events import EventDraft
 from aios.workers.main import build_worker
 from aios.workers.services import Services
@@ -154,11 +160,11 @@ def test_an_effect_that_dies_midway_is_on_record_as_in_doubt(services: Services)
 
 def test_effects_and_reads_are_not_mixed_up(services: Services) -> None:
     runtime = ConnectorRuntime(services.store, worker="test-worker")
-    with pytest.raises(Exception, match="has an effect"):
+    with pytest.raises(InvalidInput, match="has an effect"):
         runtime.call("crm", SEND, lambda: None)
-    with pytest.raises(Exception, match="no effect"):
+    with pytest.raises(InvalidInput, match="no effect"):
         runtime.effect("crm", READ, "k", lambda dry: {})
-    with pytest.raises(Exception, match="idempotency key is required"):
+    with pytest.raises(InvalidInput, match="idempotency key is required"):
         runtime.effect("crm", SEND, "  ", lambda dry: {})
 
 

@@ -15,7 +15,7 @@ create_deal         yes     archive_deal        ``POST /crm/v3/objects/deals/sea
                                                 ``POST /crm/v3/objects/deals`` (associated)
 update_deal_stage   yes     update_deal_stage   ``GET /crm/v3/objects/deals/{id}``, then
                                                 ``PATCH`` it if the stage differs
-archive_deal        yes     none: irreversible  ``DELETE /crm/v3/objects/deals/{id}``
+archive_deal        yes     (undoes create)     ``DELETE /crm/v3/objects/deals/{id}``
 get_deal            no                          ``GET /crm/v3/objects/deals/{id}``
 find_deal           no                          ``POST /crm/v3/objects/deals/search``
 ==================  ======  ==================  =============================================
@@ -25,13 +25,15 @@ Why these compensations:
 - ``upsert_contact`` declares none. An upsert that *created* the contact could be archived, but
   one that *updated* an existing contact overwrote the operator's values, and nothing restores
   them exactly (archiving would destroy a contact we did not create). The operation cannot know
-  in advance which case it will be, so it is irreversible and a human gate goes before it.
+  in advance which case it will be, so it is irreversible: the runtime runs it only with a
+  recorded human approval of the same run (see ``aios.connectors.runtime``).
 - ``create_deal`` is undone by ``archive_deal`` (HubSpot keeps archived deals restorable in its
   UI for a while; the API treats them as gone).
 - ``update_deal_stage`` is undone by itself, back to ``StageChange.previous_stage``. On a retry
   after a lost reply the deal already has the new stage and the reported previous stage is the
   new one: take the stage to restore from the kernel, which knows what it was.
-- ``archive_deal`` declares none: the API has no restore.
+- ``archive_deal`` is itself the undo of ``create_deal`` (``undoes``); the API has no restore,
+  so nothing undoes it in turn.
 
 Every method takes ``dry_run``: input is validated, reads that help to say what would happen
 are made (the search, the current deal), and nothing is written; ``planned`` on the result is
