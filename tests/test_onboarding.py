@@ -174,7 +174,7 @@ async def test_malformed_decide_is_rejected_and_the_gate_keeps_waiting(
     rejected = [
         e.payload["reason"]
         for e in services.store.events(handle.id, handle.run_id)
-        if e.kind == "gate.signal_rejected"
+        if e.kind == "signal.rejected"
     ]
     assert len(rejected) == 4
     assert "decision: Input should be 'approve', 'reject' or 'edit'" in rejected[0]

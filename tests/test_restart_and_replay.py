@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from aios import operations
 from aios.config import Settings
+from aios.converter import DATA_CONVERTER
 from aios.devstack import start_temporal, stop_temporal
 from aios.kernel.models import ClientIntake
 from aios.temporal import connect
@@ -73,7 +73,7 @@ async def test_this_sessions_runs_replay_cleanly(client: Client) -> None:
         histories.append(await client.get_workflow_handle(workflow_id).fetch_history())
     replayer = Replayer(
         workflows=WORKFLOWS,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         workflow_runner=workflow_runner(),
     )
     for history in histories:
@@ -89,7 +89,7 @@ async def test_stored_histories_replay_cleanly() -> None:
     assert files, "no stored histories in tests/histories"
     replayer = Replayer(
         workflows=WORKFLOWS,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         workflow_runner=workflow_runner(),
     )
     for path in files:

@@ -24,8 +24,9 @@ from aios.kernel.models import MAX_NOTES, ClientIntake
 from aios.kernel.policy import GatePolicy
 from aios.memory.embedders import WordLlamaEmbedder
 from aios.memory.store import MemoryStore
-from aios.workflows.gates import GateDecision, describe_invalid
+from aios.workflows.gates import GateDecision
 from aios.workflows.onboarding import kickoff_time
+from aios.workflows.signals import describe_invalid
 from tests.conftest import RecordingSmtp
 
 # --- ClientIntake ----------------------------------------------------------------------------
@@ -83,8 +84,10 @@ def test_intake_strips_control_characters_but_keeps_newlines():
 
 
 def test_intake_rejects_control_characters_in_name():
-    with pytest.raises(ValidationError, match="control characters"):
+    with pytest.raises(ValidationError, match=r"name\n.*U\+0000 \(NUL\) at position 4"):
         ClientIntake(name="Acme\x00Ltd", email="o@acme.example")
+    with pytest.raises(ValidationError, match="a line break at position 4"):
+        ClientIntake(name="Acme\r\nBcc: x@evil.example", email="o@acme.example")
 
 
 # --- GateDecision ----------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -28,6 +27,7 @@ from temporalio.client import (
     ScheduleState,
     ScheduleUpdate,
     WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -45,6 +45,7 @@ from aios.kernel.money import (
 )
 from aios.kernel.policy import GatePolicy
 from aios.kernel.store import KernelStore
+from aios.kernel.text import PastedText
 from aios.workflows.attributes import PROCESS
 from aios.workflows.billing import (
     PAYMENT_RECEIVED_SIGNAL,
@@ -62,6 +63,7 @@ from aios.workflows.checks import (
 from aios.workflows.gates import DECIDE_SIGNAL, PENDING_GATES_QUERY, GateDecision, PendingGate
 from aios.workflows.onboarding import (
     OnboardingInput,
+    OnboardingResult,
     OnboardingWorkflow,
     onboarding_workflow_id,
 )
@@ -142,13 +144,55 @@ def web_ui_url(settings: Settings, workflow_id: str, run_id: str | None = None) 
     return f"{url}/{run_id}/history" if run_id else url
 
 
-async def start_onboarding(client: Client, settings: Settings, intake: ClientIntake) -> Started:
+async def earlier_onboarding(client: Client, workflow_id: str) -> str | None:
+    """How the client's last onboarding ended ("completed on 2026-11-21"), or ``None`` when
+    there is none or it is still running."""
+    handle = client.get_workflow_handle(workflow_id, result_type=OnboardingResult)
+    try:
+        desc = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    if desc.status == WorkflowExecutionStatus.RUNNING:
+        return None
+    when = f"{desc.close_time:%Y-%m-%d}" if desc.close_time else "earlier"
+    outcome = desc.status.name.lower() if desc.status else "closed"
+    reason = ""
+    if desc.status == WorkflowExecutionStatus.COMPLETED:
+        try:
+            result = await handle.result(follow_runs=False)
+        except Exception:  # an unreadable old result still counts as an earlier run
+            result = None
+        if result is not None:
+            outcome = result.status
+            reason = result.reason if result.status != "completed" else "welcome sent"
+    return f"{outcome} on {when}" + (f" ({_one_line(reason)})" if reason else "")
+
+
+def _one_line(text: str, limit: int = 80) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+async def start_onboarding(
+    client: Client, settings: Settings, intake: ClientIntake, *, again: bool = False
+) -> Started:
     """Start onboarding for ``intake``; if one is running for this client, return that one.
 
     The server decides (id conflict policy FAIL), so two concurrent starts give one run.
-    A finished onboarding may be started again; its new run has new idempotency keys.
+    A client whose onboarding already ended (completed, rejected, expired, failed, cancelled)
+    is onboarded again only with ``again``: otherwise ``InvalidInput`` names the earlier
+    outcome and nothing starts. The new run has new idempotency keys.
     """
     workflow_id = onboarding_workflow_id(intake.key)
+    if not again:
+        earlier = await earlier_onboarding(client, workflow_id)
+        if earlier is not None:
+            raise InvalidInput(
+                f"{intake.key}: onboarded before, {earlier}; "
+                "to onboard again (a new welcome email), add --again"
+            )
     try:
         handle = await client.start_workflow(
             OnboardingWorkflow.run,
@@ -190,7 +234,7 @@ async def decide(client: Client, workflow_id: str, decision: GateDecision) -> st
     gate_name = ""
     try:
         gates = await pending_gates(client, workflow_id)
-    except RPCError:
+    except (RPCError, WorkflowQueryFailedError):
         gates = None  # no worker to answer the query; the signal still waits in history
     if gates is not None:
         if not gates:
@@ -204,6 +248,42 @@ async def decide(client: Client, workflow_id: str, decision: GateDecision) -> st
     return gate_name
 
 
+async def task_failure(client: Client, workflow_id: str) -> str | None:
+    """Why the run's workflow task keeps failing, or ``None`` when it does not.
+
+    A failing workflow task (a bug, or a payload the code could not handle) leaves the run
+    RUNNING while every attempt fails; Temporal writes the first failure to history and retries
+    the task. Queries fail too, so without this a stuck run looks like one no worker serves.
+    """
+    handle = client.get_workflow_handle(workflow_id)
+    desc = await handle.describe()
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        return None
+    pending = desc.raw_description.pending_workflow_task
+    failure: str | None = None
+    async for event in handle.fetch_history_events():
+        if event.HasField("workflow_task_failed_event_attributes"):
+            attrs = event.workflow_task_failed_event_attributes
+            failure = attrs.failure.message or "workflow task failed"
+        elif event.HasField("workflow_task_completed_event_attributes"):
+            failure = None
+    if failure is None and pending.attempt > 1:
+        failure = f"workflow task failing (attempt {pending.attempt})"
+    if failure is None:
+        return None
+    line = failure.strip().splitlines()[0] if failure.strip() else "workflow task failed"
+    return f"stuck: workflow task failing: {line[:300]}"
+
+
+async def _unanswered(client: Client, workflow_id: str) -> str:
+    """What to say when a run did not answer a query: stuck, or no worker."""
+    try:
+        stuck = await task_failure(client, workflow_id)
+    except RPCError:
+        stuck = None
+    return stuck or "no worker answered"
+
+
 async def inbox(client: Client) -> list[InboxItem]:
     """Every waiting gate across workflows, oldest first."""
     items: list[InboxItem] = []
@@ -213,8 +293,9 @@ async def inbox(client: Client) -> list[InboxItem]:
     async def item(execution_id: str, process: str, started: datetime | None) -> None:
         try:
             gates = await pending_gates(client, execution_id)
-        except RPCError:
-            items.append(InboxItem(execution_id, process, started, None, "no worker answered"))
+        except (RPCError, WorkflowQueryFailedError):
+            note = await _unanswered(client, execution_id)
+            items.append(InboxItem(execution_id, process, started, None, note))
             return
         items.extend(InboxItem(execution_id, process, started, g) for g in gates)
 
@@ -241,6 +322,9 @@ async def describe(client: Client, workflow_id: str) -> RunStatus:
     waiting_for: str | None = None
     details: dict[str, str] = {}
     if desc.status == WorkflowExecutionStatus.RUNNING:
+        stuck = None
+        if desc.raw_description.pending_workflow_task.attempt > 1:
+            stuck = await task_failure(client, workflow_id)
         try:
             progress = await run_progress(client, workflow_id)
             steps, gates = progress.steps_done, progress.pending_gates
@@ -250,8 +334,12 @@ async def describe(client: Client, workflow_id: str) -> RunStatus:
                 for k, v in (progress.model_extra or {}).items()
                 if v not in (None, "", [], 0) and not k.endswith("_minor")
             }
-        except RPCError:
-            note = "no worker answered the query; start one with `aios worker`"
+        except (RPCError, WorkflowQueryFailedError):
+            note = await _unanswered(client, workflow_id)
+            if note == "no worker answered":
+                note = "no worker answered the query; start one with `aios worker`"
+        if stuck:
+            note = stuck
     return RunStatus(
         waiting_for=waiting_for,
         details=details,
@@ -287,12 +375,6 @@ async def run_progress(client: Client, workflow_id: str) -> RunProgress:
     return await handle.query("progress", result_type=RunProgress, rpc_timeout=QUERY_TIMEOUT)
 
 
-def _clean(value: str) -> str:
-    return "".join(
-        ch for ch in value if ch in "\n\t" or not unicodedata.category(ch).startswith("C")
-    ).strip()
-
-
 def _new_id(client_key: str, today: date) -> str:
     return f"{client_key}-{today:%Y%m%d}-{uuid.uuid4().hex[:4]}"[:80]
 
@@ -303,19 +385,11 @@ class NewProposal(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     client_key: str = Field(min_length=1, max_length=64)
-    scope: str = Field(min_length=1, max_length=20_000)
+    scope: PastedText = Field(min_length=1, max_length=20_000)
     budget: Decimal | None = Field(default=None, description="major units")
     deadline: date | None = None
     currency: str | None = None
     proposal_id: str | None = None
-
-    @field_validator("scope")
-    @classmethod
-    def _scope(cls, value: str) -> str:
-        value = _clean(value)
-        if not value:
-            raise ValueError("scope must not be empty")
-        return value
 
     @field_validator("budget")
     @classmethod
@@ -350,10 +424,27 @@ class NewInvoice(BaseModel):
         return value
 
 
-def _require_client(store: KernelStore, key: str) -> None:
+ONBOARDING_ENDS = [
+    f"onboarding.{end}" for end in ("completed", "rejected", "expired", "failed", "cancelled")
+]
+
+
+def _require_client(store: KernelStore, key: str, *, again: bool = False) -> None:
+    """The client exists; unless ``again``, their last onboarding was not turned down."""
     if store.get_client(key) is None:
         raise InvalidInput(
             f"client: no client with key {key!r}; onboard them first with `aios onboard`"
+        )
+    if again:
+        return
+    last = store.last_event(f"client:{key}", ONBOARDING_ENDS)
+    if last is not None and last.kind in ("onboarding.rejected", "onboarding.expired"):
+        outcome = last.kind.removeprefix("onboarding.")
+        reason = _one_line(str(last.payload.get("reason") or ""))
+        raise InvalidInput(
+            f"client: {key}'s onboarding was {outcome} on {last.occurred_at:%Y-%m-%d}"
+            + (f" ({reason})" if reason else "")
+            + "; to go ahead anyway, add --again"
         )
 
 
@@ -381,14 +472,16 @@ async def _start_new(
 
 
 async def start_proposal(
-    client: Client, settings: Settings, store: KernelStore, new: NewProposal
+    client: Client, settings: Settings, store: KernelStore, new: NewProposal, *, again: bool = False
 ) -> Started:
-    """Start ``ProposalWorkflow`` for a known client; bad input raises and starts nothing."""
+    """Start ``ProposalWorkflow`` for a known client; bad input raises and starts nothing.
+
+    A client whose onboarding was rejected or expired gets a proposal only with ``again``."""
     currency = normalize_currency(new.currency or settings.currency)
     budget = parse_amount(new.budget, currency) if new.budget is not None else None
     if new.deadline is not None and new.deadline < datetime.now(UTC).date():
         raise InvalidInput(f"deadline: {new.deadline} is in the past")
-    _require_client(store, new.client_key)
+    _require_client(store, new.client_key, again=again)
     proposal_id = new.proposal_id or _new_id(new.client_key, datetime.now(UTC).date())
     return await _start_new(
         client,
@@ -465,7 +558,7 @@ async def respond(client: Client, proposal_ref: str, response: ClientResponse) -
     await _running(client, workflow_id)
     try:
         progress = await run_progress(client, workflow_id)
-    except RPCError:
+    except (RPCError, WorkflowQueryFailedError):
         progress = None
     if progress is not None:
         if progress.waiting_for != CLIENT_RESPONSE_SIGNAL:
@@ -519,7 +612,7 @@ async def record_payment(
     await _running(client, workflow_id)
     try:
         progress = await run_progress(client, workflow_id)
-    except RPCError:
+    except (RPCError, WorkflowQueryFailedError):
         progress = None
     extra = progress.model_extra or {} if progress else {}
     currency = str(extra.get("currency") or "")
@@ -535,7 +628,13 @@ async def record_payment(
     if amount <= 0:
         raise InvalidInput("amount: must be more than zero")
     if currency:
-        parse_amount(amount, currency)  # the right number of decimals for the currency
+        minor = parse_amount(amount, currency)  # the right number of decimals for the currency
+        balance = extra.get("balance_minor")
+        if balance is not None and minor > int(balance):
+            raise InvalidInput(
+                f"amount: {format_amount(minor, currency)} is more than the open balance "
+                f"{format_amount(int(balance), currency)} of {workflow_id}"
+            )
     payment = PaymentReceived(
         amount=amount, reference=reference, recorded_by=recorded_by, paid_at=paid_at
     )

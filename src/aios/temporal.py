@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from temporalio.client import Client, TLSConfig
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from aios.config import Settings
+from aios.converter import DATA_CONVERTER
 from aios.errors import StackError
 
 __all__ = ["connect"]
@@ -23,7 +23,7 @@ async def connect(settings: Settings) -> Client:
         return await Client.connect(
             settings.temporal_address,
             namespace=settings.temporal_namespace,
-            data_converter=pydantic_data_converter,
+            data_converter=DATA_CONVERTER,
             tls=tls,
             api_key=api_key,
         )

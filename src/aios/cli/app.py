@@ -118,6 +118,9 @@ def onboard(
     email: Annotated[str, typer.Option(help="Client contact email")],
     notes: Annotated[str, typer.Option(help="What the client asked for")] = "",
     key: Annotated[str, typer.Option(help="Client key (default: from the name)")] = "",
+    again: Annotated[
+        bool, typer.Option("--again", help="Onboard a client whose onboarding already ended")
+    ] = False,
 ) -> None:
     """Start onboarding a client (or show the onboarding already running for them)."""
     intake = ClientIntake(name=name, email=email, notes=notes, key=key)
@@ -125,7 +128,7 @@ def onboard(
 
     async def go() -> operations.Started:
         client = await connect(s)
-        return await operations.start_onboarding(client, s, intake)
+        return await operations.start_onboarding(client, s, intake, again=again)
 
     started = run(go())
     verb = "already running" if started.existing else "started"
@@ -453,6 +456,10 @@ def propose(
     deadline: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
     currency: Annotated[str | None, typer.Option(help="ISO code (default AIOS_CURRENCY)")] = None,
     proposal_id: Annotated[str | None, typer.Option("--id", help="Proposal id")] = None,
+    again: Annotated[
+        bool,
+        typer.Option("--again", help="Propose to a client whose onboarding was rejected"),
+    ] = False,
 ) -> None:
     """Draft a proposal for a client from memory and policy; it is sent when approved."""
     new = operations.NewProposal.model_validate(
@@ -470,7 +477,7 @@ def propose(
     async def go() -> operations.Started:
         store = _store(s)
         try:
-            return await operations.start_proposal(await connect(s), s, store, new)
+            return await operations.start_proposal(await connect(s), s, store, new, again=again)
         finally:
             store.close()
 

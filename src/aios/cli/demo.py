@@ -66,7 +66,8 @@ async def _onboard_and_approve(
 ) -> tuple[OnboardingResult, operations.Started]:
     client = await connect(settings)
     intake = ClientIntake(name=client_name, email="hello@northwind.example", notes=SAMPLE_NOTES)
-    started = await operations.start_onboarding(client, settings, intake)
+    # The sample client may have been onboarded by an earlier demo: run it again on purpose.
+    started = await operations.start_onboarding(client, settings, intake, again=True)
     verb = "Found the running" if started.existing else "Started"
     out.print(f"[bold]2.[/] {verb} [bold]{started.workflow_id}[/] (run {started.run_id}).")
     handle = client.get_workflow_handle(

@@ -8,7 +8,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+
+from aios.kernel.text import Line, PastedText
 
 __all__ = ["Client", "ClientIntake", "Draft", "Event", "ModelCall", "client_key_for"]
 
@@ -28,25 +30,11 @@ class ClientIntake(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Line = Field(min_length=1, max_length=200)
     email: EmailStr
-    notes: str = Field(default="", max_length=MAX_NOTES)
+    # Often pasted from a client's email: control characters are removed, not refused.
+    notes: PastedText = Field(default="", max_length=MAX_NOTES)
     key: str = Field(default="", description="client key; derived from the name when empty")
-
-    @field_validator("name")
-    @classmethod
-    def _printable_name(cls, value: str) -> str:
-        if any(unicodedata.category(ch).startswith("C") for ch in value):
-            raise ValueError("name must not contain control characters")
-        return value
-
-    @field_validator("notes")
-    @classmethod
-    def _clean_notes(cls, value: str) -> str:
-        # Keep newlines and tabs; drop other control characters from untrusted text.
-        return "".join(
-            ch for ch in value if ch in "\n\t" or not unicodedata.category(ch).startswith("C")
-        )
 
     @model_validator(mode="after")
     def _derive_key(self) -> ClientIntake:

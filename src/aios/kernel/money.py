@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aios.errors import InvalidInput
+from aios.kernel.text import PastedText
 
 __all__ = [
     "MAX_AMOUNT_MINOR",
@@ -96,7 +97,7 @@ class LineItem(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
-    description: str = Field(min_length=1, max_length=300)
+    description: PastedText = Field(min_length=1, max_length=300)
     quantity: int = Field(ge=1, le=100_000)
     unit_price_minor: int = Field(ge=0, le=MAX_AMOUNT_MINOR)
 

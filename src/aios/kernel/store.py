@@ -161,6 +161,16 @@ class KernelStore:
             rows = conn.execute(query + " ORDER BY id", params).fetchall()
         return [Event.model_validate(r) for r in rows]
 
+    def last_event(self, entity: str, kinds: list[str]) -> Event | None:
+        """The newest event about ``entity`` of one of ``kinds``."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT * FROM events WHERE entity = %s AND kind = ANY(%s) "
+                "ORDER BY id DESC LIMIT 1",
+                (entity, kinds),
+            ).fetchone()
+        return Event.model_validate(row) if row else None
+
     def event_by_key(self, event_key: str) -> Event | None:
         with self.transaction() as conn:
             row = conn.execute("SELECT * FROM events WHERE event_key = %s", (event_key,)).fetchone()

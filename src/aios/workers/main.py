@@ -16,7 +16,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from aios.config import Settings
 from aios.temporal import connect
-from aios.workers.services import Services
+from aios.workers.services import Services, scrubber
 from aios.workflows import WORKFLOWS
 
 __all__ = ["ACTIVITY_THREADS", "build_worker", "run_worker", "workflow_runner"]
@@ -40,15 +40,15 @@ def build_worker(
     task_queue: str,
     activities: Sequence[Callable[..., Any]],
     executor: ThreadPoolExecutor,
+    *,
+    workflows: Sequence[type] = WORKFLOWS,
 ) -> Worker:
-    """One worker with every workflow and the given activities on ``task_queue``."""
+    """One worker with every workflow (or ``workflows``) and the given activities."""
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=WORKFLOWS,
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
+        workflows=workflows,
+        workflow_runner=workflow_runner(),
         activities=activities,
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
@@ -58,6 +58,7 @@ def build_worker(
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run until SIGINT/SIGTERM (or ``stop``), then finish in-flight tasks and exit."""
+    scrubber(settings)  # installed process-wide first: logs and errors from here on know it
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -9,7 +9,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import workflow
-from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
     from aios.activities.billing import BillingActivities
@@ -28,16 +27,18 @@ with workflow.unsafe.imports_passed_through():
         RememberInput,
         SendInvoiceInput,
     )
+    from aios.converter import ProcessInput
     from aios.errors import InvalidInput
     from aios.kernel.money import LineItem, format_amount, parse_amount
     from aios.kernel.policy import BillingPolicy, GatePolicy
+    from aios.kernel.text import Line
     from aios.workflows.attributes import CLIENT, PROCESS
     from aios.workflows.gates import GateHost, PendingGate
     from aios.workflows.mirrors import CONNECTOR_FABRIC, notify, shown
     from aios.workflows.saga import Saga
     from aios.workflows.steps import record, step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY, StepOptions
-    from aios.workflows.waiting import Schedule, SignalLog, decode_signal, wait_until
+    from aios.workflows.waiting import Schedule, wait_until
 
 __all__ = [
     "PAYMENT_RECEIVED_SIGNAL",
@@ -57,7 +58,7 @@ def billing_workflow_id(invoice_id: str) -> str:
     return f"{PROCESS_NAME}/{invoice_id}"
 
 
-class BillingInput(BaseModel):
+class BillingInput(ProcessInput):
     invoice_id: str
     client_key: str
     currency: str
@@ -80,9 +81,9 @@ class PaymentReceived(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     amount: Decimal
-    recorded_by: str = Field(min_length=1, max_length=200)
-    currency: str | None = None
-    reference: str = Field(default="", max_length=200)
+    recorded_by: Line = Field(min_length=1, max_length=200)
+    currency: Line | None = Field(default=None, max_length=3)
+    reference: Line = Field(default="", max_length=200)
     paid_at: datetime | None = None
 
 
@@ -144,19 +145,13 @@ class BillingWorkflow(GateHost):
         self._balance_minor: int | None = None
         self._awaiting_payment = False
         self._schedule: Schedule | None = None
-        self._signals = SignalLog()
+        self.accept(PAYMENT_RECEIVED_SIGNAL, PaymentReceived, self._payment_received)
 
-    @workflow.signal(name=PAYMENT_RECEIVED_SIGNAL)
-    def payment_received(self, payload: RawValue) -> None:
-        payment = decode_signal(payload, PaymentReceived)
-        if isinstance(payment, str):
-            self._signals.reject(PAYMENT_RECEIVED_SIGNAL, payment)
-            return
+    def _payment_received(self, payment: PaymentReceived) -> str | None:
         problem = self._check_payment(payment)
-        if problem:
-            self._signals.reject(PAYMENT_RECEIVED_SIGNAL, problem)
-            return
-        self._payments.append(payment)
+        if problem is None:
+            self._payments.append(payment)
+        return problem
 
     def _check_payment(self, payment: PaymentReceived) -> str | None:
         ref = self._ref
@@ -172,7 +167,21 @@ class BillingWorkflow(GateHost):
             return str(exc)
         if amount <= 0:
             return "amount: must be more than zero"
+        open_minor = self._open_balance_minor()
+        if amount > open_minor:
+            return (
+                f"amount: {format_amount(amount, ref.currency)} is more than the open balance "
+                f"{format_amount(open_minor, ref.currency)}"
+            )
         return None
+
+    def _open_balance_minor(self) -> int:
+        """What is still to pay, less the payments received but not yet recorded."""
+        ref = self._ref
+        assert ref is not None
+        balance = self._balance_minor if self._balance_minor is not None else ref.total_minor
+        queued = self._payments[self._processed :]
+        return balance - sum(parse_amount(p.amount, ref.currency) for p in queued)
 
     @workflow.query(name="progress")
     def progress(self) -> BillingProgress:
@@ -190,8 +199,8 @@ class BillingWorkflow(GateHost):
             balance_minor=balance,
             currency=ref.currency if ref else "",
             reminders_sent=self._schedule.sent if self._schedule else 0,
-            rejected_signals=self._signals.total,
-            last_rejection=self._signals.last,
+            rejected_signals=self.signal_log.total,
+            last_rejection=self.signal_log.last,
         )
 
     def _done(self, name: str) -> None:
@@ -204,62 +213,62 @@ class BillingWorkflow(GateHost):
         workflow.upsert_search_attributes(
             [PROCESS.value_set(PROCESS_NAME), CLIENT.value_set(inp.client_key)]
         )
-        ref = await step(
-            BillingActivities.create_invoice,
-            CreateInvoiceInput(
-                idempotency_key=step_key("create"),
-                invoice_id=inp.invoice_id,
-                client_key=inp.client_key,
-                proposal_id=inp.proposal_id,
-                currency=inp.currency,
-                line_items=inp.line_items,
-            ),
-            KERNEL_WRITE,
-        )
-        self._ref = ref
-        self._done("create")
-        total = format_amount(ref.total_minor, ref.currency)
-
-        verdict = await step(
-            BillingActivities.check_invoice_policy,
-            CheckInvoicePolicyInput(
-                idempotency_key=step_key("policy"), invoice_id=inp.invoice_id, policy=inp.policy
-            ),
-            KERNEL_WRITE,
-        )
-        self._done(f"policy:{verdict.rule}")
-        if verdict.needs_approval:
-            outcome = await self.wait_for_decision(
-                gate="invoice",
-                title=f"Invoice for {ref.client_name}",
-                summary=f"{total}: {'; '.join(verdict.reasons)}",
-                policy=inp.gate_policy,
-                editable_fields=[],
-                entity=entity,
-                amount=total,
-            )
-            if outcome.status in ("rejected", "expired"):
-                reason = (
-                    (outcome.decision.comment if outcome.decision else "") or "(no reason given)"
-                    if outcome.status == "rejected"
-                    else f"no decision within {inp.gate_policy.expire_after}"
-                )
-                await step(
-                    BillingActivities.void_invoice,
-                    InvoiceStepInput(
-                        idempotency_key=step_key("void-draft"),
-                        invoice_id=inp.invoice_id,
-                        reason=f"draft {outcome.status}: {reason}",
-                    ),
-                    KERNEL_WRITE,
-                )
-                await record(f"billing.{outcome.status}", entity, {"reason": reason})
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                return BillingResult(
-                    status=outcome.status, invoice_id=inp.invoice_id, total=total, reason=reason
-                )
-
         try:
+            ref = await step(
+                BillingActivities.create_invoice,
+                CreateInvoiceInput(
+                    idempotency_key=step_key("create"),
+                    invoice_id=inp.invoice_id,
+                    client_key=inp.client_key,
+                    proposal_id=inp.proposal_id,
+                    currency=inp.currency,
+                    line_items=inp.line_items,
+                ),
+                KERNEL_WRITE,
+            )
+            self._ref = ref
+            self._saga.add(
+                "void-draft",
+                lambda: self._void_draft(
+                    "the billing process was stopped before the invoice was issued"
+                ),
+            )
+            self._done("create")
+            total = format_amount(ref.total_minor, ref.currency)
+
+            verdict = await step(
+                BillingActivities.check_invoice_policy,
+                CheckInvoicePolicyInput(
+                    idempotency_key=step_key("policy"), invoice_id=inp.invoice_id, policy=inp.policy
+                ),
+                KERNEL_WRITE,
+            )
+            self._done(f"policy:{verdict.rule}")
+            if verdict.needs_approval:
+                outcome = await self.wait_for_decision(
+                    gate="invoice",
+                    title=f"Invoice for {ref.client_name}",
+                    summary=f"{total}: {'; '.join(verdict.reasons)}",
+                    policy=inp.gate_policy,
+                    editable_fields=[],
+                    entity=entity,
+                    amount=total,
+                )
+                if outcome.status in ("rejected", "expired"):
+                    reason = (
+                        (outcome.decision.comment if outcome.decision else "")
+                        or "(no reason given)"
+                        if outcome.status == "rejected"
+                        else f"no decision within {inp.gate_policy.expire_after}"
+                    )
+                    self._saga.discard("void-draft")
+                    await self._void_draft(f"draft {outcome.status}: {reason}")
+                    await record(f"billing.{outcome.status}", entity, {"reason": reason})
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    return BillingResult(
+                        status=outcome.status, invoice_id=inp.invoice_id, total=total, reason=reason
+                    )
+
             issued_at = workflow.now()
             ref = await step(
                 BillingActivities.issue_invoice,
@@ -273,6 +282,7 @@ class BillingWorkflow(GateHost):
             )
             self._ref = ref
             self._balance_minor = ref.total_minor
+            self._saga.discard("void-draft")  # voiding the issued invoice covers the draft
             self._saga.add("void-invoice", lambda: self._compensate(BillingActivities.void_invoice))
             self._done("issue")
 
@@ -345,9 +355,7 @@ class BillingWorkflow(GateHost):
                     },
                 )
                 self._done(shown("webhook", notified))
-        except GeneratorExit:  # the worker evicts this run from its cache: not a failure
-            raise
-        except BaseException as exc:
+        except BaseException as exc:  # unwind decides whether this ends the run
             await self._saga.unwind(
                 exc, lambda status, details: record(f"billing.{status}", entity, details)
             )
@@ -382,8 +390,7 @@ class BillingWorkflow(GateHost):
                 lambda: self._processed < len(self._payments),
                 schedule,
                 remind=remind,
-                flush=self._signals.flush,
-                needs_flush=lambda: bool(self._signals.pending),
+                signals=self.signal_log,
                 summary=f"payment of {ref.number}",
             )
             payment = self._payments[self._processed]
@@ -408,7 +415,7 @@ class BillingWorkflow(GateHost):
             self._balance_minor = result.balance_minor
             self._done(f"payment/{self._processed}")
         self._awaiting_payment = False
-        await self._signals.flush()
+        await self.signal_log.flush()
 
     async def _send(
         self,
@@ -429,6 +436,15 @@ class BillingWorkflow(GateHost):
                 reason=reason,
             ),
             CONNECTOR_EFFECT,
+        )
+
+    async def _void_draft(self, reason: str) -> None:
+        await step(
+            BillingActivities.void_invoice,
+            InvoiceStepInput(
+                idempotency_key=step_key("void-draft"), invoice_id=self._invoice_id, reason=reason
+            ),
+            KERNEL_WRITE,
         )
 
     async def _send_cancellation(self) -> None:

@@ -8,6 +8,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from aios.activities.health import HealthActivities
     from aios.activities.models import CheckConnectorsInput, ConnectorCheck
+    from aios.converter import ProcessInput
     from aios.kernel.policy import GatePolicy
     from aios.workflows.attributes import PROCESS
     from aios.workflows.gates import GateHost
@@ -27,7 +28,7 @@ CHECK_SCHEDULE_ID = "aios-synthetic-checks"
 CHECK_WORKFLOW_ID = f"{PROCESS_NAME}/scheduled"  # Temporal appends the scheduled time
 
 
-class SyntheticCheckInput(BaseModel):
+class SyntheticCheckInput(ProcessInput):
     gate_policy: GatePolicy = Field(default_factory=GatePolicy)
 
 

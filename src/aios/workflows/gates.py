@@ -9,7 +9,8 @@ Signal ``decide`` takes one JSON object::
 version) and not allowed otherwise; ``gate`` is optional and, when given, must name the gate
 that is waiting. A payload that does not fit is rejected without failing the workflow: the gate
 keeps waiting, the rejection is counted and shown by query ``pending_gates``, logged, and
-written to the event log. While a gate waits the workflow sets search attribute
+written to the event log as ``signal.rejected`` (``workflows.signals``: any number of payloads,
+any encoding, any characters). While a gate waits the workflow sets search attribute
 ``AiosAwaitingApproval=true``; a gate may also check the edited values (``check_edits``), so
 an edit that could not be applied is rejected the same way. It reminds the operator every
 ``remind_after`` and expires at ``expire_after`` (both from the run's ``GatePolicy``).
@@ -19,18 +20,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio import workflow
-from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
     from aios.activities.connectors import ConnectorActivities
     from aios.activities.kernel import KernelActivities
     from aios.activities.models import RecordEventInput, SendGateReminderInput
     from aios.kernel.policy import GatePolicy
+    from aios.kernel.text import Line, Text, find_unsafe
     from aios.workflows.attributes import AWAITING_APPROVAL
+    from aios.workflows.signals import SignalHost
     from aios.workflows.steps import step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE
     from aios.workflows.waiting import Schedule, wait_until
@@ -39,6 +41,8 @@ __all__ = ["DECIDE_SIGNAL", "GateDecision", "GateHost", "GateOutcome", "PendingG
 
 DECIDE_SIGNAL = "decide"
 PENDING_GATES_QUERY = "pending_gates"
+# Edited fields that end up in an email header: one line only.
+ONE_LINE_FIELDS = frozenset({"subject"})
 
 
 class GateDecision(BaseModel):
@@ -47,10 +51,12 @@ class GateDecision(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     decision: Literal["approve", "reject", "edit"]
-    approver: str = Field(min_length=1, max_length=200)
-    comment: str = Field(default="", max_length=2000)
-    edits: dict[str, str] = Field(default_factory=dict)
-    gate: str | None = None
+    approver: Line = Field(min_length=1, max_length=200)
+    comment: Text = Field(default="", max_length=2000)
+    edits: dict[
+        Annotated[Line, Field(max_length=40)], Annotated[Text, Field(max_length=20_000)]
+    ] = Field(default_factory=dict, max_length=20)
+    gate: Line | None = Field(default=None, max_length=40)
 
     @model_validator(mode="after")
     def _edits_match_decision(self) -> GateDecision:
@@ -58,6 +64,10 @@ class GateDecision(BaseModel):
             raise ValueError("edits: an edit decision needs at least one edited field")
         if self.decision != "edit" and self.edits:
             raise ValueError("edits: only allowed with decision 'edit'")
+        for name in ONE_LINE_FIELDS & set(self.edits):
+            problem = find_unsafe(self.edits[name], multiline=False)
+            if problem:
+                raise ValueError(f"edits.{name}: {problem}")
         return self
 
 
@@ -87,45 +97,23 @@ class GateOutcome(BaseModel):
     event_key: str | None = None
 
 
-def describe_invalid(error: Exception) -> str:
-    """One line naming what is wrong with a payload."""
-    cause: BaseException | None = error
-    while cause is not None and not isinstance(cause, ValidationError):
-        cause = cause.__cause__
-    if isinstance(cause, ValidationError):
-        parts = []
-        for err in cause.errors():
-            where = ".".join(str(p) for p in err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            parts.append(f"{where}: {msg}" if where else msg)
-        return "; ".join(parts)
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
-
-
-class GateHost:
+class GateHost(SignalHost):
     """Base for workflows with human gates: signal ``decide`` and query ``pending_gates``."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._open: PendingGate | None = None
         self._decision: GateDecision | None = None
-        self._unrecorded: list[str] = []
-        self._rejected_total = 0
         self._check_edits: Callable[[dict[str, str]], str | None] | None = None
         self._opened: dict[str, int] = {}
         self._gate_key = ""
+        self.accept(DECIDE_SIGNAL, GateDecision, self._decide)
 
-    @workflow.signal(name=DECIDE_SIGNAL)
-    def decide(self, payload: RawValue) -> None:
-        try:
-            decision = workflow.payload_converter().from_payload(payload.payload, GateDecision)
-        except Exception as exc:
-            self._reject(describe_invalid(exc))
-            return
+    def _decide(self, decision: GateDecision) -> str | None:
         problem = self._check(decision)
-        if problem:
-            self._reject(problem)
-            return
-        self._decision = decision
+        if problem is None:
+            self._decision = decision
+        return problem
 
     @workflow.query(name=PENDING_GATES_QUERY)
     def pending_gates(self) -> list[PendingGate]:
@@ -147,27 +135,11 @@ class GateHost:
             return self._check_edits(decision.edits)
         return None
 
-    def _reject(self, reason: str) -> None:
-        workflow.logger.warning("rejected a decide signal: %s", reason)
-        self._rejected_total += 1
-        self._unrecorded.append(reason)
+    def reject_signal(self, name: str, reason: str) -> None:
+        super().reject_signal(name, reason)
         if self._open is not None:
             self._open.rejected_signals += 1
-            self._open.last_rejection = reason
-
-    async def _flush_rejections(self, gate: str) -> None:
-        while self._unrecorded:
-            reason = self._unrecorded.pop(0)
-            n = self._rejected_total - len(self._unrecorded)
-            await step(
-                KernelActivities.record_event,
-                RecordEventInput(
-                    idempotency_key=step_key(f"{self._gate_key}/rejected-signal/{n}"),
-                    kind="gate.signal_rejected",
-                    payload={"gate": gate, "reason": reason},
-                ),
-                KERNEL_WRITE,
-            )
+            self._open.last_rejection = f"{name}: {reason}" if name != DECIDE_SIGNAL else reason
 
     async def wait_for_decision(
         self,
@@ -239,15 +211,14 @@ class GateHost:
             lambda: self._decision is not None,
             schedule,
             remind=remind,
-            flush=lambda: self._flush_rejections(gate),
-            needs_flush=lambda: bool(self._unrecorded),
+            signals=self.signal_log,
             summary=f"gate {gate}",
         )
         sent = schedule.sent
         decision = self._decision
         self._open = None
         workflow.upsert_search_attributes([AWAITING_APPROVAL.value_set(False)])
-        await self._flush_rejections(gate)
+        await self.signal_log.flush()
         waited = (workflow.now() - requested).total_seconds()
         if decision is None:
             await self._gate_event(

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         SendWelcomeInput,
         UpsertClientInput,
     )
+    from aios.converter import ProcessInput
     from aios.kernel.models import Client, ClientIntake
     from aios.kernel.policy import GatePolicy
     from aios.workflows.agent_steps import AgentStepStopped, run_agent_step
@@ -63,7 +64,7 @@ def kickoff_time(now: datetime) -> datetime:
     return datetime.combine(day, KICKOFF_AT, tzinfo=now.tzinfo)
 
 
-class OnboardingInput(BaseModel):
+class OnboardingInput(ProcessInput):
     client: ClientIntake
     gate_policy: GatePolicy = Field(default_factory=GatePolicy)
 
@@ -337,9 +338,7 @@ class OnboardingWorkflow(GateHost):
                 entity,
                 {"message_id": sent.message_id, "memory_id": memory.id, "draft_id": draft.draft_id},
             )
-        except GeneratorExit:  # the worker evicts this run from its cache: not a failure
-            raise
-        except BaseException as exc:
+        except BaseException as exc:  # unwind decides whether this ends the run
             await self._saga.unwind(
                 exc, lambda status, details: self._finish(status, entity, details)
             )

@@ -9,7 +9,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio import workflow
-from temporalio.common import RawValue
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -28,9 +27,11 @@ with workflow.unsafe.imports_passed_through():
         SendProposalInput,
     )
     from aios.activities.proposals import EDITABLE_PROPOSAL_FIELDS, ProposalActivities
+    from aios.converter import ProcessInput
     from aios.errors import InvalidInput
     from aios.kernel.money import LineItem, format_amount, parse_amount
     from aios.kernel.policy import BillingPolicy, GatePolicy, ProposalPolicy
+    from aios.kernel.text import PastedText, Text
     from aios.memory.store import RecalledMemory
     from aios.workflows.agent_steps import AgentStepStopped, run_agent_step
     from aios.workflows.attributes import CLIENT, COST_USD, PROCESS
@@ -40,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.workflows.saga import Saga
     from aios.workflows.steps import record, step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY
-    from aios.workflows.waiting import Schedule, SignalLog, decode_signal, wait_until
+    from aios.workflows.waiting import Schedule, wait_until
 
 __all__ = [
     "CLIENT_RESPONSE_SIGNAL",
@@ -61,10 +62,10 @@ def proposal_workflow_id(proposal_id: str) -> str:
     return f"{PROCESS_NAME}/{proposal_id}"
 
 
-class ProposalInput(BaseModel):
+class ProposalInput(ProcessInput):
     proposal_id: str
     client_key: str
-    scope: str
+    scope: PastedText = Field(min_length=1, max_length=20_000)
     currency: str
     budget_hint_minor: int | None = None
     deadline: date | None = None
@@ -86,7 +87,7 @@ class ClientResponse(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     response: Literal["accept", "decline", "counter"]
-    note: str = Field(default="", max_length=2000)
+    note: Text = Field(default="", max_length=2000)
     proposed_total: Decimal | None = None
     version: int | None = Field(default=None, ge=1)
 
@@ -159,21 +160,15 @@ class ProposalWorkflow(GateHost):
         self._sent: ProposalVersionRef | None = None
         self._awaiting_client = False
         self._response: ClientResponse | None = None
-        self._signals = SignalLog()
+        self.accept(CLIENT_RESPONSE_SIGNAL, ClientResponse, self._client_response)
 
     # --- messages ----------------------------------------------------------------------
 
-    @workflow.signal(name=CLIENT_RESPONSE_SIGNAL)
-    def client_response(self, payload: RawValue) -> None:
-        response = decode_signal(payload, ClientResponse)
-        if isinstance(response, str):
-            self._signals.reject(CLIENT_RESPONSE_SIGNAL, response)
-            return
+    def _client_response(self, response: ClientResponse) -> str | None:
         problem = self._check_response(response)
-        if problem:
-            self._signals.reject(CLIENT_RESPONSE_SIGNAL, problem)
-            return
-        self._response = response
+        if problem is None:
+            self._response = response
+        return problem
 
     def _check_response(self, response: ClientResponse) -> str | None:
         sent = self._sent
@@ -211,8 +206,8 @@ class ProposalWorkflow(GateHost):
             total=format_amount(current.total_minor, current.currency) if current else "",
             total_minor=current.total_minor if current else None,
             currency=current.currency if current else "",
-            rejected_signals=self._signals.total,
-            last_rejection=self._signals.last,
+            rejected_signals=self.signal_log.total,
+            last_rejection=self.signal_log.last,
         )
 
     # --- the process -------------------------------------------------------------------
@@ -430,9 +425,7 @@ class ProposalWorkflow(GateHost):
                 f"{format_amount(version.total_minor, version.currency)}",
             )
             self._done("billing-started")
-        except GeneratorExit:  # the worker evicts this run from its cache: not a failure
-            raise
-        except BaseException as exc:
+        except BaseException as exc:  # unwind decides whether this ends the run
             if not self._saga.pending:
                 raise
             await self._saga.unwind(
@@ -526,12 +519,11 @@ class ProposalWorkflow(GateHost):
             lambda: self._response is not None,
             schedule,
             remind=follow_up,
-            flush=self._signals.flush,
-            needs_flush=lambda: bool(self._signals.pending),
+            signals=self.signal_log,
             summary=f"client answer to v{version.version}",
         )
         self._awaiting_client = False
-        await self._signals.flush()
+        await self.signal_log.flush()
         response = self._response if answered else None
         await record(
             "proposal.client_responded" if response else "proposal.no_answer",

@@ -1,8 +1,16 @@
-"""A saga: compensations pushed after each successful step, run in reverse on failure.
+"""A saga: compensations pushed after each successful step, run in reverse when the run ends.
 
 Each compensation is an activity call (idempotent, keyed), never a direct call. ``compensate``
 shields every compensation from cancellation, catches ``BaseException`` per compensation so one
 failure does not stop the rest, and reports what ran and what failed.
+
+``unwind`` compensates only for an exception that really ends the run (``ends_run``): the
+run's cancellation, or a failure that fails the workflow (an activity or child that failed for
+good, an ``ApplicationError``, a timeout). Any other exception is a bug in workflow code (an
+assertion, a ``KeyError``): it fails the workflow *task*, which Temporal retries, so the run
+stays open and a fixed worker resumes it from history. Compensating then would send real
+cancellation emails for a run that is not over. A worker evicting the run from its cache
+(``GeneratorExit``) is not an end either.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from typing import Any
 
 from temporalio import workflow
 
-__all__ = ["Saga", "SagaReport"]
+__all__ = ["Saga", "SagaReport", "ends_run"]
 
 Finish = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
@@ -62,16 +70,36 @@ class Saga:
                 report.failed.append(name)
         return report
 
-    async def unwind(self, error: BaseException, finish: Finish) -> None:
-        """Compensate after ``error``, then record the end with ``finish(status, details)``.
+    async def unwind(self, error: BaseException, finish: Finish) -> bool:
+        """If ``error`` ends the run, compensate, then record the end with
+        ``finish(status, details)`` and return True; otherwise do nothing and return False.
 
         ``status`` is ``cancelled`` or ``failed``; the record is shielded from cancellation.
+        The caller re-raises ``error`` either way.
         """
+        if not ends_run(error):
+            workflow.logger.error(
+                "not compensating: %s is a bug in workflow code, not the end of the run; "
+                "the workflow task fails and is retried",
+                type(error).__name__,
+            )
+            return False
         report = await self.compensate()
         status = "cancelled" if isinstance(error, asyncio.CancelledError) else "failed"
         details = {
+            "reason": "the run was cancelled" if status == "cancelled" else "the run failed",
             "error": str(error),
             "compensated": report.done,
             "compensation_failed": report.failed,
         }
         await asyncio.shield(asyncio.ensure_future(finish(status, details)))
+        return True
+
+
+def ends_run(error: BaseException) -> bool:
+    """Whether ``error``, raised out of the run, ends it (see the module docstring)."""
+    if isinstance(error, asyncio.CancelledError):
+        return True
+    if not isinstance(error, Exception):  # GeneratorExit (eviction), KeyboardInterrupt...
+        return False
+    return workflow.is_failure_exception(error)

@@ -1,0 +1,106 @@
+"""Text that enters AiOs from outside, normalised once at the boundary.
+
+PostgreSQL cannot store NUL (``U+0000``) in text or JSON, UTF-8 cannot carry a lone surrogate
+(``U+D800``-``U+DFFF``, which JSON's ``\\ud800`` escapes produce), and a line break in a name or
+subject would split an email header. Every model that takes text from a person, a signal, a
+model or a connector uses one of the annotated types below, so such text never reaches the
+kernel, an email or a prompt.
+
+Two rules, by what the text is:
+
+- **Refused** (``Line``, ``Text``): text a person typed or sent in a signal (names, approvers,
+  comments, payment references, counter-offer notes). The error names the field, the character
+  and its position, and the sender can send it again; nothing is silently changed in a decision.
+- **Cleaned** (``PastedText``): long free text pasted from somewhere else (client notes, a
+  proposal's scope) or written by a model. Refusing it would lose the whole text for an
+  invisible character, so control characters other than newline and tab are removed, ``\\r\\n``
+  becomes ``\\n``, and the rest is kept as it was.
+
+In both, Unicode is normalised to NFC and surrounding whitespace is stripped; lengths are capped
+by the field (``Field(max_length=...)``), checked after cleaning.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated
+
+from pydantic import AfterValidator, BeforeValidator
+
+__all__ = [
+    "Line",
+    "PastedText",
+    "Text",
+    "clean_pasted",
+    "find_unsafe",
+    "refuse_unsafe",
+]
+
+_MULTILINE_OK = frozenset("\n\t")
+
+
+def _describe(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    if ch == "\x00":
+        name = "NUL"
+    elif 0xD800 <= ord(ch) <= 0xDFFF:
+        name = "lone surrogate"
+    elif not name:
+        name = "control character"
+    return f"U+{ord(ch):04X} ({name})"
+
+
+def find_unsafe(value: str, *, multiline: bool) -> str | None:
+    """Why ``value`` cannot be stored or put in a header, or ``None`` when it can.
+
+    Control characters (``Cc``) and lone surrogates (``Cs``) are unsafe; in one line, so are
+    line and paragraph separators. Format characters (zero-width joiners in emoji and Indic
+    scripts, bidi marks in Arabic and Hebrew) are real text and are kept.
+    """
+    for i, ch in enumerate(value):
+        if multiline and ch in _MULTILINE_OK:
+            continue
+        category = unicodedata.category(ch)
+        if category in ("Cc", "Cs") or (not multiline and category in ("Zl", "Zp")):
+            where = "a line break" if ch in "\r\n" or category in ("Zl", "Zp") else _describe(ch)
+            return f"contains {where} at position {i}, which cannot be stored or sent"
+    return None
+
+
+def refuse_unsafe(value: str, *, multiline: bool) -> str:
+    value = unicodedata.normalize("NFC", value.replace("\r\n", "\n") if multiline else value)
+    problem = find_unsafe(value, multiline=multiline)
+    if problem:
+        raise ValueError(problem)
+    return value.strip()
+
+
+def clean_pasted(value: str) -> str:
+    """Drop control characters (except newline and tab) and lone surrogates; keep the rest."""
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    kept = "".join(
+        ch
+        for ch in value
+        if ch in _MULTILINE_OK or unicodedata.category(ch) not in ("Cc", "Cs", "Co")
+    )
+    return unicodedata.normalize("NFC", kept).strip()
+
+
+def _line(value: object) -> object:
+    return refuse_unsafe(value, multiline=False) if isinstance(value, str) else value
+
+
+def _text(value: object) -> object:
+    return refuse_unsafe(value, multiline=True) if isinstance(value, str) else value
+
+
+def _pasted(value: object) -> object:
+    return clean_pasted(value) if isinstance(value, str) else value
+
+
+# One line of text a person typed: no line breaks or control characters (refused).
+Line = Annotated[str, BeforeValidator(_line)]
+# Several lines a person typed: newline and tab allowed, other control characters refused.
+Text = Annotated[str, BeforeValidator(_text)]
+# Text pasted from elsewhere or written by a model: control characters removed.
+PastedText = Annotated[str, BeforeValidator(_pasted), AfterValidator(str.strip)]
