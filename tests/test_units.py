@@ -544,3 +544,20 @@ def test_public_names_exist(package: str):
     assert len(set(exported)) == len(exported)
     missing = [name for name in exported if not hasattr(module, name)]
     assert missing == []
+
+
+# --- text at the boundary ----------------------------------------------------------------------
+
+
+def test_typed_text_refuses_what_cannot_be_stored_and_keeps_real_scripts() -> None:
+    from aios.kernel.text import clean_pasted, refuse_unsafe
+
+    with pytest.raises(ValueError, match=r"U\+D800 \(lone surrogate\) at position 2"):
+        refuse_unsafe("ab\ud800", multiline=True)
+    with pytest.raises(ValueError, match="a line break at position 3"):
+        refuse_unsafe("ref\u2028x", multiline=False)
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467 \u0928\u092e\u0938\u094d\u200d\u0924\u0947"
+    assert refuse_unsafe(f"  {family}  ", multiline=False) == family  # joiners are real text
+    assert refuse_unsafe("one\r\ntwo\tthree", multiline=True) == "one\ntwo\tthree"
+    assert refuse_unsafe("e\u0301", multiline=False) == "\u00e9"  # NFC
+    assert clean_pasted("a\x00b\ud800c\r\nd\u202ee\u200d") == "abc\nde\u200d"

@@ -1,8 +1,9 @@
 """Text that enters AiOs from outside, normalised once at the boundary.
 
 PostgreSQL cannot store NUL (``U+0000``) in text or JSON, UTF-8 cannot carry a lone surrogate
-(``U+D800``-``U+DFFF``, which JSON's ``\\ud800`` escapes produce), and a line break in a name or
-subject would split an email header. Every model that takes text from a person, a signal, a
+(``U+D800``-``U+DFFF``, which JSON's ``\\ud800`` escapes produce), a line break in a name or
+subject would split an email header, and an invisible bidi override (``U+202E``) or zero-width
+space makes text read other than it is. Every model that takes text from a person, a signal, a
 model or a connector uses one of the annotated types below, so such text never reaches the
 kernel, an email or a prompt.
 
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 _MULTILINE_OK = frozenset("\n\t")
+_JOINERS = frozenset("\u200c\u200d")  # zero-width non-joiner and joiner
 
 
 def _describe(ch: str) -> str:
@@ -51,19 +53,31 @@ def _describe(ch: str) -> str:
 
 
 def find_unsafe(value: str, *, multiline: bool) -> str | None:
-    """Why ``value`` cannot be stored or put in a header, or ``None`` when it can.
+    """Why ``value`` cannot be taken as typed text, or ``None`` when it can.
 
-    Control characters (``Cc``) and lone surrogates (``Cs``) are unsafe; in one line, so are
-    line and paragraph separators. Format characters (zero-width joiners in emoji and Indic
-    scripts, bidi marks in Arabic and Hebrew) are real text and are kept.
+    Control characters (``Cc``) and lone surrogates (``Cs``) cannot be stored or sent; invisible
+    format characters (``Cf``: bidi overrides, zero-width spaces) could make text read other
+    than it is, except the zero-width joiners that emoji and several scripts need. In one line,
+    line and paragraph separators are refused too.
     """
     for i, ch in enumerate(value):
         if multiline and ch in _MULTILINE_OK:
             continue
         category = unicodedata.category(ch)
-        if category in ("Cc", "Cs") or (not multiline and category in ("Zl", "Zp")):
-            where = "a line break" if ch in "\r\n" or category in ("Zl", "Zp") else _describe(ch)
-            return f"contains {where} at position {i}, which cannot be stored or sent"
+        if ch in "\r\n" or category in ("Zl", "Zp"):
+            if not multiline:
+                return f"contains a line break at position {i}; it must be one line"
+            continue
+        if category in ("Cc", "Cs"):
+            return (
+                f"contains {_describe(ch)} at position {i}: "
+                "control characters cannot be stored or sent"
+            )
+        if category == "Cf" and ch not in _JOINERS:
+            return (
+                f"contains {_describe(ch)} at position {i}: "
+                "invisible control characters could disguise the text"
+            )
     return None
 
 
@@ -76,12 +90,15 @@ def refuse_unsafe(value: str, *, multiline: bool) -> str:
 
 
 def clean_pasted(value: str) -> str:
-    """Drop control characters (except newline and tab) and lone surrogates; keep the rest."""
+    """Drop control characters (except newline and tab), lone surrogates and invisible format
+    characters (except joiners); keep the rest."""
     value = value.replace("\r\n", "\n").replace("\r", "\n")
     kept = "".join(
         ch
         for ch in value
-        if ch in _MULTILINE_OK or unicodedata.category(ch) not in ("Cc", "Cs", "Co")
+        if ch in _MULTILINE_OK
+        or ch in _JOINERS
+        or unicodedata.category(ch) not in ("Cc", "Cs", "Cf")
     )
     return unicodedata.normalize("NFC", kept).strip()
 
