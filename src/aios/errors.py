@@ -13,13 +13,15 @@
     ├── AgentError          an agent's output was unusable
     ├── ModelError          a hosted model provider (OpenAI, Azure OpenAI) failed
     │   ├── ModelUnavailable  429, 5xx, timeouts: retried by Temporal, honouring Retry-After
-    │   └── ModelRefused      content filter, invalid request, auth: a person must look
+    │   ├── ModelRefused      content filter, invalid request, auth: a person must look
+    │   └── UnusableReply     a 200 whose body is not UTF-8, not JSON or not a completion:
+    │                         the runner treats it as invalid output (repair, escalate, hold)
     └── StackError          the embedded stack cannot start, stop or be reached
 
 Activities translate these into ``ApplicationError(type=<class name>, non_retryable=...)`` in
 exactly one place (``aios.activities.errors``); a ``retry_after`` on the error becomes the
 next retry delay. Messages name what is wrong and never carry
-secrets.
+secrets: what an outside system said is scrubbed (``aios.secrets``) before it becomes one.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "SchemaDrift",
     "StackError",
     "TransientConnectorError",
+    "UnusableReply",
 ]
 
 
@@ -134,6 +137,12 @@ class ModelUnavailable(ModelError):
 class ModelRefused(ModelError):
     """The provider will not answer this request as it stands (``reason``: content_filter,
     refusal, invalid_request, auth); retrying cannot help, a person must decide."""
+
+
+class UnusableReply(ModelError):
+    """The provider answered 200 with a body that is not a chat completion: not UTF-8, not
+    JSON, or without the fields we read (``reason="unusable_reply"``). Retrying the same
+    request is not expected to help; the agent runner handles it like invalid output."""
 
 
 class StackError(AiosError):

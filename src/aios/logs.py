@@ -3,7 +3,11 @@
 ``configure_logging`` routes the standard library (which the Temporal SDK, ``workflow.logger``
 and ``activity.logger`` use) through structlog's JSON renderer. The SDK attaches the running
 workflow or activity to each record; ``_temporal_context`` lifts those into top-level fields.
-Keys that look like secrets are masked before anything is written.
+Keys that look like secrets are masked before anything is written, and every line is scrubbed
+as the last step before it is rendered (after exception tracebacks are formatted): each string
+in it, the message, fields and traceback alike, goes through the process-wide scrubber
+(``aios.secrets.installed``: key-shaped strings, and every secret of the settings the worker
+was built from), or through the ``scrubber`` given to ``configure_logging``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-__all__ = ["configure_logging"]
+from aios.secrets import Scrubber, installed
+
+__all__ = ["configure_logging", "scrubbing"]
 
 _SECRET_WORDS = ("password", "secret", "token", "api_key", "apikey", "authorization")
 
@@ -59,7 +65,31 @@ def _mask_secrets(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     return event
 
 
-def configure_logging(level: str = "info", stream: Any = None) -> None:
+def scrubbing(scrubber: Scrubber | None = None) -> Any:
+    """A structlog processor that scrubs every string of a log line (keys and values)."""
+
+    def _scrub(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+        scrub = scrubber or installed()
+        return {scrub.scrub(str(k)): _scrubbed(scrub, v) for k, v in event.items()}
+
+    return _scrub
+
+
+def _scrubbed(scrub: Scrubber, value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub.scrub(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {scrub.scrub(str(k)): _scrubbed(scrub, v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrubbed(scrub, v) for v in value]
+    return scrub.scrub(repr(value))  # what the JSON renderer would write, scrubbed
+
+
+def configure_logging(
+    level: str = "info", stream: Any = None, *, scrubber: Scrubber | None = None
+) -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -80,6 +110,7 @@ def configure_logging(level: str = "info", stream: Any = None) -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                scrubbing(scrubber),
                 structlog.processors.JSONRenderer(),
             ],
         )

@@ -11,7 +11,6 @@ from aios.activities.errors import translating_errors
 from aios.activities.models import CheckConnectorsInput, CheckConnectorsResult, ConnectorCheck
 from aios.connectors.contract import CheckResult
 from aios.connectors.runtime import ConnectorRuntime
-from aios.errors import ConnectorError
 from aios.kernel.store import KernelStore
 
 __all__ = ["HealthActivities"]
@@ -36,12 +35,7 @@ class HealthActivities:
         for name, probe in sorted(self._probes.items()):
             activity.heartbeat(name)
             started = time.monotonic()
-            try:
-                found = self._runtime.guard(name).call(probe)
-            except ConnectorError as exc:
-                found = CheckResult(ok=False, detail=str(exc))
-            except Exception as exc:  # a probe must report, not crash the check run
-                found = CheckResult(ok=False, detail=f"{type(exc).__name__}: {exc}"[:300])
+            found = self._runtime.check(name, probe)  # guarded, failures reported, scrubbed
             results.append(
                 ConnectorCheck(
                     connector=name,

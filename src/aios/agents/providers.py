@@ -17,23 +17,46 @@ the model's own refusal                    ``ModelRefused(reason="refusal")``
 401, 403                                   ``ModelRefused(reason="auth")``
 any other 4xx (bad request, no such        ``ModelRefused(reason="invalid_request")``
 model or deployment, context too long)
+a 200 that is not UTF-8, not JSON or not   ``UnusableReply(reason="unusable_reply")``
+a chat completion
 ==========================================  =================================================
 
+A 200 whose body is not UTF-8, not JSON, or not shaped like a chat completion (a proxy's HTML
+page, a truncated body, bytes in another encoding) is ``UnusableReply``: not retried by Temporal
+(the same request would get the same answer), and the agent runner treats it like invalid
+output (one repair, the next tier, then a hold for the operator at gate ``agent``). The body
+is read by us, not by the ``openai`` client, which would raise ``UnicodeDecodeError`` or
+``JSONDecodeError`` unclassified, or hand back a string instead of a completion.
+
 Messages name the provider, the status and the provider's own message; they never carry the
-key or the prompt.
+key or the prompt. ``OpenAIChat.complete`` is the one boundary between the provider and AiOs:
+every error it raises and every reply it returns (content, refusal, model name) is scrubbed
+of known secrets and key-shaped strings (``aios.secrets``) before the runner, the ledger, a
+draft or workflow history sees it. A provider echoing the key in a 401, or a model repeating
+it in a completion, leaves ``[redacted]`` behind.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
 import openai
-from openai.types.chat import ChatCompletion
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from aios.errors import ModelRefused, ModelUnavailable
+from aios.errors import ModelError, ModelRefused, ModelUnavailable, UnusableReply
+from aios.secrets import Scrubber, installed
 
-__all__ = ["ChatModel", "ModelReply", "OpenAIChat", "classify_openai_error", "retry_after"]
+__all__ = [
+    "ChatModel",
+    "ModelReply",
+    "OpenAIChat",
+    "classify_openai_error",
+    "read_completion",
+    "retry_after",
+]
 
 ProviderName = Literal["openai", "azure"]
 _MAX_MESSAGE = 300
@@ -64,15 +87,88 @@ class ChatModel(Protocol):
     ) -> ModelReply: ...
 
 
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    content: str | None = None
+    refusal: str | None = None
+
+
+class _Choice(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    message: _Message
+    finish_reason: str | None = None
+
+
+class _Usage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class _Completion(BaseModel):
+    """The parts of a chat completion we read; anything else may be there."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = ""
+    choices: list[_Choice]
+    usage: _Usage | None = None
+
+
+def read_completion(body: bytes, content_type: str | None, provider: str) -> _Completion:
+    """The completion in a 200 reply's body, or ``UnusableReply`` saying why there is none."""
+    kind = (content_type or "no content type").split(";")[0].strip()
+    what = f"{kind}, {len(body)} bytes"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnusableReply(
+            provider,
+            f"unusable reply: the body is not UTF-8 (byte 0x{body[exc.start]:02x} at "
+            f"position {exc.start}; {what})",
+            reason="unusable_reply",
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UnusableReply(
+            provider,
+            f"unusable reply: the body is not JSON ({exc.msg} at character {exc.pos}; {what})",
+            reason="unusable_reply",
+        ) from None
+    try:
+        return _Completion.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise UnusableReply(
+            provider,
+            f"unusable reply: the body is not a chat completion ({where}: {first['msg']})",
+            reason="unusable_reply",
+        ) from None
+
+
 class OpenAIChat:
     """Chat Completions over an ``openai.OpenAI`` or ``openai.AzureOpenAI`` client.
 
-    ``model`` is a model name for OpenAI and a deployment name for Azure.
+    ``model`` is a model name for OpenAI and a deployment name for Azure. ``scrubber`` knows
+    the secrets to keep out of replies and errors (``aios.workers.services`` builds it from
+    the settings); without one, the process-wide scrubber (``aios.secrets.installed``).
     """
 
-    def __init__(self, client: openai.OpenAI, *, name: ProviderName) -> None:
+    def __init__(
+        self, client: openai.OpenAI, *, name: ProviderName, scrubber: Scrubber | None = None
+    ) -> None:
         self._client = client
         self.name: str = name
+        self._scrubber = scrubber
+
+    @property
+    def scrubber(self) -> Scrubber:
+        return self._scrubber or installed()
 
     def complete(
         self,
@@ -83,8 +179,31 @@ class OpenAIChat:
         schema: dict[str, Any],
         max_output_tokens: int,
     ) -> ModelReply:
+        """One call; every error raised and every reply returned is scrubbed here."""
+        scrub = self.scrubber
         try:
-            reply = self._client.chat.completions.create(
+            reply = self._complete(scrub, model, messages, schema_name, schema, max_output_tokens)
+        except ModelError as exc:
+            scrub.scrub_exception(exc)
+            raise
+        return dataclasses.replace(
+            reply,
+            content=None if reply.content is None else scrub.scrub(reply.content),
+            model=scrub.scrub(reply.model),
+            finish_reason=scrub.scrub(reply.finish_reason),
+        )
+
+    def _complete(
+        self,
+        scrub: Scrubber,
+        model: str,
+        messages: list[dict[str, str]],
+        schema_name: str,
+        schema: dict[str, Any],
+        max_output_tokens: int,
+    ) -> ModelReply:
+        try:
+            raw = self._client.chat.completions.with_raw_response.create(
                 model=model,
                 messages=cast("Any", messages),
                 response_format={
@@ -94,10 +213,12 @@ class OpenAIChat:
                 max_completion_tokens=max_output_tokens,
             )
         except openai.APIError as exc:
-            raise classify_openai_error(exc, self.name) from None
-        return self._read(reply)
+            raise classify_openai_error(exc, self.name, scrubber=scrub) from None
+        http = raw.http_response
+        completion = read_completion(http.content, http.headers.get("content-type"), self.name)
+        return self._read(completion, scrub)
 
-    def _read(self, reply: ChatCompletion) -> ModelReply:
+    def _read(self, reply: _Completion, scrub: Scrubber) -> ModelReply:
         usage = reply.usage
         tokens_in = usage.prompt_tokens if usage else 0
         tokens_out = usage.completion_tokens if usage else 0
@@ -123,7 +244,7 @@ class OpenAIChat:
         if refusal:
             raise ModelRefused(
                 self.name,
-                f"{reply.model} refused: {_clip(refusal)}",
+                f"{reply.model} refused: {_clip(scrub.scrub(refusal))}",
                 reason="refusal",
                 input_tokens=tokens_in,
                 output_tokens=tokens_out,
@@ -133,7 +254,7 @@ class OpenAIChat:
             model=reply.model,
             input_tokens=tokens_in,
             output_tokens=tokens_out,
-            finish_reason=choice.finish_reason,
+            finish_reason=choice.finish_reason or "",
         )
 
 
@@ -165,23 +286,29 @@ def retry_after(headers: Any) -> float | None:
     return None
 
 
-def _provider_message(exc: openai.APIError) -> tuple[str, str | None]:
+def _provider_message(exc: openai.APIError, scrub: Scrubber) -> tuple[str, str | None]:
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error", body) if isinstance(body, dict) else {}
     if not isinstance(error, dict):
         error = {}
     message = str(error.get("message") or exc.message or type(exc).__name__)
     code = error.get("code") if isinstance(error.get("code"), str) else exc.code
-    return _clip(message), code
+    # Scrubbed before it is cut: a cut through a key would leave a piece no rule recognises.
+    return _clip(scrub.scrub(message)), code
 
 
-def classify_openai_error(exc: openai.APIError, provider: str) -> ModelUnavailable | ModelRefused:
-    """The one mapping from ``openai`` exceptions to AiOs errors."""
+def classify_openai_error(
+    exc: openai.APIError, provider: str, *, scrubber: Scrubber | None = None
+) -> ModelUnavailable | ModelRefused:
+    """The one mapping from ``openai`` exceptions to AiOs errors (messages scrubbed)."""
+    scrub = scrubber or installed()
     if isinstance(exc, openai.APITimeoutError):
         return ModelUnavailable(provider, "the request timed out", reason="timeout")
     if isinstance(exc, openai.APIConnectionError):
-        return ModelUnavailable(provider, f"cannot connect: {_clip(str(exc))}", reason="connect")
-    message, code = _provider_message(exc)
+        return ModelUnavailable(
+            provider, f"cannot connect: {_clip(scrub.scrub(str(exc)))}", reason="connect"
+        )
+    message, code = _provider_message(exc, scrub)
     status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
     if status is None:
         return ModelRefused(provider, message, reason="invalid_request")

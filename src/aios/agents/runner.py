@@ -13,7 +13,9 @@ first):
    confidence, outcome, the reply).
 4. A reply that is not valid JSON, does not fit the schema or fails the agent's own check gets
    one repair try on the same tier (the model sees what was wrong); if that fails too, or the
-   confidence is below ``min_confidence``, the runner escalates to the next tier.
+   confidence is below ``min_confidence``, the runner escalates to the next tier. A reply the
+   provider could not even read (``UnusableReply``: a 200 whose body is not UTF-8, not JSON,
+   not a completion) counts the same: an ``invalid`` attempt in the ledger, with the reason.
 
 A provider refusal (content filter, invalid request, auth) holds with ``Hold(kind="review")``.
 When every tier is spent the outcome holds for review too: ``fallback="best"`` if some tier gave
@@ -44,7 +46,7 @@ from aios.agents.base import (
     estimate_tokens,
 )
 from aios.agents.providers import ChatModel
-from aios.errors import InvalidInput, ModelRefused
+from aios.errors import InvalidInput, ModelRefused, UnusableReply
 from aios.kernel.models import ModelCall
 from aios.kernel.policy import AgentPolicy
 
@@ -343,6 +345,11 @@ class AgentRunner:
                         "reason": str(exc),
                     }
                 )
+            )
+        except UnusableReply as exc:  # like output that is not JSON: repair, then escalate
+            row = self._row(agent, ctx, key, tier, chat.name, over_budget)
+            return self._ledger.record_model_call(
+                row.model_copy(update={"outcome": "invalid", "reason": str(exc)})
             )
         cost = tier.price.cost(reply.input_tokens, reply.output_tokens)
         valid, problem = self._evaluate(agent, request, reply.content)

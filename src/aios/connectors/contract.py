@@ -17,6 +17,10 @@ Errors from HTTP-based connectors are classified here and nowhere else (``classi
 other 4xx                               ``ConnectorInvalidRequest`` (not retried)
 =====================================  ===========================================
 
+``detail`` (what the other side said) is scrubbed of secrets (``aios.secrets``, the process-wide
+scrubber) before it is cut to length, so a cut cannot leave half a key; the connector runtime
+scrubs every connector error again with the worker's own scrubber (``aios.connectors.runtime``).
+
 Retries belong to Temporal's retry policy: connectors never loop. Replies are parsed into
 pydantic models with ``parse_reply``; a missing or changed field is ``SchemaDrift`` naming it.
 """
@@ -39,6 +43,7 @@ from aios.errors import (
     SchemaDrift,
     TransientConnectorError,
 )
+from aios.secrets import installed
 
 __all__ = [
     "CheckResult",
@@ -108,7 +113,8 @@ def classify_http(
     headers: Mapping[str, str] | None = None,
     detail: str = "",
 ) -> ConnectorError:
-    """The error for an HTTP reply with ``status`` (>= 400). ``detail`` must hold no secrets."""
+    """The error for an HTTP reply with ``status`` (>= 400); ``detail`` is scrubbed, then cut."""
+    detail = installed().scrub(detail)
     what = f"{operation} got HTTP {status}" + (f": {_clip(detail)}" if detail else "")
     wait = retry_after_seconds(headers)
     if status == 429 or (status == 503 and wait is not None):

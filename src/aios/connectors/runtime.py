@@ -23,6 +23,16 @@ signalled. The runtime looks the event up in the log; a missing, foreign or nega
 Breaker and rate-limit state is per worker process; ``snapshot`` reports it and ``publish``
 stores it in PostgreSQL (on every breaker state change, and on each synthetic check), which is
 what ``aios health`` shows.
+
+The runtime is also the boundary where connector text enters AiOs, so it is scrubbed here
+(``aios.secrets``), once for every connector: what ``call`` and ``effect`` return (the
+outbox result, a reply) and the message of every error they raise, before the outbox keeps it
+as ``last_error``, an activity puts it in an event or a result, or Temporal puts it in
+history; the payload of the event an effect records; ``check`` does the same for
+synthetic-check probes. An ``AiosError`` is scrubbed in
+place (its type, retryability and Retry-After stay); an unclassified exception whose text
+cannot be scrubbed in place becomes a ``TransientConnectorError`` naming its class, retryable
+as the unclassified error was. The breaker sees the original error.
 """
 
 from __future__ import annotations
@@ -42,10 +52,18 @@ from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from aios.connectors.contract import Operation
-from aios.errors import InvalidInput, PolicyRefusal, RateLimited, TransientConnectorError
+from aios.connectors.contract import CheckResult, Operation
+from aios.errors import (
+    AiosError,
+    ConnectorError,
+    InvalidInput,
+    PolicyRefusal,
+    RateLimited,
+    TransientConnectorError,
+)
 from aios.kernel.events import EventDraft
 from aios.kernel.store import KernelStore, OutboxResult
+from aios.secrets import Scrubber, installed
 
 __all__ = [
     "APPROVING_DECISIONS",
@@ -174,8 +192,10 @@ class ConnectorRuntime:
         default: GuardSettings | None = None,
         dry_run: bool = False,
         worker: str | None = None,
+        scrubber: Scrubber | None = None,
     ) -> None:
         self._store = store
+        self._scrubber = scrubber  # None: the process-wide one (aios.secrets.installed)
         self._settings = guards or {}
         self._default = default or GuardSettings()
         self.dry_run = dry_run
@@ -199,7 +219,40 @@ class ConnectorRuntime:
         """A call without an outside effect (a read, a probe), guarded."""
         if operation.effect:
             raise InvalidInput(f"{connector}.{operation.name} has an effect: use effect()")
-        return self.guard(connector).call(fn)
+        guard = self.guard(connector)
+        return self._scrubbed(connector, lambda: guard.call(fn))
+
+    def check(self, connector: str, probe: Callable[[], CheckResult]) -> CheckResult:
+        """A synthetic-check probe, guarded: what it found, or why it failed (scrubbed)."""
+        try:
+            return self._scrubbed(connector, lambda: self.guard(connector).call(probe))
+        except ConnectorError as exc:
+            return CheckResult(ok=False, detail=str(exc))
+        except Exception as exc:  # a probe must report, not crash the check run
+            text = self.scrubber.scrub(f"{type(exc).__name__}: {exc}")
+            return CheckResult(ok=False, detail=text[:300])
+
+    @property
+    def scrubber(self) -> Scrubber:
+        return self._scrubber or installed()
+
+    def _scrubbed(self, connector: str, run: Callable[[], T]) -> T:
+        """``run()`` with its result and any error it raises scrubbed of secrets."""
+        scrub = self.scrubber
+        try:
+            return scrub.scrub_value(run())
+        except AiosError as exc:
+            scrub.scrub_exception(exc)  # str(AiosError) is its first argument: always clean
+            raise
+        except Exception as exc:
+            if scrub.scrub_exception(exc):
+                raise
+            raise TransientConnectorError(
+                connector, scrub.scrub(f"{type(exc).__name__}: {exc}")
+            ) from None
+        except BaseException as exc:  # an exit: on its way out, but through the outbox record
+            scrub.scrub_exception(exc)
+            raise
 
     def effect(
         self,
@@ -225,15 +278,17 @@ class ConnectorRuntime:
         if not key.strip():
             raise InvalidInput(f"{connector}.{operation.name}: an idempotency key is required")
         if self.dry_run:
-            return fn(True), False
+            return self._scrubbed(connector, lambda: fn(True)), False
         if operation.irreversible:
             self._check_approval(f"{connector}.{operation.name}", key, approval)
         guard = self.guard(connector)
+        if event is not None:  # it may quote connector settings (a URL with a token in it)
+            event = event.model_copy(update={"payload": self.scrubber.scrub_value(event.payload)})
         return self._store.run_once(
             key,
             connector=connector,
             operation=step or operation.name,
-            effect=lambda: guard.call(lambda: fn(False)),
+            effect=lambda: self._scrubbed(connector, lambda: guard.call(lambda: fn(False))),
             event=event,
         )
 

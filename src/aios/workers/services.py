@@ -1,4 +1,12 @@
-"""The clients every activity needs, built once per worker from settings."""
+"""The clients every activity needs, built once per worker from settings.
+
+Secrets: ``scrubber(settings)`` is the ``aios.secrets.Scrubber`` of the settings (every
+``SecretStr``, URL passwords, key-shaped strings). It is handed to the components that stand at
+a boundary (the model provider, the connector runtime) through their constructors, and
+installed as the process-wide scrubber, which the log processor and the activity error
+translation use, when services are built and again when activities are assembled (a test may
+assemble activities for other settings than the services were built with).
+"""
 
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ from aios.errors import StackError
 from aios.kernel.store import KernelStore, apply_migrations
 from aios.memory.embedders import WordLlamaEmbedder
 from aios.memory.store import MemoryStore
+from aios.secrets import Scrubber, install
 
 __all__ = [
     "Services",
@@ -35,6 +44,7 @@ __all__ = [
     "connector_runtime",
     "hubspot_connector",
     "payment_providers",
+    "scrubber",
     "webhook_connector",
 ]
 
@@ -55,6 +65,7 @@ class Services:
     def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Services:
         from aios.devstack import database_url
 
+        scrub = scrubber(settings)
         url = database_url(settings)
         if migrate:
             apply_migrations(url)
@@ -95,7 +106,7 @@ class Services:
             memory=memory,
             email=email,
             providers=payment_providers(settings),
-            runtime=connector_runtime(settings, store),
+            runtime=connector_runtime(settings, store, scrub),
             webhook=webhook_connector(settings),
             calendar=caldav_connector(settings),
             crm=hubspot_connector(settings),
@@ -103,8 +114,9 @@ class Services:
 
     def activities(self) -> list[Callable[..., Any]]:
         s = self.settings
+        scrub = scrubber(s)
         kernel = KernelActivities(self.store)
-        runner = agent_runner(s, self.store)
+        runner = agent_runner(s, self.store, scrub)
         agents = AgentActivities(self.store, runner, operator_name=s.operator_name)
         memory = MemoryActivities(self.memory, self.store)
         connectors = ConnectorActivities(
@@ -202,7 +214,14 @@ def payment_providers(settings: Settings) -> dict[str, PaymentProvider]:
     return providers
 
 
-def chat_model(settings: Settings) -> ChatModel | None:
+def scrubber(settings: Settings) -> Scrubber:
+    """The settings' scrubber, also installed process-wide (see the module docstring)."""
+    scrub = Scrubber.from_settings(settings)
+    install(scrub)
+    return scrub
+
+
+def chat_model(settings: Settings, scrub: Scrubber | None = None) -> ChatModel | None:
     """The hosted model provider, or None for the template provider (the offline default)."""
     import openai
 
@@ -219,6 +238,7 @@ def chat_model(settings: Settings) -> ChatModel | None:
                 timeout=timeout,
             ),
             name="openai",
+            scrubber=scrub or scrubber(settings),
         )
     if settings.agent_provider == "azure":
         key, token = settings.azure_openai_api_key, settings.azure_openai_ad_token
@@ -233,14 +253,17 @@ def chat_model(settings: Settings) -> ChatModel | None:
                 timeout=timeout,
             ),
             name="azure",
+            scrubber=scrub or scrubber(settings),
         )
     return None
 
 
-def agent_runner(settings: Settings, store: KernelStore) -> AgentRunner:
+def agent_runner(
+    settings: Settings, store: KernelStore, scrub: Scrubber | None = None
+) -> AgentRunner:
     return AgentRunner(
         store,
-        chat=chat_model(settings),
+        chat=chat_model(settings, scrub),
         tiers=settings.tiers,
         agent_tiers=settings.agent_tiers,
         policy=settings.agent_policy,
@@ -248,13 +271,16 @@ def agent_runner(settings: Settings, store: KernelStore) -> AgentRunner:
     )
 
 
-def connector_runtime(settings: Settings, store: KernelStore) -> ConnectorRuntime:
+def connector_runtime(
+    settings: Settings, store: KernelStore, scrub: Scrubber | None = None
+) -> ConnectorRuntime:
     names = {"email", "caldav", "hubspot", "webhook", *settings.connector_rate_limits}
     return ConnectorRuntime(
         store,
         guards={name: settings.guard_settings(name) for name in names},
         default=settings.guard_settings("*"),
         dry_run=settings.connectors_dry_run,
+        scrubber=scrub or scrubber(settings),
     )
 
 
