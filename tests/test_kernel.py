@@ -243,3 +243,46 @@ def test_run_once_concurrent_callers_run_the_effect_exactly_once(store: KernelSt
 
 def test_apply_migrations_again_applies_nothing(database_url: str):
     assert apply_migrations(database_url) == 0
+
+
+def test_a_nul_that_reaches_the_database_is_a_clear_error_that_is_not_retried(
+    store: KernelStore,
+) -> None:
+    """Behind the text boundary, the last guard: PostgreSQL refuses NUL, and the activity
+    error says so as a non-retryable ``InvalidInput`` instead of retrying until it times out."""
+    from temporalio.exceptions import ApplicationError
+
+    from aios.activities.errors import translating_errors
+
+    @translating_errors
+    def write() -> None:
+        store.append_event(
+            EventDraft(
+                event_key=f"test/{uuid.uuid4()}",
+                workflow_id="test",
+                run_id="test",
+                process="test",
+                kind="test.nul",
+                payload={"comment": "a\x00b"},
+            )
+        )
+
+    with pytest.raises(ApplicationError) as info:
+        write()
+    assert info.value.type == "InvalidInput" and info.value.non_retryable
+    assert info.value.message.startswith("the database refused a value: ")
+
+
+def test_model_text_is_cleaned_and_a_subject_with_a_line_break_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from aios.agents.welcome import WelcomeDraft
+
+    draft = WelcomeDraft.model_validate(
+        {"subject": "Welcome", "body": "Hi\x00 there\u202e", "plan": ["Call\x07"]}
+    )
+    assert (draft.body, draft.plan) == ("Hi there", ["Call"])
+    with pytest.raises(ValidationError, match=r"subject\n.*a line break"):
+        WelcomeDraft.model_validate(
+            {"subject": "Hi\nBcc: x@evil.example", "body": "b", "plan": ["p"]}
+        )

@@ -4,7 +4,9 @@ An ``AiosError`` raised inside an activity becomes ``ApplicationError(type=<clas
 non_retryable=not error.retryable)`` with the same message; when the error carries
 ``retry_after`` (a 429's Retry-After), that becomes the next retry delay, so Temporal's retry
 policy honours what the provider asked for. A pydantic ``ValidationError`` (a
-record or reply that does not fit its model) is ``InvalidInput``: retrying cannot fix it.
+record or reply that does not fit its model) is ``InvalidInput``: retrying cannot fix it; so is
+a ``psycopg.DataError`` (a value PostgreSQL refuses, such as NUL in text, should the text
+boundary of ``kernel.text`` ever be bypassed).
 Anything else (a dropped database connection, a Qdrant hiccup) stays retryable, as Temporal
 treats an ordinary exception: ``ApplicationError(type=<its class name>)``.
 
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import ParamSpec, TypeVar
 
+import psycopg
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError, TemporalError
 
@@ -79,6 +82,9 @@ def scrubbed_application_error(
         out = as_application_error(exc, scrub)
     elif isinstance(exc, ValidationError):
         out = as_application_error(InvalidInput(describe(exc)), scrub)
+    elif isinstance(exc, psycopg.DataError):  # a value PostgreSQL cannot take: retrying won't help
+        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        out = as_application_error(InvalidInput(f"the database refused a value: {problem}"), scrub)
     elif isinstance(exc, ApplicationError):
         out = ApplicationError(
             scrub.scrub(exc.message),

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from aios.agents.base import FENCE_RULE, Agent, fence
+from aios.kernel.text import PastedText
 
 __all__ = ["SEGMENT_KEYWORDS", "IntakeAgent", "IntakeFacts", "IntakeRequest"]
 
@@ -55,11 +56,11 @@ class IntakeFacts(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     segment: Segment
-    services: list[str] = Field(default_factory=list, max_length=10)
-    budget_hint: str | None = Field(default=None, max_length=60)
-    deadline_hint: str | None = Field(default=None, max_length=60)
+    services: list[PastedText] = Field(default_factory=list, max_length=10)
+    budget_hint: PastedText | None = Field(default=None, max_length=60)
+    deadline_hint: PastedText | None = Field(default=None, max_length=60)
     urgency: Literal["low", "normal", "high"] = "normal"
-    summary: str = Field(max_length=300)
+    summary: PastedText = Field(max_length=300)
 
 
 class IntakeAgent(Agent[IntakeRequest, IntakeFacts]):

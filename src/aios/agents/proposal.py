@@ -23,6 +23,7 @@ from aios.agents.base import FENCE_RULE, Agent, fence
 from aios.agents.intake import SEGMENT_KEYWORDS
 from aios.agents.welcome import MemoryHint, memory_lines, unknown_memory_ids
 from aios.kernel.money import LineItem, format_amount, line_items_total
+from aios.kernel.text import Line, PastedText
 
 __all__ = [
     "DEFAULT_RATE_CARD",
@@ -96,7 +97,7 @@ class ProposalLine(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    item: str = Field(min_length=1, max_length=60)
+    item: Line = Field(min_length=1, max_length=60)
     quantity: int = Field(ge=1, le=1000)
 
 
@@ -129,8 +130,8 @@ class ProposalDraft(BaseModel):
 
     lines: list[ProposalLine] = Field(min_length=1, max_length=30)
     discount_pct: Decimal = Field(ge=0, le=MAX_AGENT_DISCOUNT, decimal_places=2)
-    rationale: str = Field(min_length=1, max_length=2000)
-    memory_ids_used: list[str] = Field(default_factory=list)
+    rationale: PastedText = Field(min_length=1, max_length=2000)
+    memory_ids_used: list[Line] = Field(default_factory=list)
 
 
 def segments_in(scope: str, fallback: str) -> list[str]:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aios.agents.base import FENCE_RULE, Agent, fence
 from aios.agents.intake import IntakeFacts
+from aios.kernel.text import Line, PastedText
 
 __all__ = [
     "MemoryHint",
@@ -67,11 +68,13 @@ class WelcomeRequest(BaseModel):
 class WelcomeDraft(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    subject: str = Field(min_length=1, max_length=200)
-    body: str = Field(min_length=1, max_length=10000)
-    plan: list[str] = Field(min_length=1, max_length=12)
-    memory_ids_used: list[str] = Field(default_factory=list)
-    rationale: str = ""
+    # A model's text is cleaned of what cannot be stored; a subject with a line break is
+    # refused (it would split the email header), which the runner repairs or escalates.
+    subject: Line = Field(min_length=1, max_length=200)
+    body: PastedText = Field(min_length=1, max_length=10000)
+    plan: list[PastedText] = Field(min_length=1, max_length=12)
+    memory_ids_used: list[Line] = Field(default_factory=list)
+    rationale: PastedText = ""
 
 
 def memory_lines(memories: list[MemoryHint]) -> str:
