@@ -18,6 +18,7 @@ from aios.kernel.models import Client as ClientRecord
 from aios.kernel.money import LineItem
 from aios.kernel.store import KernelStore
 from aios.workflows.billing import BillingResult
+from aios.workflows.progress import RunProgress
 from aios.workflows.proposal import ProposalResult
 from tests.helpers import RUNS
 
@@ -95,10 +96,9 @@ async def bill(
     )
 
 
-async def progress_until(
-    client: Client, workflow_id: str, check: Any, timeout: float = 30
-) -> operations.RunProgress:
-    """Poll the ``progress`` query until ``check(progress)`` holds."""
+async def progress_until(client: Client, workflow_id: str, check: Any, timeout: float = 30) -> Any:
+    """Poll the ``progress`` query until ``check(progress)`` holds; returns the process's
+    typed progress (``OnboardingProgress``, ``ProposalProgress``, ``BillingProgress``)."""
     async with asyncio.timeout(timeout):
         while True:
             try:
@@ -114,7 +114,7 @@ def waiting_for(signal: str) -> Any:
     return lambda p: p.waiting_for == signal
 
 
-def gate_open(p: operations.RunProgress) -> bool:
+def gate_open(p: RunProgress) -> bool:
     return bool(p.pending_gates)
 
 

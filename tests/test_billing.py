@@ -71,7 +71,7 @@ async def test_permanent_provider_failure_after_the_invoice_went_out_runs_the_sa
     async with build_worker(client, settings.task_queue, [*real, provider_refuses], executor):
         handle = await bill(client, fast(settings), store, key, 120_000, 30_000)
         progress = await progress_until(client, handle.id, PAYING)
-        number = (progress.model_extra or {})["number"]
+        number = progress.number
         # Paid in full; recording that at the provider then fails for good.
         await operations.record_payment(
             client, store, handle.id, amount=None, reference="full", recorded_by="pat"
@@ -111,7 +111,7 @@ async def test_cancelling_a_billing_run_voids_the_invoice_and_sends_one_cancella
     _, key, email = known_client(store)
     handle = await bill(client, fast(settings), store, key, 99_00)
     progress = await progress_until(client, handle.id, PAYING)
-    number = (progress.model_extra or {})["number"]
+    number = progress.number
     await operations.cancel(client, handle.id)
     await ends_cancelled(handle)
     assert subjects(smtp, email) == [f"Invoice {number}", "Cancelled"]
@@ -217,10 +217,8 @@ async def test_bad_payment_signals_are_rejected_and_partial_payments_add_up(
     await operations.record_payment(
         client, store, handle.id, amount=Decimal(400), reference="first", recorded_by="pat"
     )
-    progress = await progress_until(
-        client, handle.id, lambda p: (p.model_extra or {}).get("balance") == "USD 600.00"
-    )
-    assert (progress.model_extra or {})["rejected_signals"] == 4
+    progress = await progress_until(client, handle.id, lambda p: p.balance == "USD 600.00")
+    assert progress.rejected_signals == 4
     await operations.record_payment(
         client, store, handle.id, amount=None, reference="rest", recorded_by="pat"
     )
@@ -258,9 +256,7 @@ async def test_payment_reminders_survive_a_worker_restart_without_loss_or_doubli
     await asyncio.sleep(3)
     assert subjects(smtp, email) == [subjects(smtp, email)[0]]
     async with build_worker(client, settings.task_queue, acts, executor):
-        await progress_until(
-            client, handle.id, lambda p: (p.model_extra or {}).get("reminders_sent") == 2
-        )
+        await progress_until(client, handle.id, lambda p: p.reminders_sent == 2)
         await mails_until(smtp, email, 3)
         await operations.record_payment(
             client, store, handle.id, amount=None, reference="", recorded_by="pat"
@@ -283,7 +279,7 @@ async def test_concurrent_billing_runs_get_distinct_gap_free_numbers(
     numbers = []
     for h in handles:
         p = await progress_until(client, h.id, PAYING, timeout=60)
-        numbers.append(int((p.model_extra or {})["number"].split("-")[1]))
+        numbers.append(int(p.number.split("-")[1]))
     assert len(set(numbers)) == 10
     assert sorted(numbers) == list(range(min(numbers), min(numbers) + 10))
     for h in handles:

@@ -212,7 +212,7 @@ async def test_propose_respond_and_paid_from_the_command_line(
         billing = f"billing/{key}-p1"
         progress = await progress_until(client, billing, waiting_for("payment_received"))
         RUNS.append(billing)
-        number = (progress.model_extra or {})["number"]
+        number = progress.number
         code, out, err = await aios(settings, "status", billing)
         assert code == 0 and f"Number: {number}" in out and "payment_received" in out, err
         code, out, err = await aios(settings, "paid", number, "--reference", "SEPA 42")

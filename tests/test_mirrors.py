@@ -335,7 +335,7 @@ async def test_an_invoice_paid_in_full_is_announced_once(
     _, key, _ = known_client(store)
     handle = await bill(client, fast(settings), store, key, 120_000)
     progress = await progress_until(client, handle.id, waiting_for("payment_received"))
-    number = (progress.model_extra or {})["number"]
+    number = progress.number
     await operations.record_payment(
         client, store, handle.id, amount=None, reference="bank ref 42", recorded_by="pat"
     )

@@ -72,8 +72,7 @@ async def test_accepted_proposal_starts_billing_which_ends_paid_with_one_invoice
     billing = client.get_workflow_handle(result.billing_workflow_id, result_type=BillingResult)
     RUNS.append(billing.id)
     progress = await progress_until(client, billing.id, waiting_for("payment_received"))
-    assert progress.model_extra is not None
-    assert progress.model_extra["balance"] == "USD 5,600.00"
+    assert progress.balance == "USD 5,600.00"
     # The proposal run has ended; the billing child it started runs on (parent-close ABANDON).
     assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
     child = await billing.describe()
@@ -81,7 +80,7 @@ async def test_accepted_proposal_starts_billing_which_ends_paid_with_one_invoice
     assert child.parent_id == handle.id
     mails = await mails_until(smtp, email, 2)
     invoice_mail = mails[1]
-    number = progress.model_extra["number"]
+    number = progress.number
     assert invoice_mail["Subject"] == f"Invoice {number}: USD 5,600.00"
     [invoice_pdf] = pdfs(invoice_mail).values()
     assert number in pdf_text(invoice_pdf)
@@ -209,7 +208,7 @@ async def test_counter_offer_makes_version_2_which_goes_through_policy_again(
     await progress_until(
         client,
         handle.id,
-        lambda p: p.waiting_for == "client_response" and (p.model_extra or {}).get("version") == 2,
+        lambda p: p.waiting_for == "client_response" and p.version == 2,
     )
     await operations.respond(client, handle.id, accept())
     result = await handle.result()
@@ -237,7 +236,7 @@ async def test_counter_offer_makes_version_2_which_goes_through_policy_again(
     billing = client.get_workflow_handle(result.billing_workflow_id, result_type=BillingResult)
     RUNS.append(billing.id)
     progress = await progress_until(client, billing.id, waiting_for("payment_received"))
-    assert (progress.model_extra or {})["total"] == "USD 1,500.00"
+    assert progress.total == "USD 1,500.00"
     await billing.cancel()
     await ends_cancelled(billing)
 
@@ -279,9 +278,7 @@ async def test_malformed_client_responses_are_rejected_and_the_proposal_keeps_wa
     await raw.signal("client_response", {"response": "counter"})
     await raw.signal("client_response", {"response": "accept", "version": 7})
     await raw.signal("client_response", {"response": "maybe"})
-    progress = await progress_until(
-        client, handle.id, lambda p: (p.model_extra or {}).get("rejected_signals") == 3
-    )
+    progress = await progress_until(client, handle.id, lambda p: p.rejected_signals == 3)
     assert progress.waiting_for == "client_response"
     reasons = [e.payload["reason"] for e in store.events(handle.id) if e.kind == "signal.rejected"]
     await progress_until(client, handle.id, lambda p: True)

@@ -67,6 +67,12 @@ from aios.workflows.onboarding import (
     OnboardingWorkflow,
     onboarding_workflow_id,
 )
+from aios.workflows.progress import (
+    BillingProgress,
+    ProposalProgress,
+    RunProgress,
+    progress_model,
+)
 from aios.workflows.proposal import (
     CLIENT_RESPONSE_SIGNAL,
     ClientResponse,
@@ -329,11 +335,7 @@ async def describe(client: Client, workflow_id: str) -> RunStatus:
             progress = await run_progress(client, workflow_id)
             steps, gates = progress.steps_done, progress.pending_gates
             waiting_for = progress.waiting_for
-            details = {
-                k: str(v)
-                for k, v in (progress.model_extra or {}).items()
-                if v not in (None, "", [], 0) and not k.endswith("_minor")
-            }
+            details = progress.details()
         except (RPCError, WorkflowQueryFailedError):
             note = await _unanswered(client, workflow_id)
             if note == "no worker answered":
@@ -359,20 +361,31 @@ async def describe(client: Client, workflow_id: str) -> RunStatus:
 _ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")
 
 
-class RunProgress(BaseModel):
-    """What every process's ``progress`` query has in common; the rest is kept as extras."""
-
-    model_config = ConfigDict(extra="allow")
-
-    steps_done: list[str] = Field(default_factory=list)
-    pending_gates: list[PendingGate] = Field(default_factory=list)
-    compensations_pending: list[str] = Field(default_factory=list)
-    waiting_for: str | None = None
-
-
 async def run_progress(client: Client, workflow_id: str) -> RunProgress:
+    """The run's answer to query ``progress``, as its process's typed model."""
     handle = client.get_workflow_handle(workflow_id)
-    return await handle.query("progress", result_type=RunProgress, rpc_timeout=QUERY_TIMEOUT)
+    model = progress_model(workflow_id)
+    return await handle.query("progress", result_type=model, rpc_timeout=QUERY_TIMEOUT)
+
+
+async def proposal_progress(client: Client, workflow_id: str) -> ProposalProgress | None:
+    """The proposal run's progress, or ``None`` when no worker answered."""
+    try:
+        progress = await run_progress(client, workflow_id)
+    except (RPCError, WorkflowQueryFailedError):
+        return None
+    assert isinstance(progress, ProposalProgress)
+    return progress
+
+
+async def billing_progress(client: Client, workflow_id: str) -> BillingProgress | None:
+    """The billing run's progress, or ``None`` when no worker answered."""
+    try:
+        progress = await run_progress(client, workflow_id)
+    except (RPCError, WorkflowQueryFailedError):
+        return None
+    assert isinstance(progress, BillingProgress)
+    return progress
 
 
 def _new_id(client_key: str, today: date) -> str:
@@ -556,27 +569,23 @@ async def respond(client: Client, proposal_ref: str, response: ClientResponse) -
     """Send the client's answer; returns False when no worker confirmed a proposal waits."""
     workflow_id = workflow_id_for("proposal", proposal_ref)
     await _running(client, workflow_id)
-    try:
-        progress = await run_progress(client, workflow_id)
-    except (RPCError, WorkflowQueryFailedError):
-        progress = None
+    progress = await proposal_progress(client, workflow_id)
     if progress is not None:
         if progress.waiting_for != CLIENT_RESPONSE_SIGNAL:
             where = progress.steps_done[-1] if progress.steps_done else "starting"
             raise InvalidInput(
                 f"{workflow_id} is not waiting for the client's answer (last step: {where})"
             )
-        extra = progress.model_extra or {}
-        version = extra.get("version")
+        version = progress.version
         if response.version is not None and version and response.version != version:
             raise InvalidInput(f"version: v{response.version} is not the version out (v{version})")
-        total, currency = extra.get("total_minor"), str(extra.get("currency") or "")
+        total, currency = progress.total_minor, progress.currency
         if response.proposed_total is not None and total is not None and currency:
             proposed = parse_amount(response.proposed_total, currency)
-            if proposed <= 0 or proposed >= int(total):
+            if proposed <= 0 or proposed >= total:
                 raise InvalidInput(
                     f"total: {format_amount(proposed, currency)} is not below the current total "
-                    f"{format_amount(int(total), currency)}; to agree, send accept"
+                    f"{format_amount(total, currency)}; to agree, send accept"
                 )
     await client.get_workflow_handle(workflow_id).signal(CLIENT_RESPONSE_SIGNAL, response)
     return progress is not None
@@ -610,30 +619,25 @@ async def record_payment(
         ref = found.workflow_id
     workflow_id = workflow_id_for("billing", ref)
     await _running(client, workflow_id)
-    try:
-        progress = await run_progress(client, workflow_id)
-    except (RPCError, WorkflowQueryFailedError):
-        progress = None
-    extra = progress.model_extra or {} if progress else {}
-    currency = str(extra.get("currency") or "")
+    progress = await billing_progress(client, workflow_id)
+    currency = progress.currency if progress else ""
+    balance = progress.balance_minor if progress else None
     if amount is None:
-        balance = extra.get("balance_minor")
         if progress is None or balance is None or not currency:
             raise InvalidInput(
                 "amount: no worker answered with the open balance; give --amount explicitly"
             )
-        if int(balance) <= 0:
+        if balance <= 0:
             raise InvalidInput(f"{workflow_id} has nothing left to pay")
-        amount = Decimal(int(balance)).scaleb(-currency_exponent(currency))
+        amount = Decimal(balance).scaleb(-currency_exponent(currency))
     if amount <= 0:
         raise InvalidInput("amount: must be more than zero")
     if currency:
         minor = parse_amount(amount, currency)  # the right number of decimals for the currency
-        balance = extra.get("balance_minor")
-        if balance is not None and minor > int(balance):
+        if balance is not None and minor > balance:
             raise InvalidInput(
                 f"amount: {format_amount(minor, currency)} is more than the open balance "
-                f"{format_amount(int(balance), currency)} of {workflow_id}"
+                f"{format_amount(balance, currency)} of {workflow_id}"
             )
     payment = PaymentReceived(
         amount=amount, reference=reference, recorded_by=recorded_by, paid_at=paid_at

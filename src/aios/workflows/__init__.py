@@ -3,7 +3,6 @@
 from aios.workflows.billing import (
     PAYMENT_RECEIVED_SIGNAL,
     BillingInput,
-    BillingProgress,
     BillingResult,
     BillingWorkflow,
     PaymentReceived,
@@ -13,16 +12,20 @@ from aios.workflows.checks import SyntheticCheckInput, SyntheticCheckResult, Syn
 from aios.workflows.gates import DECIDE_SIGNAL, GateDecision, GateHost, GateOutcome, PendingGate
 from aios.workflows.onboarding import (
     OnboardingInput,
-    OnboardingProgress,
     OnboardingResult,
     OnboardingWorkflow,
     onboarding_workflow_id,
+)
+from aios.workflows.progress import (
+    BillingProgress,
+    OnboardingProgress,
+    ProposalProgress,
+    RunProgress,
 )
 from aios.workflows.proposal import (
     CLIENT_RESPONSE_SIGNAL,
     ClientResponse,
     ProposalInput,
-    ProposalProgress,
     ProposalResult,
     ProposalWorkflow,
     proposal_workflow_id,
@@ -54,6 +57,7 @@ __all__ = [
     "ProposalProgress",
     "ProposalResult",
     "ProposalWorkflow",
+    "RunProgress",
     "Saga",
     "SagaReport",
     "SyntheticCheckInput",

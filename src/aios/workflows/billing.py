@@ -33,8 +33,9 @@ with workflow.unsafe.imports_passed_through():
     from aios.kernel.policy import BillingPolicy, GatePolicy
     from aios.kernel.text import Line
     from aios.workflows.attributes import CLIENT, PROCESS
-    from aios.workflows.gates import GateHost, PendingGate
+    from aios.workflows.gates import GateHost
     from aios.workflows.mirrors import CONNECTOR_FABRIC, notify, shown
+    from aios.workflows.progress import BillingProgress
     from aios.workflows.saga import Saga
     from aios.workflows.steps import record, step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY, StepOptions
@@ -43,7 +44,6 @@ with workflow.unsafe.imports_passed_through():
 __all__ = [
     "PAYMENT_RECEIVED_SIGNAL",
     "BillingInput",
-    "BillingProgress",
     "BillingResult",
     "BillingWorkflow",
     "PaymentReceived",
@@ -95,22 +95,6 @@ class BillingResult(BaseModel):
     paid: str = ""
     reason: str = ""
     memory_id: str | None = None
-
-
-class BillingProgress(BaseModel):
-    invoice_id: str
-    steps_done: list[str]
-    pending_gates: list[PendingGate]
-    compensations_pending: list[str]
-    waiting_for: str | None = None
-    number: str | None = None
-    total: str = ""
-    balance: str = ""
-    balance_minor: int | None = None
-    currency: str = ""
-    reminders_sent: int = 0
-    rejected_signals: int = 0
-    last_rejection: str | None = None
 
 
 @workflow.defn(name="BillingWorkflow")
@@ -188,6 +172,7 @@ class BillingWorkflow(GateHost):
         ref = self._ref
         balance = self._balance_minor
         return BillingProgress(
+            process=PROCESS_NAME,
             invoice_id=self._invoice_id,
             steps_done=list(self._steps),
             pending_gates=self.pending_gates(),

@@ -31,15 +31,15 @@ with workflow.unsafe.imports_passed_through():
     from aios.kernel.policy import GatePolicy
     from aios.workflows.agent_steps import AgentStepStopped, run_agent_step
     from aios.workflows.attributes import CLIENT, COST_USD, PROCESS
-    from aios.workflows.gates import GateHost, PendingGate
+    from aios.workflows.gates import GateHost
     from aios.workflows.mirrors import CONNECTOR_FABRIC, kickoff_event, notify, shown
+    from aios.workflows.progress import OnboardingProgress
     from aios.workflows.saga import Saga
     from aios.workflows.steps import step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY
 
 __all__ = [
     "OnboardingInput",
-    "OnboardingProgress",
     "OnboardingResult",
     "OnboardingWorkflow",
     "kickoff_time",
@@ -79,13 +79,6 @@ class OnboardingResult(BaseModel):
     cost_usd: float = 0.0
 
 
-class OnboardingProgress(BaseModel):
-    client_key: str
-    steps_done: list[str]
-    pending_gates: list[PendingGate]
-    compensations_pending: list[str]
-
-
 @workflow.defn(name="OnboardingWorkflow")
 class OnboardingWorkflow(GateHost):
     """Onboards one client: intake, record, recall, draft, approval, welcome, memory.
@@ -120,10 +113,13 @@ class OnboardingWorkflow(GateHost):
     @workflow.query(name="progress")
     def progress(self) -> OnboardingProgress:
         return OnboardingProgress(
+            process=PROCESS_NAME,
             client_key=self._client_key,
             steps_done=list(self._steps),
             pending_gates=self.pending_gates(),
             compensations_pending=self._saga.pending,
+            rejected_signals=self.signal_log.total,
+            last_rejection=self.signal_log.last,
         )
 
     def _done(self, name: str) -> None:

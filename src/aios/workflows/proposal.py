@@ -36,8 +36,9 @@ with workflow.unsafe.imports_passed_through():
     from aios.workflows.agent_steps import AgentStepStopped, run_agent_step
     from aios.workflows.attributes import CLIENT, COST_USD, PROCESS
     from aios.workflows.billing import BillingInput, BillingWorkflow, billing_workflow_id
-    from aios.workflows.gates import GateHost, GateOutcome, PendingGate
+    from aios.workflows.gates import GateHost, GateOutcome
     from aios.workflows.mirrors import CONNECTOR_FABRIC, mirror_deal, notify, shown
+    from aios.workflows.progress import ProposalProgress
     from aios.workflows.saga import Saga
     from aios.workflows.steps import record, step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY
@@ -47,7 +48,6 @@ __all__ = [
     "CLIENT_RESPONSE_SIGNAL",
     "ClientResponse",
     "ProposalInput",
-    "ProposalProgress",
     "ProposalResult",
     "ProposalWorkflow",
     "proposal_workflow_id",
@@ -108,20 +108,6 @@ class ProposalResult(BaseModel):
     reason: str = ""
     billing_workflow_id: str | None = None
     memory_id: str | None = None
-
-
-class ProposalProgress(BaseModel):
-    proposal_id: str
-    steps_done: list[str]
-    pending_gates: list[PendingGate]
-    compensations_pending: list[str]
-    waiting_for: str | None = None
-    version: int = 0
-    total: str = ""
-    total_minor: int | None = None
-    currency: str = ""
-    rejected_signals: int = 0
-    last_rejection: str | None = None
 
 
 @workflow.defn(name="ProposalWorkflow")
@@ -197,6 +183,7 @@ class ProposalWorkflow(GateHost):
     def progress(self) -> ProposalProgress:
         current = self._current
         return ProposalProgress(
+            process=PROCESS_NAME,
             proposal_id=self._proposal_id,
             steps_done=list(self._steps),
             pending_gates=self.pending_gates(),
