@@ -184,6 +184,41 @@ def test_kickoff_from_thursday_skips_the_weekend_to_monday_10(hour: int):
     assert kickoff - thursday >= timedelta(days=3)
 
 
+@pytest.mark.parametrize(
+    ("now", "zone", "kickoff_utc"),
+    [
+        # Thursday 21:00 in Berlin: Monday 10:00 Berlin (CET, UTC+1).
+        (datetime(2026, 11, 26, 20, 0, tzinfo=UTC), "Europe/Berlin", datetime(2026, 11, 30, 9, 0)),
+        # Friday 06:00 UTC is still Thursday evening in Los Angeles: Monday 10:00 PST.
+        (
+            datetime(2026, 11, 27, 6, 0, tzinfo=UTC),
+            "America/Los_Angeles",
+            datetime(2026, 11, 30, 18, 0),
+        ),
+        # Sydney leaves daylight saving on Sunday 5 April: Monday 10:00 is AEST (UTC+10).
+        (datetime(2026, 4, 2, 0, 0, tzinfo=UTC), "Australia/Sydney", datetime(2026, 4, 6, 0, 0)),
+    ],
+)
+def test_kickoff_is_at_ten_in_the_operators_timezone(
+    now: datetime, zone: str, kickoff_utc: datetime
+) -> None:
+    kickoff = kickoff_time(now, zone)
+    assert kickoff == kickoff_utc.replace(tzinfo=UTC)
+    from zoneinfo import ZoneInfo
+
+    local = kickoff.astimezone(ZoneInfo(zone))
+    assert (local.weekday(), local.hour, local.minute) == (0, 10, 0)
+
+
+def test_an_unknown_timezone_is_a_clear_error_before_anything_starts() -> None:
+    from aios.workflows.onboarding import OnboardingInput
+
+    with pytest.raises(ValidationError, match="not a known IANA timezone: 'Mars/Olympus'"):
+        OnboardingInput.model_validate(
+            {"client": {"name": "A", "email": "a@b.example"}, "timezone": "Mars/Olympus"}
+        )
+
+
 @pytest.mark.parametrize("day", range(1, 15))
 def test_kickoff_is_a_weekday_at_ten_about_three_days_out(day: int):
     now = datetime(2025, 3, day, 8, 0, tzinfo=UTC)

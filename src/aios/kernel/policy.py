@@ -6,8 +6,9 @@ with even if the operator changes settings later. Client text never reaches this
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -21,6 +22,8 @@ __all__ = [
     "ProposalPolicy",
     "evaluate_invoice",
     "evaluate_proposal",
+    "kickoff_time",
+    "known_timezone",
 ]
 
 
@@ -215,3 +218,29 @@ def evaluate_invoice(*, total_minor: int, currency: str, policy: BillingPolicy) 
         rule="invoice.auto_issue",
         reasons=[f"total {format_amount(total_minor, currency)} is within {limit}"],
     )
+
+
+# --- the kickoff -------------------------------------------------------------------------------
+
+KICKOFF_LEAD = timedelta(days=3)
+KICKOFF_AT = time(10, 0)
+
+
+def known_timezone(value: str) -> str:
+    """``value`` if it names an IANA timezone (``Europe/Berlin``), else ``ValueError``."""
+    try:
+        ZoneInfo(value)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ValueError(f"not a known IANA timezone: {value[:60]!r}") from None
+    return value
+
+
+def kickoff_time(now: datetime, timezone: str = "UTC") -> datetime:
+    """10:00 in ``timezone`` on the first weekday at least three calendar days after ``now``'s
+    date there, as a UTC datetime. Pure: the same inputs and tz database give the same time,
+    so workflow code may call it (this module is passed through the sandbox)."""
+    zone = ZoneInfo(timezone)
+    day = (now.astimezone(zone) + KICKOFF_LEAD).date()
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return datetime.combine(day, KICKOFF_AT, tzinfo=zone).astimezone(UTC)

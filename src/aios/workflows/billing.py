@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -32,11 +33,9 @@ with workflow.unsafe.imports_passed_through():
     from aios.kernel.money import LineItem, format_amount, parse_amount
     from aios.kernel.policy import BillingPolicy, GatePolicy
     from aios.kernel.text import Line
-    from aios.workflows.attributes import CLIENT, PROCESS
-    from aios.workflows.gates import GateHost
     from aios.workflows.mirrors import CONNECTOR_FABRIC, notify, shown
+    from aios.workflows.process import Process
     from aios.workflows.progress import BillingProgress
-    from aios.workflows.saga import Saga
     from aios.workflows.steps import record, step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY, StepOptions
     from aios.workflows.waiting import Schedule, wait_until
@@ -98,7 +97,7 @@ class BillingResult(BaseModel):
 
 
 @workflow.defn(name="BillingWorkflow")
-class BillingWorkflow(GateHost):
+class BillingWorkflow(Process):
     """One invoice, from draft to paid.
 
     Id: ``billing/<invoice-id>``. Input ``BillingInput``, result ``BillingResult``.
@@ -117,11 +116,11 @@ class BillingWorkflow(GateHost):
     email, void at the provider, void in the kernel — each once, each an event.
     """
 
+    NAME = PROCESS_NAME
+
     def __init__(self) -> None:
         super().__init__()
         self._invoice_id = ""
-        self._steps: list[str] = []
-        self._saga = Saga()
         self._ref: InvoiceRef | None = None
         self._payments: list[PaymentReceived] = []
         self._processed = 0
@@ -188,172 +187,160 @@ class BillingWorkflow(GateHost):
             last_rejection=self.signal_log.last,
         )
 
-    def _done(self, name: str) -> None:
-        self._steps.append(name)
-
     @workflow.run
     async def run(self, inp: BillingInput) -> BillingResult:
         self._invoice_id = inp.invoice_id
-        entity = f"invoice:{inp.invoice_id}"
-        workflow.upsert_search_attributes(
-            [PROCESS.value_set(PROCESS_NAME), CLIENT.value_set(inp.client_key)]
-        )
-        try:
-            ref = await step(
-                BillingActivities.create_invoice,
-                CreateInvoiceInput(
-                    idempotency_key=step_key("create"),
-                    invoice_id=inp.invoice_id,
-                    client_key=inp.client_key,
-                    proposal_id=inp.proposal_id,
-                    currency=inp.currency,
-                    line_items=inp.line_items,
-                ),
-                KERNEL_WRITE,
-            )
-            self._ref = ref
-            self._saga.add(
-                "void-draft",
-                lambda: self._void_draft(
-                    "the billing process was stopped before the invoice was issued"
-                ),
-            )
-            self._done("create")
-            total = format_amount(ref.total_minor, ref.currency)
+        self.begin(inp.client_key)
+        return await self.guard(lambda: self._bill(inp), entity=f"invoice:{inp.invoice_id}")
 
-            verdict = await step(
-                BillingActivities.check_invoice_policy,
-                CheckInvoicePolicyInput(
-                    idempotency_key=step_key("policy"), invoice_id=inp.invoice_id, policy=inp.policy
-                ),
-                KERNEL_WRITE,
+    async def _bill(self, inp: BillingInput) -> BillingResult:
+        entity = f"invoice:{inp.invoice_id}"
+        ref = await step(
+            BillingActivities.create_invoice,
+            CreateInvoiceInput(
+                idempotency_key=step_key("create"),
+                invoice_id=inp.invoice_id,
+                client_key=inp.client_key,
+                proposal_id=inp.proposal_id,
+                currency=inp.currency,
+                line_items=inp.line_items,
+            ),
+            KERNEL_WRITE,
+        )
+        self._ref = ref
+        self._saga.add(
+            "void-draft",
+            lambda: self._void_draft(
+                "the billing process was stopped before the invoice was issued"
+            ),
+        )
+        self._done("create")
+        total = format_amount(ref.total_minor, ref.currency)
+
+        verdict = await step(
+            BillingActivities.check_invoice_policy,
+            CheckInvoicePolicyInput(
+                idempotency_key=step_key("policy"), invoice_id=inp.invoice_id, policy=inp.policy
+            ),
+            KERNEL_WRITE,
+        )
+        self._done(f"policy:{verdict.rule}")
+        if verdict.needs_approval:
+            outcome = await self.wait_for_decision(
+                gate="invoice",
+                title=f"Invoice for {ref.client_name}",
+                summary=f"{total}: {'; '.join(verdict.reasons)}",
+                policy=inp.gate_policy,
+                editable_fields=[],
+                entity=entity,
+                amount=total,
             )
-            self._done(f"policy:{verdict.rule}")
-            if verdict.needs_approval:
-                outcome = await self.wait_for_decision(
-                    gate="invoice",
-                    title=f"Invoice for {ref.client_name}",
-                    summary=f"{total}: {'; '.join(verdict.reasons)}",
-                    policy=inp.gate_policy,
-                    editable_fields=[],
-                    entity=entity,
-                    amount=total,
+            if outcome.status in ("rejected", "expired"):
+                reason = (
+                    (outcome.decision.comment if outcome.decision else "") or "(no reason given)"
+                    if outcome.status == "rejected"
+                    else f"no decision within {inp.gate_policy.expire_after}"
                 )
-                if outcome.status in ("rejected", "expired"):
-                    reason = (
-                        (outcome.decision.comment if outcome.decision else "")
-                        or "(no reason given)"
-                        if outcome.status == "rejected"
-                        else f"no decision within {inp.gate_policy.expire_after}"
-                    )
-                    self._saga.discard("void-draft")
-                    await self._void_draft(f"draft {outcome.status}: {reason}")
-                    await record(f"billing.{outcome.status}", entity, {"reason": reason})
-                    await workflow.wait_condition(workflow.all_handlers_finished)
-                    return BillingResult(
+                self._saga.discard("void-draft")
+                await self._void_draft(f"draft {outcome.status}: {reason}")
+                await self.end(outcome.status, entity, {"reason": reason})
+                return await self.close(
+                    BillingResult(
                         status=outcome.status, invoice_id=inp.invoice_id, total=total, reason=reason
                     )
-
-            issued_at = workflow.now()
-            ref = await step(
-                BillingActivities.issue_invoice,
-                IssueInvoiceInput(
-                    idempotency_key=step_key("issue"),
-                    invoice_id=inp.invoice_id,
-                    issued_at=issued_at,
-                    due_at=issued_at + inp.policy.payment_terms,
-                ),
-                KERNEL_WRITE,
-            )
-            self._ref = ref
-            self._balance_minor = ref.total_minor
-            self._saga.discard("void-draft")  # voiding the issued invoice covers the draft
-            self._saga.add("void-invoice", lambda: self._compensate(BillingActivities.void_invoice))
-            self._done("issue")
-
-            await step(
-                BillingActivities.provider_create_invoice,
-                ProviderCreateInvoiceInput(
-                    idempotency_key=step_key("provider-create"),
-                    invoice_id=inp.invoice_id,
-                    provider=inp.provider,
-                ),
-                CONNECTOR_EFFECT,
-            )
-            self._saga.add(
-                "void-at-provider",
-                lambda: self._compensate(BillingActivities.provider_void_invoice, CONNECTOR_EFFECT),
-            )
-            self._done("provider-create")
-
-            await self._send("invoice", step_key("send-invoice"))
-            self._saga.add("send-cancellation", self._send_cancellation)
-            self._done("send-invoice")
-
-            await self._collect(inp, issued_at, entity)
-
-            await step(
-                BillingActivities.provider_mark_paid,
-                ProviderMarkPaidInput(
-                    idempotency_key=step_key("provider-paid"),
-                    invoice_id=inp.invoice_id,
-                    amount_minor=self._paid_minor,
-                ),
-                CONNECTOR_EFFECT,
-            )
-            self._done("provider-paid")
-
-            paid = format_amount(self._paid_minor, ref.currency)
-            memory = await step(
-                MemoryActivities.remember,
-                RememberInput(
-                    idempotency_key=step_key("remember-paid"),
-                    entity=f"client:{inp.client_key}",
-                    kind="payment",
-                    text=(
-                        f"Invoice {ref.number} ({total}) for {ref.client_name} paid in full: "
-                        f"{paid} in {self._processed} payment(s), "
-                        f"{workflow.now() - issued_at} after issue"
-                        + (f"; proposal {inp.proposal_id}" if inp.proposal_id else "")
-                        + "."
-                    ),
-                ),
-                MEMORY,
-            )
-            self._done("remember")
-            await record(
-                "billing.paid",
-                entity,
-                {"number": ref.number, "paid": paid, "memory_id": memory.id},
-            )
-            if workflow.patched(CONNECTOR_FABRIC):
-                notified = await notify(
-                    "invoice.paid",
-                    {
-                        "invoice_id": inp.invoice_id,
-                        "number": ref.number,
-                        "client_key": inp.client_key,
-                        "total": total,
-                        "paid": paid,
-                        "payments": self._processed,
-                        "proposal_id": inp.proposal_id,
-                    },
                 )
-                self._done(shown("webhook", notified))
-        except BaseException as exc:  # unwind decides whether this ends the run
-            await self._saga.unwind(
-                exc, lambda status, details: record(f"billing.{status}", entity, details)
-            )
-            raise
 
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return BillingResult(
-            status="paid",
-            invoice_id=inp.invoice_id,
-            number=ref.number,
-            total=total,
-            paid=format_amount(self._paid_minor, ref.currency),
-            memory_id=memory.id,
+        issued_at = workflow.now()
+        ref = await step(
+            BillingActivities.issue_invoice,
+            IssueInvoiceInput(
+                idempotency_key=step_key("issue"),
+                invoice_id=inp.invoice_id,
+                issued_at=issued_at,
+                due_at=issued_at + inp.policy.payment_terms,
+            ),
+            KERNEL_WRITE,
+        )
+        self._ref = ref
+        self._balance_minor = ref.total_minor
+        self._saga.discard("void-draft")  # voiding the issued invoice covers the draft
+        self._saga.add("void-invoice", lambda: self._compensate(BillingActivities.void_invoice))
+        self._done("issue")
+
+        await step(
+            BillingActivities.provider_create_invoice,
+            ProviderCreateInvoiceInput(
+                idempotency_key=step_key("provider-create"),
+                invoice_id=inp.invoice_id,
+                provider=inp.provider,
+            ),
+            CONNECTOR_EFFECT,
+        )
+        self._saga.add(
+            "void-at-provider",
+            lambda: self._compensate(BillingActivities.provider_void_invoice, CONNECTOR_EFFECT),
+        )
+        self._done("provider-create")
+
+        await self._send("invoice", step_key("send-invoice"))
+        self._saga.add("send-cancellation", self._send_cancellation)
+        self._done("send-invoice")
+
+        await self._collect(inp, issued_at, entity)
+
+        await step(
+            BillingActivities.provider_mark_paid,
+            ProviderMarkPaidInput(
+                idempotency_key=step_key("provider-paid"),
+                invoice_id=inp.invoice_id,
+                amount_minor=self._paid_minor,
+            ),
+            CONNECTOR_EFFECT,
+        )
+        self._done("provider-paid")
+
+        paid = format_amount(self._paid_minor, ref.currency)
+        memory = await step(
+            MemoryActivities.remember,
+            RememberInput(
+                idempotency_key=step_key("remember-paid"),
+                entity=f"client:{inp.client_key}",
+                kind="payment",
+                text=(
+                    f"Invoice {ref.number} ({total}) for {ref.client_name} paid in full: "
+                    f"{paid} in {self._processed} payment(s), "
+                    f"{workflow.now() - issued_at} after issue"
+                    + (f"; proposal {inp.proposal_id}" if inp.proposal_id else "")
+                    + "."
+                ),
+            ),
+            MEMORY,
+        )
+        self._done("remember")
+        await self.end("paid", entity, {"number": ref.number, "paid": paid, "memory_id": memory.id})
+        if workflow.patched(CONNECTOR_FABRIC):
+            notified = await notify(
+                "invoice.paid",
+                {
+                    "invoice_id": inp.invoice_id,
+                    "number": ref.number,
+                    "client_key": inp.client_key,
+                    "total": total,
+                    "paid": paid,
+                    "payments": self._processed,
+                    "proposal_id": inp.proposal_id,
+                },
+            )
+            self._done(shown("webhook", notified))
+        return await self.close(
+            BillingResult(
+                status="paid",
+                invoice_id=inp.invoice_id,
+                number=ref.number,
+                total=total,
+                paid=format_amount(self._paid_minor, ref.currency),
+                memory_id=memory.id,
+            )
         )
 
     async def _collect(self, inp: BillingInput, issued_at: datetime, entity: str) -> None:
@@ -371,6 +358,7 @@ class BillingWorkflow(GateHost):
                 await record("invoice.overdue", entity, {"reminders_sent": n})
 
         while self._balance_minor is not None and self._balance_minor > 0:
+            self.set_details(self._payment_details(ref))
             await wait_until(
                 lambda: self._processed < len(self._payments),
                 schedule,
@@ -401,6 +389,22 @@ class BillingWorkflow(GateHost):
             self._done(f"payment/{self._processed}")
         self._awaiting_payment = False
         await self.signal_log.flush()
+
+    def _payment_details(self, ref: InvoiceRef) -> str:
+        balance = format_amount(self._balance_minor or 0, ref.currency)
+        info = workflow.info()
+        payload = json.dumps({"amount": "...", "recorded_by": "you", "reference": "bank ref"})
+        return "\n".join(
+            [
+                f"**Waiting for payment** of {ref.number}: {balance} open "
+                f"(total {format_amount(ref.total_minor, ref.currency)}).",
+                "",
+                f'- record it: `aios paid {ref.number} --reference "bank ref"` (the open '
+                "balance; add `--amount` for a part payment)",
+                f"- or: `temporal workflow signal --namespace {info.namespace} --workflow-id "
+                f"{info.workflow_id} --name {PAYMENT_RECEIVED_SIGNAL} --input '{payload}'`",
+            ]
+        )
 
     async def _send(
         self,

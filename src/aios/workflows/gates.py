@@ -18,6 +18,7 @@ an edit that could not be applied is rejected the same way. It reminds the opera
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal
@@ -95,6 +96,47 @@ class GateOutcome(BaseModel):
     waited_seconds: float
     # The event recording the decision: what an irreversible effect names as its approval.
     event_key: str | None = None
+
+
+EDIT_EXAMPLES = {"subject": "New subject", "body": "New body", "total": "4000.00"}
+
+
+def gate_details(
+    gate: str,
+    title: str,
+    summary: str,
+    expires: datetime,
+    editable_fields: list[str],
+    amount: str | None,
+) -> str:
+    """The run's current details while ``gate`` waits: what it asks, and the exact commands
+    that answer it (the Web UI shows this on the run's page)."""
+    info = workflow.info()
+    wid = info.workflow_id
+    lines = [
+        f"**Waiting for your decision** at gate `{gate}`: {title}"
+        + (f" ({amount})" if amount else ""),
+        "",
+        summary[:500],
+        "",
+        f"- approve: `aios approve {wid}`",
+        f'- reject: `aios reject {wid} --comment "why"`',
+    ]
+    if editable_fields:
+        example = {f: EDIT_EXAMPLES.get(f, "...") for f in editable_fields[:1]}
+        payload = json.dumps({"decision": "edit", "approver": "you", "edits": example})
+        lines.append(
+            f"- edit ({', '.join(editable_fields)}): `temporal workflow signal --namespace "
+            f"{info.namespace} --workflow-id {wid} --name {DECIDE_SIGNAL} --input '{payload}'`"
+        )
+    payload = json.dumps({"decision": "approve", "approver": "you"})
+    lines += [
+        f"- or with the Temporal CLI: `temporal workflow signal --namespace {info.namespace} "
+        f"--workflow-id {wid} --name {DECIDE_SIGNAL} --input '{payload}'`",
+        "",
+        f"Expires {expires:%Y-%m-%d %H:%M} UTC if nobody decides.",
+    ]
+    return "\n".join(lines)
 
 
 class GateHost(SignalHost):
@@ -176,6 +218,9 @@ class GateHost(SignalHost):
             drafted_by=drafted_by,
         )
         workflow.upsert_search_attributes([AWAITING_APPROVAL.value_set(True)])
+        workflow.set_current_details(
+            gate_details(gate, title, summary, expires, editable_fields, amount)
+        )
         await self._gate_event(
             gate,
             "gate.requested",
@@ -218,6 +263,7 @@ class GateHost(SignalHost):
         decision = self._decision
         self._open = None
         workflow.upsert_search_attributes([AWAITING_APPROVAL.value_set(False)])
+        workflow.set_current_details(f"Gate `{gate}` answered; working.")
         await self.signal_log.flush()
         waited = (workflow.now() - requested).total_seconds()
         if decision is None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -20,7 +19,6 @@ with workflow.unsafe.imports_passed_through():
         DraftWelcomeInput,
         MirrorClientInput,
         RecallMemoryInput,
-        RecordEventInput,
         RememberInput,
         ReviseDraftInput,
         SendWelcomeInput,
@@ -28,13 +26,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from aios.converter import ProcessInput
     from aios.kernel.models import Client, ClientIntake
-    from aios.kernel.policy import GatePolicy
+    from aios.kernel.policy import GatePolicy, kickoff_time, known_timezone
     from aios.workflows.agent_steps import AgentStepStopped, run_agent_step
-    from aios.workflows.attributes import CLIENT, COST_USD, PROCESS
-    from aios.workflows.gates import GateHost
     from aios.workflows.mirrors import CONNECTOR_FABRIC, kickoff_event, notify, shown
+    from aios.workflows.process import Process
     from aios.workflows.progress import OnboardingProgress
-    from aios.workflows.saga import Saga
     from aios.workflows.steps import step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY
 
@@ -47,8 +43,6 @@ __all__ = [
 ]
 
 PROCESS_NAME = "onboarding"
-KICKOFF_LEAD = timedelta(days=3)
-KICKOFF_AT = time(10, 0)
 MEMORY_KINDS = ["onboarding_summary", "decision"]
 
 
@@ -56,17 +50,16 @@ def onboarding_workflow_id(client_key: str) -> str:
     return f"{PROCESS_NAME}/{client_key}"
 
 
-def kickoff_time(now: datetime) -> datetime:
-    """10:00 UTC on the first weekday at least three calendar days after ``now``'s date."""
-    day = (now + KICKOFF_LEAD).date()
-    while day.weekday() >= 5:
-        day += timedelta(days=1)
-    return datetime.combine(day, KICKOFF_AT, tzinfo=now.tzinfo)
-
-
 class OnboardingInput(ProcessInput):
     client: ClientIntake
     gate_policy: GatePolicy = Field(default_factory=GatePolicy)
+    # The operator's timezone (IANA name): the kickoff is at 10:00 there.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return known_timezone(value)
 
 
 class OnboardingResult(BaseModel):
@@ -80,7 +73,7 @@ class OnboardingResult(BaseModel):
 
 
 @workflow.defn(name="OnboardingWorkflow")
-class OnboardingWorkflow(GateHost):
+class OnboardingWorkflow(Process):
     """Onboards one client: intake, record, recall, draft, approval, welcome, memory.
 
     Id: ``onboarding/<client-key>``. Input ``OnboardingInput``, result ``OnboardingResult``.
@@ -103,12 +96,12 @@ class OnboardingWorkflow(GateHost):
     (saga) before the run ends.
     """
 
+    NAME = PROCESS_NAME
+    END_KEY = "onboarding-{outcome}"
+
     def __init__(self) -> None:
         super().__init__()
         self._client_key = ""
-        self._steps: list[str] = []
-        self._saga = Saga()
-        self._cost = 0.0
 
     @workflow.query(name="progress")
     def progress(self) -> OnboardingProgress:
@@ -122,23 +115,16 @@ class OnboardingWorkflow(GateHost):
             last_rejection=self.signal_log.last,
         )
 
-    def _done(self, name: str) -> None:
-        self._steps.append(name)
-
-    def _set_cost(self, run_cost_usd: float) -> None:
-        self._cost = round(run_cost_usd, 6)
-        workflow.upsert_search_attributes([COST_USD.value_set(self._cost)])
-
     @workflow.run
     async def run(self, inp: OnboardingInput) -> OnboardingResult:
+        self._client_key = inp.client.key
+        self.begin(inp.client.key, tracks_cost=True)
+        return await self.guard(lambda: self._onboard(inp), entity=f"client:{inp.client.key}")
+
+    async def _onboard(self, inp: OnboardingInput) -> OnboardingResult:
         intake = inp.client
         key = intake.key
         entity = f"client:{key}"
-        self._client_key = key
-        workflow.upsert_search_attributes(
-            [PROCESS.value_set(PROCESS_NAME), CLIENT.value_set(key), COST_USD.value_set(0.0)]
-        )
-
         try:
             classified = await run_agent_step(
                 self,
@@ -153,7 +139,7 @@ class OnboardingWorkflow(GateHost):
                 title=f"Intake for {intake.name}",
                 gate_policy=inp.gate_policy,
                 entity=entity,
-                on_cost=self._set_cost,
+                on_cost=self.set_cost,
             )
             self._done("intake")
             facts = classified.facts
@@ -185,7 +171,7 @@ class OnboardingWorkflow(GateHost):
             )
             self._done("recall")
 
-            kickoff_at = kickoff_time(workflow.now())
+            kickoff_at = kickoff_time(workflow.now(), inp.timezone)
             draft = await run_agent_step(
                 self,
                 AgentActivities.draft_welcome,
@@ -202,17 +188,18 @@ class OnboardingWorkflow(GateHost):
                 title=f"Welcome email for {intake.name}",
                 gate_policy=inp.gate_policy,
                 entity=entity,
-                on_cost=self._set_cost,
+                on_cost=self.set_cost,
             )
             self._done("draft")
         except AgentStepStopped as stopped:
-            await self._finish(stopped.status, entity, {"reason": stopped.reason})
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            return OnboardingResult(
-                status="expired" if stopped.status == "expired" else "rejected",
-                client_key=key,
-                reason=stopped.reason,
-                cost_usd=self._cost,
+            await self.end(stopped.status, entity, {"reason": stopped.reason})
+            return await self.close(
+                OnboardingResult(
+                    status="expired" if stopped.status == "expired" else "rejected",
+                    client_key=key,
+                    reason=stopped.reason,
+                    cost_usd=self._cost,
+                )
             )
 
         outcome = await self.wait_for_decision(
@@ -231,14 +218,15 @@ class OnboardingWorkflow(GateHost):
                 if outcome.status == "rejected"
                 else f"no decision within {inp.gate_policy.expire_after}"
             )
-            await self._finish(outcome.status, entity, {"reason": reason})
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            return OnboardingResult(
-                status=outcome.status,
-                client_key=key,
-                reason=reason,
-                draft_id=draft.draft_id,
-                cost_usd=self._cost,
+            await self.end(outcome.status, entity, {"reason": reason})
+            return await self.close(
+                OnboardingResult(
+                    status=outcome.status,
+                    client_key=key,
+                    reason=reason,
+                    draft_id=draft.draft_id,
+                    cost_usd=self._cost,
+                )
             )
 
         if outcome.status == "edited" and outcome.decision is not None:
@@ -255,110 +243,91 @@ class OnboardingWorkflow(GateHost):
             )
             self._done("draft-edit")
 
-        try:
-            sent = await step(
-                ConnectorActivities.send_welcome,
-                SendWelcomeInput(
-                    idempotency_key=step_key("send-welcome"),
-                    draft_id=draft.draft_id,
+        sent = await step(
+            ConnectorActivities.send_welcome,
+            SendWelcomeInput(
+                idempotency_key=step_key("send-welcome"),
+                draft_id=draft.draft_id,
+                to=str(intake.email),
+                client_name=intake.name,
+                kickoff_at=kickoff_at,
+            ),
+            CONNECTOR_EFFECT,
+        )
+        self._done("send-welcome")
+        self._saga.add(
+            "cancel-kickoff",
+            lambda: step(
+                ConnectorActivities.cancel_kickoff,
+                CancelKickoffInput(
+                    idempotency_key=step_key("cancel-kickoff"),
                     to=str(intake.email),
                     client_name=intake.name,
                     kickoff_at=kickoff_at,
+                    reason="onboarding did not complete",
+                ),
+                CONNECTOR_EFFECT,
+            ),
+        )
+
+        if workflow.patched(CONNECTOR_FABRIC):
+            booked = await kickoff_event(
+                str(intake.email), intake.name, kickoff_at, saga=self._saga
+            )
+            self._done(shown("kickoff-event", booked))
+            mirrored = await step(
+                CrmActivities.mirror_client,
+                MirrorClientInput(
+                    idempotency_key=step_key("crm-contact"),
+                    client_key=key,
+                    approval=outcome.event_key,
                 ),
                 CONNECTOR_EFFECT,
             )
-            self._done("send-welcome")
-            self._saga.add(
-                "cancel-kickoff",
-                lambda: step(
-                    ConnectorActivities.cancel_kickoff,
-                    CancelKickoffInput(
-                        idempotency_key=step_key("cancel-kickoff"),
-                        to=str(intake.email),
-                        client_name=intake.name,
-                        kickoff_at=kickoff_at,
-                        reason="onboarding did not complete",
-                    ),
-                    CONNECTOR_EFFECT,
-                ),
-            )
+            self._done(shown("crm-contact", mirrored))
 
-            if workflow.patched(CONNECTOR_FABRIC):
-                booked = await kickoff_event(
-                    str(intake.email), intake.name, kickoff_at, saga=self._saga
-                )
-                self._done(shown("kickoff-event", booked))
-                mirrored = await step(
-                    CrmActivities.mirror_client,
-                    MirrorClientInput(
-                        idempotency_key=step_key("crm-contact"),
-                        client_key=key,
-                        approval=outcome.event_key,
-                    ),
-                    CONNECTOR_EFFECT,
-                )
-                self._done(shown("crm-contact", mirrored))
-
-            approver = outcome.decision.approver if outcome.decision else "policy"
-            memory = await step(
-                MemoryActivities.remember,
-                RememberInput(
-                    idempotency_key=step_key("remember-summary"),
-                    entity=entity,
-                    kind="onboarding_summary",
-                    text=(
-                        f"Onboarded {intake.name} ({facts.segment}). Request: {facts.summary} "
-                        f"Services: {', '.join(facts.services) or 'not stated'}. "
-                        f"Budget: {facts.budget_hint or 'not stated'}. "
-                        f"Deadline: {facts.deadline_hint or 'not stated'}. "
-                        f"Kickoff {kickoff_at:%Y-%m-%d %H:%M} UTC. Welcome approved by {approver}."
-                    ),
-                ),
-                MEMORY,
-            )
-            self._done("remember")
-            if workflow.patched(CONNECTOR_FABRIC):
-                notified = await notify(
-                    "client.onboarded",
-                    {
-                        "client_key": key,
-                        "client_name": intake.name,
-                        "segment": facts.segment,
-                        "kickoff_at": kickoff_at.isoformat(),
-                        "approved_by": approver,
-                    },
-                )
-                self._done(shown("webhook", notified))
-            await self._finish(
-                "completed",
-                entity,
-                {"message_id": sent.message_id, "memory_id": memory.id, "draft_id": draft.draft_id},
-            )
-        except BaseException as exc:  # unwind decides whether this ends the run
-            await self._saga.unwind(
-                exc, lambda status, details: self._finish(status, entity, details)
-            )
-            raise
-
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return OnboardingResult(
-            status="completed",
-            client_key=key,
-            draft_id=draft.draft_id,
-            message_id=sent.message_id,
-            memory_id=memory.id,
-            cost_usd=self._cost,
-        )
-
-    async def _finish(self, status: str, entity: str, payload: dict) -> None:
-        await step(
-            KernelActivities.record_event,
-            RecordEventInput(
-                idempotency_key=step_key(f"onboarding-{status}"),
-                kind=f"onboarding.{status}",
+        approver = outcome.decision.approver if outcome.decision else "policy"
+        memory = await step(
+            MemoryActivities.remember,
+            RememberInput(
+                idempotency_key=step_key("remember-summary"),
                 entity=entity,
-                payload=payload,
+                kind="onboarding_summary",
+                text=(
+                    f"Onboarded {intake.name} ({facts.segment}). Request: {facts.summary} "
+                    f"Services: {', '.join(facts.services) or 'not stated'}. "
+                    f"Budget: {facts.budget_hint or 'not stated'}. "
+                    f"Deadline: {facts.deadline_hint or 'not stated'}. "
+                    f"Kickoff {kickoff_at:%Y-%m-%d %H:%M} UTC. Welcome approved by {approver}."
+                ),
             ),
-            KERNEL_WRITE,
+            MEMORY,
         )
-        self._done(status)
+        self._done("remember")
+        if workflow.patched(CONNECTOR_FABRIC):
+            notified = await notify(
+                "client.onboarded",
+                {
+                    "client_key": key,
+                    "client_name": intake.name,
+                    "segment": facts.segment,
+                    "kickoff_at": kickoff_at.isoformat(),
+                    "approved_by": approver,
+                },
+            )
+            self._done(shown("webhook", notified))
+        await self.end(
+            "completed",
+            entity,
+            {"message_id": sent.message_id, "memory_id": memory.id, "draft_id": draft.draft_id},
+        )
+        return await self.close(
+            OnboardingResult(
+                status="completed",
+                client_key=key,
+                draft_id=draft.draft_id,
+                message_id=sent.message_id,
+                memory_id=memory.id,
+                cost_usd=self._cost,
+            )
+        )

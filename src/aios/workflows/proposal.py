@@ -3,6 +3,7 @@ start billing."""
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
@@ -34,12 +35,11 @@ with workflow.unsafe.imports_passed_through():
     from aios.kernel.text import PastedText, Text
     from aios.memory.store import RecalledMemory
     from aios.workflows.agent_steps import AgentStepStopped, run_agent_step
-    from aios.workflows.attributes import CLIENT, COST_USD, PROCESS
     from aios.workflows.billing import BillingInput, BillingWorkflow, billing_workflow_id
-    from aios.workflows.gates import GateHost, GateOutcome
+    from aios.workflows.gates import GateOutcome
     from aios.workflows.mirrors import CONNECTOR_FABRIC, mirror_deal, notify, shown
+    from aios.workflows.process import Process
     from aios.workflows.progress import ProposalProgress
-    from aios.workflows.saga import Saga
     from aios.workflows.steps import record, step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY
     from aios.workflows.waiting import Schedule, wait_until
@@ -111,7 +111,7 @@ class ProposalResult(BaseModel):
 
 
 @workflow.defn(name="ProposalWorkflow")
-class ProposalWorkflow(GateHost):
+class ProposalWorkflow(Process):
     """One proposal to one client, from draft to the client's answer.
 
     Id: ``proposal/<proposal-id>``. Input ``ProposalInput``, result ``ProposalResult``.
@@ -135,12 +135,11 @@ class ProposalWorkflow(GateHost):
     retraction (saga).
     """
 
+    NAME = PROCESS_NAME
+
     def __init__(self) -> None:
         super().__init__()
         self._proposal_id = ""
-        self._steps: list[str] = []
-        self._saga = Saga()
-        self._cost = 0.0
         self._currency = "USD"
         self._current: ProposalVersionRef | None = None
         self._sent: ProposalVersionRef | None = None
@@ -199,22 +198,16 @@ class ProposalWorkflow(GateHost):
 
     # --- the process -------------------------------------------------------------------
 
-    def _done(self, name: str) -> None:
-        self._steps.append(name)
-
     @workflow.run
     async def run(self, inp: ProposalInput) -> ProposalResult:
         self._proposal_id = inp.proposal_id
         self._currency = inp.currency
+        self.begin(inp.client_key, tracks_cost=True)
+        return await self.guard(lambda: self._propose(inp), entity=f"proposal:{inp.proposal_id}")
+
+    async def _propose(self, inp: ProposalInput) -> ProposalResult:
         entity = f"proposal:{inp.proposal_id}"
         client_entity = f"client:{inp.client_key}"
-        workflow.upsert_search_attributes(
-            [
-                PROCESS.value_set(PROCESS_NAME),
-                CLIENT.value_set(inp.client_key),
-                COST_USD.value_set(0.0),
-            ]
-        )
         opened = await step(
             ProposalActivities.open_proposal,
             OpenProposalInput(
@@ -264,18 +257,18 @@ class ProposalWorkflow(GateHost):
                 title=f"Proposal {inp.proposal_id} for {opened.client_name}",
                 gate_policy=inp.gate_policy,
                 entity=entity,
-                on_cost=self._set_cost,
+                on_cost=self.set_cost,
             )
         except AgentStepStopped as stopped:
-            await record(f"proposal.{stopped.status}", entity, {"reason": stopped.reason})
-            self._done(stopped.status)
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            return ProposalResult(
-                status="expired" if stopped.status == "expired" else "rejected",
-                proposal_id=inp.proposal_id,
-                version=0,
-                total="",
-                reason=stopped.reason,
+            await self.end(stopped.status, entity, {"reason": stopped.reason})
+            return await self.close(
+                ProposalResult(
+                    status="expired" if stopped.status == "expired" else "rejected",
+                    proposal_id=inp.proposal_id,
+                    version=0,
+                    total="",
+                    reason=stopped.reason,
+                )
             )
         assert drafted.version is not None
         version = drafted.version
@@ -283,148 +276,131 @@ class ProposalWorkflow(GateHost):
         self._done("draft")
 
         counters: list[str] = []
-        try:
-            while True:
-                verdict = await step(
-                    ProposalActivities.check_proposal_policy,
-                    CheckProposalPolicyInput(
-                        idempotency_key=step_key(f"policy/v{version.version}"),
-                        version_id=version.version_id,
-                        policy=inp.policy,
-                    ),
-                    KERNEL_WRITE,
-                )
-                self._done(f"policy/v{version.version}:{verdict.rule}")
-                if verdict.needs_approval:
-                    outcome = await self._approval(
-                        inp, opened.client_name, version, verdict.reasons
-                    )
-                    if outcome.status in ("rejected", "expired"):
-                        reason = (
-                            (outcome.decision.comment if outcome.decision else "")
-                            or "(no reason given)"
-                            if outcome.status == "rejected"
-                            else f"no decision within {inp.gate_policy.expire_after}"
-                        )
-                        return await self._close(
-                            inp, outcome.status, version, reason, entity, remember=False
-                        )
-                    if outcome.status == "edited" and outcome.decision is not None:
-                        version = await self._apply_edit(version, outcome)
-                        self._current = version
-
-                await step(
-                    ConnectorActivities.send_proposal,
-                    SendProposalInput(
-                        idempotency_key=step_key(f"send/v{version.version}"),
-                        version_id=version.version_id,
-                        to=opened.client_email,
-                        client_name=opened.client_name,
-                        valid_until=valid_until,
-                    ),
-                    CONNECTOR_EFFECT,
-                )
-                first_send = self._sent is None
-                if first_send:
-                    self._saga.add(
-                        "retract-proposal", lambda: self._retract(opened.client_email, opened)
-                    )
-                self._sent = version
-                self._done(f"send/v{version.version}")
-                if first_send and workflow.patched(CONNECTOR_FABRIC):
-                    deal = await mirror_deal(inp.proposal_id, "create")
-                    if deal.skipped is None:
-                        self._saga.add(
-                            "archive-deal", lambda: mirror_deal(inp.proposal_id, "archive")
-                        )
-                    self._done(shown("crm-deal", deal))
-
-                response = await self._await_client(inp, opened, version, valid_until)
-                if response is None:
-                    return await self._close(
-                        inp,
-                        "expired",
-                        version,
-                        f"no answer by {valid_until:%Y-%m-%d %H:%M} UTC",
-                        entity,
-                        counters=counters,
-                    )
-                if response.response == "decline":
-                    return await self._close(
-                        inp,
-                        "declined",
-                        version,
-                        response.note or "(no reason given)",
-                        entity,
-                        counters=counters,
-                    )
-                if response.response == "accept":
-                    break
-                assert response.proposed_total is not None
-                proposed = parse_amount(response.proposed_total, version.currency)
-                counters.append(
-                    f"v{version.version} {format_amount(version.total_minor, version.currency)} "
-                    f"countered at {format_amount(proposed, version.currency)}"
-                    + (f" ({response.note})" if response.note else "")
-                )
-                version = await step(
-                    ProposalActivities.revise_proposal,
-                    ReviseProposalInput(
-                        idempotency_key=step_key(f"counter/v{version.version + 1}"),
-                        base_version_id=version.version_id,
-                        source="counter",
-                        author="client",
-                        note=response.note,
-                        total_minor=proposed,
-                    ),
-                    KERNEL_WRITE,
-                )
-                self._current = version
-                self._done(f"counter/v{version.version}")
-
-            # Accepted: the offer stands; nothing to retract from here on.
-            self._saga.discard("retract-proposal")
-            billing_id = billing_workflow_id(inp.proposal_id)
-            result = await self._close(
-                inp,
-                "accepted",
-                version,
-                self._response_note(),
-                entity,
-                counters=counters,
-                billing_id=billing_id,
-            )
-            await workflow.start_child_workflow(
-                BillingWorkflow.run,
-                BillingInput(
-                    invoice_id=inp.proposal_id,
-                    client_key=inp.client_key,
-                    currency=version.currency,
-                    line_items=_invoice_lines(inp.proposal_id, version),
-                    proposal_id=inp.proposal_id,
-                    provider=inp.provider,
-                    policy=inp.billing_policy,
-                    gate_policy=inp.gate_policy,
+        while True:
+            verdict = await step(
+                ProposalActivities.check_proposal_policy,
+                CheckProposalPolicyInput(
+                    idempotency_key=step_key(f"policy/v{version.version}"),
+                    version_id=version.version_id,
+                    policy=inp.policy,
                 ),
-                id=billing_id,
-                parent_close_policy=ParentClosePolicy.ABANDON,
-                static_summary=f"Bill {opened.client_name}: "
-                f"{format_amount(version.total_minor, version.currency)}",
+                KERNEL_WRITE,
             )
-            self._done("billing-started")
-        except BaseException as exc:  # unwind decides whether this ends the run
-            if not self._saga.pending:
-                raise
-            await self._saga.unwind(
-                exc, lambda status, details: record(f"proposal.{status}", entity, details)
-            )
-            raise
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return result
+            self._done(f"policy/v{version.version}:{verdict.rule}")
+            if verdict.needs_approval:
+                outcome = await self._approval(inp, opened.client_name, version, verdict.reasons)
+                if outcome.status in ("rejected", "expired"):
+                    reason = (
+                        (outcome.decision.comment if outcome.decision else "")
+                        or "(no reason given)"
+                        if outcome.status == "rejected"
+                        else f"no decision within {inp.gate_policy.expire_after}"
+                    )
+                    return await self._close(
+                        inp, outcome.status, version, reason, entity, remember=False
+                    )
+                if outcome.status == "edited" and outcome.decision is not None:
+                    version = await self._apply_edit(version, outcome)
+                    self._current = version
 
-    def _set_cost(self, run_cost_usd: float) -> None:
-        self._cost = round(run_cost_usd, 6)
-        workflow.upsert_search_attributes([COST_USD.value_set(self._cost)])
+            await step(
+                ConnectorActivities.send_proposal,
+                SendProposalInput(
+                    idempotency_key=step_key(f"send/v{version.version}"),
+                    version_id=version.version_id,
+                    to=opened.client_email,
+                    client_name=opened.client_name,
+                    valid_until=valid_until,
+                ),
+                CONNECTOR_EFFECT,
+            )
+            first_send = self._sent is None
+            if first_send:
+                self._saga.add(
+                    "retract-proposal", lambda: self._retract(opened.client_email, opened)
+                )
+            self._sent = version
+            self._done(f"send/v{version.version}")
+            if first_send and workflow.patched(CONNECTOR_FABRIC):
+                deal = await mirror_deal(inp.proposal_id, "create")
+                if deal.skipped is None:
+                    self._saga.add("archive-deal", lambda: mirror_deal(inp.proposal_id, "archive"))
+                self._done(shown("crm-deal", deal))
+
+            response = await self._await_client(inp, opened, version, valid_until)
+            if response is None:
+                return await self._close(
+                    inp,
+                    "expired",
+                    version,
+                    f"no answer by {valid_until:%Y-%m-%d %H:%M} UTC",
+                    entity,
+                    counters=counters,
+                )
+            if response.response == "decline":
+                return await self._close(
+                    inp,
+                    "declined",
+                    version,
+                    response.note or "(no reason given)",
+                    entity,
+                    counters=counters,
+                )
+            if response.response == "accept":
+                break
+            assert response.proposed_total is not None
+            proposed = parse_amount(response.proposed_total, version.currency)
+            counters.append(
+                f"v{version.version} {format_amount(version.total_minor, version.currency)} "
+                f"countered at {format_amount(proposed, version.currency)}"
+                + (f" ({response.note})" if response.note else "")
+            )
+            version = await step(
+                ProposalActivities.revise_proposal,
+                ReviseProposalInput(
+                    idempotency_key=step_key(f"counter/v{version.version + 1}"),
+                    base_version_id=version.version_id,
+                    source="counter",
+                    author="client",
+                    note=response.note,
+                    total_minor=proposed,
+                ),
+                KERNEL_WRITE,
+            )
+            self._current = version
+            self._done(f"counter/v{version.version}")
+
+        # Accepted: the offer stands; nothing to retract from here on.
+        self._saga.discard("retract-proposal")
+        billing_id = billing_workflow_id(inp.proposal_id)
+        result = await self._close(
+            inp,
+            "accepted",
+            version,
+            self._response_note(),
+            entity,
+            counters=counters,
+            billing_id=billing_id,
+        )
+        await workflow.start_child_workflow(
+            BillingWorkflow.run,
+            BillingInput(
+                invoice_id=inp.proposal_id,
+                client_key=inp.client_key,
+                currency=version.currency,
+                line_items=_invoice_lines(inp.proposal_id, version),
+                proposal_id=inp.proposal_id,
+                provider=inp.provider,
+                policy=inp.billing_policy,
+                gate_policy=inp.gate_policy,
+            ),
+            id=billing_id,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            static_summary=f"Bill {opened.client_name}: "
+            f"{format_amount(version.total_minor, version.currency)}",
+        )
+        self._done("billing-started")
+        return await self.close(result)
 
     def _response_note(self) -> str:
         return (self._response.note if self._response else "") or ""
@@ -502,6 +478,7 @@ class ProposalWorkflow(GateHost):
             )
             self._done(f"follow-up/v{version.version}/{n}")
 
+        self.set_details(self._answer_details(version, valid_until))
         answered = await wait_until(
             lambda: self._response is not None,
             schedule,
@@ -527,6 +504,23 @@ class ProposalWorkflow(GateHost):
             key=f"answer/v{version.version}",
         )
         return response
+
+    def _answer_details(self, version: ProposalVersionRef, valid_until: datetime) -> str:
+        info = workflow.info()
+        pid = self._proposal_id
+        payload = json.dumps({"response": "accept"})
+        return "\n".join(
+            [
+                f"**Waiting for the client's answer** to v{version.version} "
+                f"({format_amount(version.total_minor, version.currency)}), until "
+                f"{valid_until:%Y-%m-%d %H:%M} UTC.",
+                "",
+                f"- record it: `aios respond {pid} accept`, `aios respond {pid} decline --note "
+                f'"why"` or `aios respond {pid} counter --total 4000 --note "..."`',
+                f"- or: `temporal workflow signal --namespace {info.namespace} --workflow-id "
+                f"{info.workflow_id} --name {CLIENT_RESPONSE_SIGNAL} --input '{payload}'`",
+            ]
+        )
 
     async def _retract(self, to: str, opened: OpenProposalResult) -> None:
         assert self._sent is not None
@@ -579,8 +573,8 @@ class ProposalWorkflow(GateHost):
             )
             memory_id = memory.id
             self._done("remember")
-        await record(
-            f"proposal.{status}",
+        await self.end(
+            status,
             entity,
             {
                 "version": version.version,
@@ -590,7 +584,6 @@ class ProposalWorkflow(GateHost):
                 "billing_workflow_id": billing_id,
             },
         )
-        self._done(status)
         if self._sent is not None and workflow.patched(CONNECTOR_FABRIC):
             # The client answered (or the process ended after sending): the deal is settled.
             self._saga.discard("archive-deal")
@@ -615,8 +608,8 @@ class ProposalWorkflow(GateHost):
             billing_workflow_id=billing_id,
             memory_id=memory_id,
         )
-        if status != "accepted":
-            await workflow.wait_condition(workflow.all_handlers_finished)
+        if status != "accepted":  # accepted: the caller starts billing, then closes
+            return await self.close(result)
         return result
 
 

@@ -18,8 +18,18 @@ ArgT = TypeVar("ArgT")
 ResT = TypeVar("ResT")
 
 
-async def step(fn: Callable[[Any, ArgT], ResT], arg: ArgT, options: StepOptions) -> ResT:
-    """Execute the activity method ``fn`` with ``arg`` and the timeouts in ``options``."""
+async def step(
+    fn: Callable[[Any, ArgT], ResT],
+    arg: ArgT,
+    options: StepOptions,
+    *,
+    summary: str | None = None,
+) -> ResT:
+    """Execute the activity method ``fn`` with ``arg`` and the timeouts in ``options``.
+
+    Every activity gets a summary the Web UI shows in the run's timeline: ``summary`` when
+    given, otherwise what it does and its step name (``record event: gate/welcome/...``).
+    """
     return await workflow.execute_activity_method(
         fn,
         arg,
@@ -27,7 +37,18 @@ async def step(fn: Callable[[Any, ArgT], ResT], arg: ArgT, options: StepOptions)
         schedule_to_close_timeout=options.schedule_to_close,
         retry_policy=options.retry,
         heartbeat_timeout=options.heartbeat,
+        summary=summary or default_summary(fn, arg),
     )
+
+
+def default_summary(fn: Callable[..., Any], arg: object) -> str:
+    """``<what the activity does>: <step name>`` from the method name and idempotency key."""
+    what = fn.__name__.replace("_", " ")
+    key = getattr(arg, "idempotency_key", None)
+    if isinstance(key, str) and key:
+        name = key.split(f"{workflow.info().run_id}/", 1)[-1]
+        return f"{what}: {name}"[:200]
+    return what
 
 
 def step_key(name: str) -> str:
