@@ -30,6 +30,7 @@ import psycopg
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError, TemporalError
 
+from aios.converter import describe_validation
 from aios.errors import AiosError, InvalidInput
 from aios.secrets import Scrubber, installed
 
@@ -130,10 +131,5 @@ def translating_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def describe(exc: ValidationError) -> str:
-    """``Model: field: problem; ...`` in one line."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}" if where else msg)
-    return f"{exc.title}: " + "; ".join(parts)
+    """``Model: field: problem; ...`` in one line, without the values given."""
+    return f"{exc.title}: {describe_validation(exc)}"

@@ -29,6 +29,7 @@ from temporalio.common import RawValue
 with workflow.unsafe.imports_passed_through():
     from aios.activities.kernel import KernelActivities
     from aios.activities.models import RecordEventInput
+    from aios.converter import describe_validation
     from aios.workflows.steps import step, step_key
     from aios.workflows.timeouts import KERNEL_WRITE
 
@@ -45,12 +46,7 @@ def describe_invalid(error: Exception) -> str:
     while cause is not None and not isinstance(cause, ValidationError):
         cause = cause.__cause__
     if isinstance(cause, ValidationError):
-        parts = []
-        for err in cause.errors(include_input=False, include_url=False):
-            where = ".".join(str(p) for p in err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            parts.append(f"{where}: {msg}" if where else msg)
-        return "; ".join(parts)
+        return describe_validation(cause)
     text = str(error)
     return text.splitlines()[0] if text else type(error).__name__
 
