@@ -201,7 +201,8 @@ def test_proposal_with_discount_shows_the_discount_and_the_discounted_total():
     assert doc.discount_minor == 166_312  # 12.5% of 1,330,500, rounded down
     text = text_of(render_proposal(doc))
     assert "Subtotal EUR 13,305.00" in text
-    assert "Discount (12.5%) EUR -1,663.12" in text
+    assert "Discount (12.5%) \u2212 EUR 1,663.12" in text  # a minus sign, then the amount
+    assert "EUR -" not in text
     assert "Total EUR 11,641.88" in text
 
 

@@ -9,25 +9,45 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
 
 from limits import parse as parse_rate
-from pydantic import Field, SecretStr, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from aios.agents.proposal import DEFAULT_RATE_CARD
 from aios.agents.runner import ModelPrice, Tier
 from aios.connectors.runtime import GuardSettings
 from aios.errors import InvalidInput
+from aios.identity import (
+    PLACEHOLDER_DOMAIN,
+    PLACEHOLDER_OPERATOR_NAME,
+    BankAccount,
+    BusinessIdentity,
+    check_logo,
+    zone,
+)
 from aios.kernel.money import LineItem, normalize_currency, parse_amount
 from aios.kernel.policy import AgentPolicy, BillingPolicy, GatePolicy, ProposalPolicy
+from aios.kernel.text import refuse_unsafe
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["Settings", "get_settings", "identity_warning"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 AGENT_NAMES = ("intake", "welcome", "proposal")
+# What fits in the letterhead and the page footer of a document.
+MAX_IDENTITY_LINES = {"business_address": 6, "invoice_footer": 3}
+MAX_IDENTITY_LINE_CHARS = 120
 
 
 def _price(input_per_mtok: str, output_per_mtok: str) -> ModelPrice:
@@ -99,7 +119,34 @@ class Settings(BaseSettings):
     )
     mail_from: str = "AiOs Operator <operator@aios.localhost>"
     operator_email: str = "operator@aios.localhost"
-    operator_name: str = "Your operator"
+    operator_name: str = PLACEHOLDER_OPERATOR_NAME
+
+    # Business identity: what proposals, invoices, credit notes and emails say about the sender.
+    # operator_name is the person who signs emails and prepares proposals; business_name is the
+    # name on the documents' letterhead, in email footers and on the bank account (unset: the
+    # operator's name). While operator_name, operator_email or mail_from are still the
+    # placeholders above, `aios worker` warns and every document says DRAFT
+    # (``identity_is_placeholder``). The bank details are the bank_* settings under Money.
+    business_name: str = Field(
+        default="", max_length=200, description="name on documents; empty: operator_name"
+    )
+    business_address: str = Field(
+        default="", description="postal address, one line per line (a literal \\n also breaks)"
+    )
+    business_tax_id: str = Field(default="", max_length=64, description="VAT id, EIN, ...")
+    business_logo: Path | None = Field(
+        default=None, description="a PNG or JPEG file shown at the top of every document"
+    )
+    business_timezone: str = Field(
+        default="UTC", description="IANA zone of dates and times in documents and emails"
+    )
+    invoice_footer: str = Field(
+        default="", description="text at the foot of every invoice and credit note page"
+    )
+    templates_dir: Path | None = Field(
+        default=None,
+        description="a folder of email templates that override the defaults (email/*.txt.j2)",
+    )
 
     # Policy
     gate_remind_after: timedelta = timedelta(hours=24)
@@ -184,6 +231,43 @@ class Settings(BaseSettings):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    @field_validator("business_name", "business_tax_id")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        return refuse_unsafe(value, multiline=False)
+
+    @field_validator("business_address", "invoice_footer")
+    @classmethod
+    def _lines(cls, value: str, info: ValidationInfo) -> str:
+        text = refuse_unsafe(value.replace("\\n", "\n"), multiline=True)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        limit = MAX_IDENTITY_LINES[str(info.field_name)]
+        if len(lines) > limit:
+            raise ValueError(f"has {len(lines)} lines; at most {limit} fit on a document")
+        if any(len(line) > MAX_IDENTITY_LINE_CHARS for line in lines):
+            raise ValueError(f"a line is longer than {MAX_IDENTITY_LINE_CHARS} characters")
+        return "\n".join(lines)
+
+    @field_validator("business_logo")
+    @classmethod
+    def _logo(cls, value: Path | None) -> Path | None:
+        return None if value is None else check_logo(value)
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return zone(value).key
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _templates_dir(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        path = value.expanduser().resolve()
+        if not path.is_dir():
+            raise ValueError(f"{path} is not a folder")
+        return path
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.gate_remind_after <= timedelta(0) or self.gate_expire_after <= timedelta(0):
@@ -211,6 +295,10 @@ class Settings(BaseSettings):
             _ = self.proposal_policy, self.billing_policy
         except InvalidInput as exc:
             raise ValueError(str(exc)) from None
+        try:  # and so must the identity every document carries (bank_* are checked here)
+            _ = self.business_identity
+        except ValidationError as exc:
+            raise ValueError(f"business identity: {_problems(exc)}") from None
         return self
 
     def _check_agents(self) -> None:
@@ -296,6 +384,44 @@ class Settings(BaseSettings):
         )
 
     @property
+    def identity_is_placeholder(self) -> bool:
+        """True while the operator's name or mail address is still the one AiOs ships with."""
+        return bool(self._placeholder_settings())
+
+    def _placeholder_settings(self) -> list[str]:
+        found = []
+        if PLACEHOLDER_OPERATOR_NAME in (self.operator_name.strip(), self.business_name.strip()):
+            found.append("AIOS_BUSINESS_NAME" if self.business_name else "AIOS_OPERATOR_NAME")
+        for setting, address in (
+            ("AIOS_OPERATOR_EMAIL", self.operator_email),
+            ("AIOS_MAIL_FROM", parseaddr(self.mail_from)[1]),
+        ):
+            if address.strip().lower().endswith("@" + PLACEHOLDER_DOMAIN):
+                found.append(setting)
+        return found
+
+    @property
+    def business_identity(self) -> BusinessIdentity:
+        """The sender every document and email carries (see ``aios.identity``)."""
+        name = self.business_name or self.operator_name
+        return BusinessIdentity(
+            name=name,
+            address=self.business_address,
+            tax_id=self.business_tax_id,
+            email=self.operator_email,
+            logo=self.business_logo,
+            bank=BankAccount(
+                account_name=self.bank_account_name or name,
+                iban=self.bank_iban,
+                bic=self.bank_bic,
+                bank_name=self.bank_name,
+            ),
+            footer=self.invoice_footer,
+            timezone=self.business_timezone,
+            placeholder=self.identity_is_placeholder,
+        )
+
+    @property
     def state_path(self) -> Path:
         return self.state_dir.expanduser().resolve()
 
@@ -314,6 +440,26 @@ class Settings(BaseSettings):
             return self.temporal_dev_config
         local = Path("temporal-dev.yaml")
         return local if local.exists() else PROJECT_ROOT / "temporal-dev.yaml"
+
+
+def identity_warning(settings: Settings) -> str | None:
+    """The line ``aios worker`` logs once at start while the identity is the placeholder."""
+    found = settings._placeholder_settings()
+    if not found:
+        return None
+    return (
+        f"the business identity is still the placeholder ({', '.join(found)}): every proposal, "
+        "invoice and credit note is marked DRAFT. Set AIOS_OPERATOR_NAME, AIOS_OPERATOR_EMAIL "
+        "and AIOS_MAIL_FROM to your own (and AIOS_BUSINESS_NAME, AIOS_BUSINESS_ADDRESS, "
+        "AIOS_BUSINESS_TAX_ID) before sending documents to clients"
+    )
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors()
+    )
 
 
 def get_settings() -> Settings:

@@ -6,12 +6,16 @@ less the discount, is a ``ValueError`` naming the field (pydantic raises it as a
 ``ValidationError``). Dates must carry a time zone, so a rendered document never depends on the
 machine's local time. Free texts (scope, terms, payment instructions, names) are untrusted; the
 renderer cleans them, the models only bound their length.
+
+Every document carries ``business``, the sender's ``aios.identity.BusinessIdentity`` (name,
+address, tax id, logo, bank account, footer, time zone); without one, it is the bare
+``operator_name`` in UTC. ``operator_name`` is the person who prepared the document.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AwareDatetime,
@@ -24,6 +28,7 @@ from pydantic import (
 )
 
 from aios.errors import InvalidInput
+from aios.identity import BusinessIdentity
 from aios.kernel.money import MAX_AMOUNT_MINOR, LineItem, line_items_total, normalize_currency
 
 __all__ = [
@@ -50,8 +55,18 @@ class _Document(BaseModel):
 
     client_name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
     operator_name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    business: BusinessIdentity
     issued_at: AwareDatetime
     currency: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_business(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("business") is None:
+            name = data.get("operator_name")
+            if isinstance(name, str) and name.strip():
+                return {**data, "business": BusinessIdentity(name=name)}
+        return data
 
     @field_validator("currency")
     @classmethod

@@ -1,10 +1,17 @@
 """Render proposals, invoices and credit notes as A4 PDF documents with fpdf2.
 
 Each ``render_*`` function takes a validated document model and returns the PDF as bytes:
-a title, the parties, the dates, a table of lines (quantity, unit price, amount), the totals,
-then the terms or payment instructions. Amounts go through ``aios.kernel.money.format_amount``.
-Long texts wrap and flow onto further pages, never cut and never past the margins; a document
-of more than one page carries "Page x of y" (and its title) in the footer of every page.
+the letterhead (the business's logo on the left; its name, address, tax id and contact address
+on the right), a title, the parties, the dates, a table of lines (quantity, unit price, amount),
+the totals, then the terms or payment instructions. Amounts go through
+``aios.kernel.money.format_amount``; a discount is its own line that reads as one
+("Discount (10%)", then "USD 1,120.00" after a real minus sign, U+2212). Dates are shown in
+the business's time zone. Long texts wrap and flow onto further pages, never cut and never past
+the margins.
+The foot of every page of an invoice or credit note carries the invoice footer text, and an
+invoice's also the bank account; a document of more than one page carries "Page x of y" (and
+its title) there too. While the business identity is the placeholder (``business.placeholder``)
+every page carries a "DRAFT" watermark and banner.
 
 Fonts: Noto Sans from the ``fontpkg-noto-sans`` wheel, which ships it as a variable font (axes
 ``wght`` and ``wdth``). Instantiating the whole font takes seconds, so for every document the
@@ -24,8 +31,9 @@ not shaped (no HarfBuzz), so scripts that need shaping, such as Devanagari, rend
 fpdf2's page-count alias is switched off, so a literal ``{nb}`` in a text stays as written.
 
 Output is deterministic: the same document gives byte-identical PDFs. The creation date is the
-document's ``issued_at``, the font subsets are built from the document's characters only, and
-the file identifier fpdf2 writes is a hash of the content.
+document's ``issued_at``, the font subsets are built from the document's characters only, the
+logo is embedded as its file's bytes, and the file identifier fpdf2 writes is a hash of the
+content.
 """
 
 from __future__ import annotations
@@ -47,8 +55,10 @@ from fontTools.varLib import instancer  # type: ignore[import-untyped]
 from fpdf import FPDF, FontFace
 from fpdf.enums import XPos, YPos
 from fpdf.fonts import TTFFont
+from PIL import Image
 
 from aios.documents.models import CreditNoteDocument, InvoiceDocument, ProposalDocument
+from aios.identity import BusinessIdentity, format_date
 from aios.kernel.money import LineItem, format_amount
 
 __all__ = [
@@ -68,22 +78,12 @@ _REGULAR_WEIGHT = 400
 _BOLD_WEIGHT = 700
 _LAYOUT_TABLES = ("GSUB", "GPOS", "GDEF")
 
-# Characters the layout itself may draw (labels, amounts, dates, page numbers).
-_LAYOUT_CHARS = frozenset(chr(c) for c in range(0x20, 0x7F)) | {"\u00b7", PLACEHOLDER}
-_MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
+MINUS = "\u2212"  # a real minus sign, not a hyphen
+DRAFT = "DRAFT"
+DRAFT_BANNER = "DRAFT \u00b7 the business identity is not set up yet: not a document to send"
+
+# Characters the layout itself may draw (labels, amounts, dates, page numbers, the minus sign).
+_LAYOUT_CHARS = frozenset(chr(c) for c in range(0x20, 0x7F)) | {"\u00b7", MINUS, PLACEHOLDER}
 
 # Layout, in millimetres and points.
 _MARGIN_X = 20.0
@@ -97,6 +97,13 @@ _TEXT = (34, 34, 34)
 _MUTED = (110, 110, 110)
 _RULE = (200, 200, 200)
 _HEAD_FILL = (240, 240, 240)
+_DRAFT_RED = (200, 40, 40)
+_LOGO_MAX_W = 60.0
+_LOGO_MAX_H = 22.0
+_LETTERHEAD_W = 90.0
+_FOOT_PT = 7.5
+_FOOT_LINE = 3.6
+_FOOT_BOTTOM = 10.0  # the last footer line ends this far above the page's edge
 
 
 # --- text -------------------------------------------------------------------------------------
@@ -155,12 +162,13 @@ def clean_text(text: str, *, multiline: bool = False) -> str:
     return "\n".join(lines).strip("\n")
 
 
-def _date(value: datetime) -> str:
-    return f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
-
-
 def _percent(value: Decimal) -> str:
     return f"{value.normalize():f}"
+
+
+def _less(minor: int, currency: str) -> str:
+    """An amount taken off: "USD 1,120.00" after a minus sign (U+2212) and a space."""
+    return f"{MINUS} {format_amount(minor, currency)}"
 
 
 # --- what a page shows ------------------------------------------------------------------------
@@ -188,6 +196,24 @@ class _Total:
 
 
 @dataclass(frozen=True)
+class _Letterhead:
+    """The sender at the top of the first page: logo, name, then address and contact lines."""
+
+    name: str
+    lines: tuple[str, ...]
+    logo: Path | None
+
+    @classmethod
+    def of(cls, business: BusinessIdentity) -> _Letterhead:
+        lines = [clean_text(line) for line in business.address_lines]
+        if business.tax_id:
+            lines.append(f"Tax ID: {clean_text(business.tax_id)}")
+        if business.email:
+            lines.append(clean_text(business.email))
+        return cls(clean_text(business.name), tuple(line for line in lines if line), business.logo)
+
+
+@dataclass(frozen=True)
 class _Sheet:
     """Everything one document draws, already cleaned and formatted."""
 
@@ -196,15 +222,21 @@ class _Sheet:
     title: str  # metadata and footer: "Invoice INV-000042"
     author: str
     issued_at: datetime
+    letterhead: _Letterhead
     parties: tuple[_Party, ...]
     facts: tuple[tuple[str, str], ...]
     rows: tuple[_Row, ...]
     totals: tuple[_Total, ...]
     sections_before: tuple[tuple[str, str], ...] = ()
     sections_after: tuple[tuple[str, str], ...] = ()
+    foot: tuple[str, ...] = ()  # lines at the foot of every page
+    draft: bool = False
 
     def strings(self) -> Iterator[str]:
         yield from (self.heading, self.reference, self.title, self.author)
+        yield from (self.letterhead.name, *self.letterhead.lines, *self.foot)
+        if self.draft:
+            yield from (DRAFT, DRAFT_BANNER)
         for party in self.parties:
             yield party.label
             yield from party.lines
@@ -267,7 +299,7 @@ def _static_face(chars: frozenset[str], weight: int) -> bytes:
 
 
 class _Pdf(FPDF):
-    """A4 portrait with our margins; footer with title and page numbers when it has to."""
+    """A4 portrait with our margins; DRAFT marks, foot lines and page numbers on every page."""
 
     def __init__(self, sheet: _Sheet, total_pages: int | None) -> None:
         super().__init__(orientation="portrait", unit="mm", format="A4")
@@ -281,16 +313,54 @@ class _Pdf(FPDF):
         self.set_author(sheet.author)
         self.set_creator("AiOs")
         self.set_lang("en")
+        self.foot_lines: list[str] = []  # the foot, wrapped to the page width (set by _layout)
+
+    @property
+    def numbered(self) -> bool:
+        return bool(self.total_pages and self.total_pages > 1)
+
+    def foot_height(self, *, numbered: bool | None = None) -> float:
+        """The height of the foot; with ``numbered=True`` as if it had page numbers."""
+        with_numbers = self.numbered if numbered is None else numbered
+        height = len(self.foot_lines) * _FOOT_LINE + (2.0 if self.foot_lines else 0.0)
+        if with_numbers:
+            height += _FOOT_LINE + (1.5 if self.foot_lines else 0.0)
+        return height
+
+    def header(self) -> None:
+        if not self.sheet.draft:
+            return
+        with self.local_context(text_color=_DRAFT_RED, fill_opacity=0.10):
+            self.set_font(_FAMILY, "B", 130)
+            width = self.get_string_width(DRAFT)
+            with self.rotation(angle=50, x=self.w / 2, y=self.h / 2):
+                self.text(self.w / 2 - width / 2, self.h / 2 + 16, DRAFT)
+        with self.local_context(text_color=_DRAFT_RED):
+            self.set_font(_FAMILY, "B", 8)
+            self.set_xy(self.l_margin, 7)
+            self.cell(self.epw, 5, _fit(self, DRAFT_BANNER, self.epw), align="C")
+        self.set_xy(self.l_margin, self.t_margin)
 
     def footer(self) -> None:
-        if not self.total_pages or self.total_pages < 2:
+        if not self.foot_lines and not self.numbered:
             return
-        self.set_y(_FOOTER_Y)
-        self.set_font(_FAMILY, "", 8)
+        y = self.h - _FOOT_BOTTOM - self.foot_height()
         self.set_text_color(*_MUTED)
-        half = self.epw / 2
-        self.cell(half, 5, _fit(self, self.sheet.title, half - 4), align="L")
-        self.cell(half, 5, f"Page {self.page_no()} of {self.total_pages}", align="R")
+        self.set_font(_FAMILY, "", _FOOT_PT)
+        if self.foot_lines:
+            self.line(self.l_margin, y, self.l_margin + self.epw, y)
+            y += 2.0
+            for line in self.foot_lines:
+                self.set_xy(self.l_margin, y)
+                self.cell(self.epw, _FOOT_LINE, line, align="C")
+                y += _FOOT_LINE
+        if self.numbered:
+            half = self.epw / 2
+            self.set_xy(self.l_margin, y + (1.5 if self.foot_lines else 0.0))
+            self.set_font(_FAMILY, "", 8)
+            self.cell(half, _FOOT_LINE, _fit(self, self.sheet.title, half - 4), align="L")
+            self.cell(half, _FOOT_LINE, f"Page {self.page_no()} of {self.total_pages}", align="R")
+        self.set_text_color(*_TEXT)
 
 
 def _fit(pdf: FPDF, text: str, width: float) -> str:
@@ -302,20 +372,62 @@ def _fit(pdf: FPDF, text: str, width: float) -> str:
     return text.rstrip() + "..."
 
 
+def _wrap(pdf: FPDF, text: str, width: float) -> list[str]:
+    """``text`` as the lines it takes in ``width`` in the current font."""
+    lines = pdf.multi_cell(width, _FOOT_LINE, text, dry_run=True, output="LINES")
+    assert isinstance(lines, list)  # output="LINES" gives the list alone
+    return [str(line) for line in lines]
+
+
+def _letterhead(pdf: FPDF, head: _Letterhead) -> None:
+    """Logo at the top left, the sender's name and lines right-aligned at the top right."""
+    top = pdf.get_y()
+    bottom = top
+    text_w = _LETTERHEAD_W
+    if head.logo is not None:
+        with Image.open(head.logo) as image:
+            px_w, px_h = image.size
+        # As large as fits in the box, keeping the aspect ratio.
+        scale = min(_LOGO_MAX_W / px_w, _LOGO_MAX_H / px_h)
+        w, h = px_w * scale, px_h * scale
+        pdf.image(str(head.logo), x=pdf.l_margin, y=top, w=w, h=h)
+        bottom = top + h
+        text_w = min(_LETTERHEAD_W, pdf.epw - w - 8)
+    x = pdf.l_margin + pdf.epw - text_w
+    pdf.set_xy(x, top)
+    pdf.set_font(_FAMILY, "B", 11)
+    pdf.multi_cell(text_w, 5.5, head.name, align="R", new_x=XPos.LEFT, new_y=YPos.NEXT)
+    pdf.set_font(_FAMILY, "", _SMALL_PT)
+    pdf.set_text_color(*_MUTED)
+    for line in head.lines:
+        pdf.set_x(x)
+        pdf.multi_cell(text_w, 4.2, line, align="R", new_x=XPos.LEFT, new_y=YPos.NEXT)
+    pdf.set_text_color(*_TEXT)
+    pdf.set_xy(pdf.l_margin, max(pdf.get_y(), bottom) + 8)
+
+
 def _layout(sheet: _Sheet, regular: Path, bold: Path, total_pages: int | None) -> _Pdf:
     pdf = _Pdf(sheet, total_pages)
     pdf.add_font(_FAMILY, "", str(regular))
     pdf.add_font(_FAMILY, "B", str(bold))
     pdf.add_page()
+    pdf.set_font(_FAMILY, "", _FOOT_PT)
+    pdf.foot_lines = [wrapped for line in sheet.foot for wrapped in _wrap(pdf, line, pdf.epw)]
+    # The body stops above the foot (page numbers included, so that knowing the page count
+    # in the second pass never changes where pages break), with room to breathe.
+    reserved = _FOOT_BOTTOM + pdf.foot_height(numbered=True) + 5
+    pdf.set_auto_page_break(auto=True, margin=max(_MARGIN_BOTTOM, reserved))
     pdf.set_text_color(*_TEXT)
     pdf.set_draw_color(*_RULE)
 
+    _letterhead(pdf, sheet.letterhead)
+
     # Title and document reference.
     pdf.set_font(_FAMILY, "B", 22)
-    pdf.multi_cell(0, 10, sheet.heading, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.multi_cell(0, 10, sheet.heading, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_font(_FAMILY, "", 11)
     pdf.set_text_color(*_MUTED)
-    pdf.multi_cell(0, 6, sheet.reference, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.multi_cell(0, 6, sheet.reference, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_text_color(*_TEXT)
     pdf.ln(6)
 
@@ -328,7 +440,7 @@ def _layout(sheet: _Sheet, regular: Path, bold: Path, total_pages: int | None) -
         _label(pdf, party.label, left_w)
         for i, line in enumerate(party.lines):
             pdf.set_font(_FAMILY, "B" if i == 0 else "", _BODY_PT)
-            pdf.multi_cell(left_w, _BODY_LINE, line, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            pdf.multi_cell(left_w, _BODY_LINE, line, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         pdf.ln(3)
     left_end = pdf.get_y()
     pdf.set_y(top)
@@ -340,7 +452,9 @@ def _layout(sheet: _Sheet, regular: Path, bold: Path, total_pages: int | None) -
         pdf.cell(label_w, _BODY_LINE, label)
         pdf.set_text_color(*_TEXT)
         pdf.set_font(_FAMILY, "", _BODY_PT)
-        pdf.multi_cell(right_w - label_w, _BODY_LINE, value, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.multi_cell(
+            right_w - label_w, _BODY_LINE, value, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT
+        )
     pdf.set_y(max(pdf.get_y(), left_end))
     pdf.ln(4)
 
@@ -358,7 +472,7 @@ def _layout(sheet: _Sheet, regular: Path, bold: Path, total_pages: int | None) -
 def _label(pdf: FPDF, text: str, width: float) -> None:
     pdf.set_font(_FAMILY, "", _SMALL_PT)
     pdf.set_text_color(*_MUTED)
-    pdf.multi_cell(width, 4.5, text.upper(), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.multi_cell(width, 4.5, text.upper(), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_text_color(*_TEXT)
 
 
@@ -367,7 +481,7 @@ def _section(pdf: FPDF, heading: str, text: str) -> None:
         pdf.add_page()
     pdf.ln(2)
     pdf.set_font(_FAMILY, "B", 11)
-    pdf.multi_cell(0, 7, heading, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.multi_cell(0, 7, heading, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_font(_FAMILY, "", _BODY_PT)
     pdf.multi_cell(0, _BODY_LINE, text, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(4)
@@ -444,48 +558,64 @@ def _render(sheet: _Sheet) -> bytes:
 # --- public -----------------------------------------------------------------------------------
 
 
+def _foot(business: BusinessIdentity, *, bank: bool) -> tuple[str, ...]:
+    """The invoice footer text, then (``bank``) the bank account on one line."""
+    lines = [clean_text(line) for line in business.footer_lines]
+    account = [clean_text(line) for line in business.bank.lines()] if bank else []
+    if business.bank.iban and account:
+        lines.append(" \u00b7 ".join(account))
+    return tuple(line for line in lines if line)
+
+
 def render_proposal(doc: ProposalDocument) -> bytes:
     """The proposal as a PDF: scope, priced lines, subtotal, discount (if any), total, terms."""
     proposal_id = clean_text(doc.proposal_id)
+    business = doc.business
     totals = [_Total("Subtotal", format_amount(doc.subtotal_minor, doc.currency))]
-    if doc.discount_pct > 0:
+    if doc.discount_minor > 0:
         totals.append(
             _Total(
                 f"Discount ({_percent(doc.discount_pct)}%)",
-                format_amount(-doc.discount_minor, doc.currency),
+                _less(doc.discount_minor, doc.currency),
             )
         )
     totals.append(_Total("Total", format_amount(doc.total_minor, doc.currency), strong=True))
+    prepared_by = [clean_text(doc.operator_name)]
+    if clean_text(business.name) != prepared_by[0]:
+        prepared_by.append(clean_text(business.name))
     sheet = _Sheet(
         heading="Proposal",
         reference=f"{proposal_id} \u00b7 version {doc.version}",
         title=f"Proposal {proposal_id} v{doc.version}",
-        author=clean_text(doc.operator_name),
+        author=clean_text(business.name),
         issued_at=doc.issued_at,
+        letterhead=_Letterhead.of(business),
         parties=(
             _Party("Prepared for", (clean_text(doc.client_name),)),
-            _Party("Prepared by", (clean_text(doc.operator_name),)),
+            _Party("Prepared by", tuple(prepared_by)),
         ),
         facts=(
-            ("Issued", _date(doc.issued_at)),
-            ("Valid until", _date(doc.valid_until)),
+            ("Issued", format_date(doc.issued_at, business.zone)),
+            ("Valid until", format_date(doc.valid_until, business.zone)),
             ("Currency", doc.currency),
         ),
         rows=_rows(doc.line_items, doc.currency),
         totals=tuple(totals),
         sections_before=_sections(("Scope", doc.scope)),
         sections_after=_sections(("Terms", doc.terms)),
+        draft=business.placeholder,
     )
     return _render(sheet)
 
 
 def render_invoice(doc: InvoiceDocument) -> bytes:
-    """The invoice as a PDF: lines, total, due date and payment instructions."""
+    """The invoice as a PDF: lines, total, due date, payment instructions, bank account."""
     number = clean_text(doc.number)
+    business = doc.business
     facts = [
         ("Invoice no.", number),
-        ("Issued", _date(doc.issued_at)),
-        ("Due", _date(doc.due_at)),
+        ("Issued", format_date(doc.issued_at, business.zone)),
+        ("Due", format_date(doc.due_at, business.zone)),
     ]
     reference = clean_text(doc.reference or "")
     if reference:
@@ -494,16 +624,16 @@ def render_invoice(doc: InvoiceDocument) -> bytes:
         heading="Invoice",
         reference=number,
         title=f"Invoice {number}",
-        author=clean_text(doc.operator_name),
+        author=clean_text(business.name),
         issued_at=doc.issued_at,
-        parties=(
-            _Party("From", (clean_text(doc.operator_name),)),
-            _Party("Billed to", (clean_text(doc.client_name), clean_text(doc.client_email))),
-        ),
+        letterhead=_Letterhead.of(business),
+        parties=(_Party("Billed to", (clean_text(doc.client_name), clean_text(doc.client_email))),),
         facts=tuple(facts),
         rows=_rows(doc.line_items, doc.currency),
         totals=(_Total("Total due", format_amount(doc.total_minor, doc.currency), strong=True),),
         sections_after=_sections(("Payment instructions", doc.payment_instructions)),
+        foot=_foot(business, bank=True),
+        draft=business.placeholder,
     )
     return _render(sheet)
 
@@ -511,25 +641,26 @@ def render_invoice(doc: InvoiceDocument) -> bytes:
 def render_credit_note(doc: CreditNoteDocument) -> bytes:
     """The credit note as a PDF: the invoice it credits, the amount and the reason."""
     number = clean_text(doc.number)
+    business = doc.business
     invoice_number = clean_text(doc.invoice_number)
     amount = format_amount(doc.amount_minor, doc.currency)
     sheet = _Sheet(
         heading="Credit note",
         reference=number,
         title=f"Credit note {number}",
-        author=clean_text(doc.operator_name),
+        author=clean_text(business.name),
         issued_at=doc.issued_at,
-        parties=(
-            _Party("From", (clean_text(doc.operator_name),)),
-            _Party("Credited to", (clean_text(doc.client_name),)),
-        ),
+        letterhead=_Letterhead.of(business),
+        parties=(_Party("Credited to", (clean_text(doc.client_name),)),),
         facts=(
             ("Credit note no.", number),
-            ("Issued", _date(doc.issued_at)),
+            ("Issued", format_date(doc.issued_at, business.zone)),
             ("Invoice", invoice_number),
         ),
         rows=(_Row(f"Credit against invoice {invoice_number}", "1", amount, amount),),
         totals=(_Total("Total credit", amount, strong=True),),
         sections_after=_sections(("Reason", doc.reason)),
+        foot=_foot(business, bank=False),
+        draft=business.placeholder,
     )
     return _render(sheet)

@@ -14,7 +14,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from aios.config import Settings
+from aios.config import Settings, identity_warning
 from aios.temporal import connect
 from aios.workers.services import Services, scrubber
 from aios.workflows import WORKFLOWS
@@ -59,6 +59,8 @@ def build_worker(
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run until SIGINT/SIGTERM (or ``stop``), then finish in-flight tasks and exit."""
     scrubber(settings)  # installed process-wide first: logs and errors from here on know it
+    if warning := identity_warning(settings):
+        log.warning(warning)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
