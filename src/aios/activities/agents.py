@@ -31,6 +31,7 @@ from aios.agents.intake import IntakeAgent, IntakeRequest
 from aios.agents.runner import AgentRunner, CallContext
 from aios.agents.welcome import MemoryHint, WelcomeAgent, WelcomeRequest
 from aios.errors import InvalidInput
+from aios.identity import zone
 from aios.kernel.models import Draft
 from aios.kernel.store import KernelStore
 
@@ -140,12 +141,14 @@ class AgentActivities:
         runner: AgentRunner,
         *,
         operator_name: str,
+        timezone: str = "UTC",
         intake: IntakeAgent | None = None,
         welcome: WelcomeAgent | None = None,
     ) -> None:
         self._store = store
         self._runner = runner
         self._operator_name = operator_name
+        self._zone = zone(timezone)
         self._intake = intake or IntakeAgent()
         self._welcome = welcome or WelcomeAgent()
 
@@ -185,7 +188,7 @@ class AgentActivities:
         request = WelcomeRequest(
             client_name=inp.client_name,
             facts=inp.facts,
-            kickoff_at=inp.kickoff_at,
+            kickoff_at=inp.kickoff_at.astimezone(self._zone),  # the draft words it in this zone
             operator_name=self._operator_name,
             notes=inp.notes,
             memories=[

@@ -1,4 +1,9 @@
-"""Connector activities: every outside effect runs through the outbox, at most once per key."""
+"""Connector activities: every outside effect runs through the outbox, at most once per key.
+
+The wording of every email comes from the email templates (``aios.templates``): the package's
+defaults or the operator's own (``AIOS_TEMPLATES_DIR``). Documents and emails carry the
+business identity (``aios.identity``), and show dates and times in the business's time zone.
+"""
 
 from __future__ import annotations
 
@@ -37,10 +42,22 @@ from aios.documents import (
     render_proposal,
 )
 from aios.errors import InvalidInput
+from aios.identity import BusinessIdentity, format_date, format_when
 from aios.kernel.commerce import Invoice, Proposal, ProposalVersion
 from aios.kernel.models import Client
 from aios.kernel.money import format_amount
 from aios.kernel.store import KernelStore, OutboxResult
+from aios.templates import (
+    EmailTemplates,
+    GateReminderEmail,
+    InvoiceCancelledEmail,
+    InvoiceEmail,
+    InvoiceReminderEmail,
+    KickoffCancelledEmail,
+    ProposalEmail,
+    ProposalWithdrawnEmail,
+    WelcomeEmail,
+)
 
 __all__ = ["KICKOFF_DURATION", "ConnectorActivities"]
 
@@ -65,6 +82,8 @@ class ConnectorActivities:
         *,
         operator_name: str,
         operator_email: str,
+        identity: BusinessIdentity | None = None,
+        templates: EmailTemplates | None = None,
         webhook: WebhookConnector | None = None,
         calendar: CalDavConnector | None = None,
     ) -> None:
@@ -75,6 +94,8 @@ class ConnectorActivities:
         self._calendar = calendar
         self._operator_name = operator_name
         self._operator_email = operator_email
+        self._identity = identity or BusinessIdentity(name=operator_name, email=operator_email)
+        self._templates = templates or EmailTemplates(self._identity, operator_name=operator_name)
 
     def _kickoff(self, inp: SendWelcomeInput | CancelKickoffInput | KickoffEventInput) -> Invite:
         info = activity.info()
@@ -82,7 +103,7 @@ class ConnectorActivities:
             uid=kickoff_uid(info.workflow_id or "", info.workflow_run_id or ""),
             summary=f"Kickoff: {inp.client_name} and {self._operator_name}",
             description="Kickoff call to agree on goals, scope and first steps.",
-            start=inp.kickoff_at,
+            start=inp.kickoff_at.astimezone(self._identity.zone),
             duration=KICKOFF_DURATION,
             organizer=self._email.sender,
             attendee=inp.to,
@@ -223,10 +244,20 @@ class ConnectorActivities:
         if draft is None:
             raise InvalidInput(f"send_welcome: draft {inp.draft_id!r} does not exist")
         invite = self._kickoff(inp)
+        text = self._templates.render(
+            "welcome",
+            WelcomeEmail(
+                client_name=inp.client_name,
+                subject=draft.subject,
+                body=draft.body,
+                kickoff=format_when(invite.start, self._identity.zone),
+                kickoff_at=invite.start.astimezone(self._identity.zone),
+            ),
+        )
         email = OutgoingEmail(
             to=inp.to,
-            subject=draft.subject,
-            body=draft.body,
+            subject=text.subject,
+            body=text.body,
             idempotency_key=inp.idempotency_key,
             attachments=(invite_attachment(invite, "REQUEST", sequence=0),),
         )
@@ -236,15 +267,18 @@ class ConnectorActivities:
     @translating_errors
     def cancel_kickoff(self, inp: CancelKickoffInput) -> SendResult:
         invite = self._kickoff(inp)
+        text = self._templates.render(
+            "kickoff_cancelled",
+            KickoffCancelledEmail(
+                client_name=inp.client_name,
+                kickoff=format_when(invite.start, self._identity.zone),
+                kickoff_at=invite.start.astimezone(self._identity.zone),
+            ),
+        )
         email = OutgoingEmail(
             to=inp.to,
-            subject=f"Cancelled: kickoff with {self._operator_name}",
-            body=(
-                f"Hello {inp.client_name},\n\nthe kickoff call planned for "
-                f"{inp.kickoff_at:%A %d %B %Y at %H:%M} UTC is cancelled. The attached update "
-                f"removes it from your calendar. I will be in touch about next steps.\n\n"
-                f"Best regards,\n{self._operator_name}\n"
-            ),
+            subject=text.subject,
+            body=text.body,
             idempotency_key=inp.idempotency_key,
             attachments=(invite_attachment(invite, "CANCEL", sequence=1),),
         )
@@ -254,17 +288,24 @@ class ConnectorActivities:
     @translating_errors
     def send_gate_reminder(self, inp: SendGateReminderInput) -> SendResult:
         info = activity.info()
+        zone = self._identity.zone
+        text = self._templates.render(
+            "gate_reminder",
+            GateReminderEmail(
+                reminder=inp.reminder,
+                title=inp.title,
+                summary=inp.summary,
+                workflow_id=info.workflow_id,
+                waiting_since=format_when(inp.requested_at, zone),
+                expires=format_when(inp.expires_at, zone),
+                approve_command=f"aios approve {info.workflow_id}",
+                reject_command=f'aios reject {info.workflow_id} --comment "why"',
+            ),
+        )
         email = OutgoingEmail(
             to=self._operator_email,
-            subject=f"Reminder {inp.reminder}: approval waiting - {inp.title}",
-            body=(
-                f"{inp.title}\n\n{inp.summary}\n\n"
-                f"Workflow: {info.workflow_id}\n"
-                f"Waiting since: {inp.requested_at:%Y-%m-%d %H:%M} UTC\n"
-                f"Expires at: {inp.expires_at:%Y-%m-%d %H:%M} UTC\n\n"
-                f"Approve:  aios approve {info.workflow_id}\n"
-                f'Reject:   aios reject {info.workflow_id} --comment "why"\n'
-            ),
+            subject=text.subject,
+            body=text.body,
             idempotency_key=inp.idempotency_key,
         )
         return self._send(email, "send_gate_reminder", "gate.reminded", None)
@@ -292,6 +333,7 @@ class ConnectorActivities:
             version=version.version,
             client_name=client.name,
             operator_name=self._operator_name,
+            business=self._identity,
             issued_at=version.created_at or valid_until,
             valid_until=valid_until,
             currency=version.currency,
@@ -310,37 +352,27 @@ class ConnectorActivities:
     @translating_errors
     def send_proposal(self, inp: SendProposalInput) -> SendResult:
         proposal, version, client = self._proposal(inp.version_id)
-        total = format_amount(version.total_minor, version.currency)
-        what = _headline(proposal.scope)
-        if inp.follow_up:
-            subject = f"Following up: proposal for {what}"
-            intro = (
-                f"I am following up on my proposal for {what} ({total}, version "
-                f"{version.version}, attached again). Do you have any questions?"
-            )
-            kind = "proposal.followed_up"
-        else:
-            subject = f"Proposal: {what}" + (
-                f" (version {version.version})" * (version.version > 1)
-            )
-            intro = (
-                f"please find attached my proposal for {what}: {total}"
-                + (
-                    f", a {version.discount_pct}% discount included"
-                    if version.discount_minor
-                    else ""
-                )
-                + "."
-            )
-            kind = "proposal.sent"
+        discounted = version.discount_minor > 0
+        text = self._templates.render(
+            "proposal_follow_up" if inp.follow_up else "proposal",
+            ProposalEmail(
+                client_name=inp.client_name,
+                proposal_id=proposal.proposal_id,
+                version=version.version,
+                what=_headline(proposal.scope),
+                total=format_amount(version.total_minor, version.currency),
+                discount_pct=f"{version.discount_pct.normalize():f}" if discounted else "",
+                discount=(
+                    format_amount(version.discount_minor, version.currency) if discounted else ""
+                ),
+                valid_until=format_date(inp.valid_until, self._identity.zone),
+            ),
+        )
+        kind = "proposal.followed_up" if inp.follow_up else "proposal.sent"
         email = OutgoingEmail(
             to=inp.to,
-            subject=subject,
-            body=(
-                f"Hello {inp.client_name},\n\n{intro}\n\n"
-                f"The offer is valid until {inp.valid_until:%d %B %Y}. Reply to accept, decline "
-                f"or propose changes.\n\nBest regards,\n{self._operator_name}\n"
-            ),
+            subject=text.subject,
+            body=text.body,
             idempotency_key=inp.idempotency_key,
             attachments=(self._proposal_pdf(proposal, version, client, inp.valid_until),),
         )
@@ -350,14 +382,19 @@ class ConnectorActivities:
     @translating_errors
     def retract_proposal(self, inp: RetractProposalInput) -> SendResult:
         proposal, version, _ = self._proposal(inp.version_id)
+        text = self._templates.render(
+            "proposal_withdrawn",
+            ProposalWithdrawnEmail(
+                client_name=inp.client_name,
+                proposal_id=proposal.proposal_id,
+                version=version.version,
+                what=_headline(proposal.scope),
+            ),
+        )
         email = OutgoingEmail(
             to=inp.to,
-            subject=f"Withdrawn: proposal for {_headline(proposal.scope)}",
-            body=(
-                f"Hello {inp.client_name},\n\nI have to withdraw my proposal "
-                f"{proposal.proposal_id} (version {version.version}); please disregard it. "
-                f"I will be in touch.\n\nBest regards,\n{self._operator_name}\n"
-            ),
+            subject=text.subject,
+            body=text.body,
             idempotency_key=inp.idempotency_key,
         )
         return self._send(
@@ -376,6 +413,7 @@ class ConnectorActivities:
             client_name=client.name,
             client_email=client.email,
             operator_name=self._operator_name,
+            business=self._identity,
             issued_at=invoice.issued_at,
             due_at=invoice.due_at,
             currency=invoice.currency,
@@ -396,6 +434,7 @@ class ConnectorActivities:
                         invoice_number=invoice.display_number,
                         client_name=client.name,
                         operator_name=self._operator_name,
+                        business=self._identity,
                         issued_at=note.created_at or invoice.issued_at or invoice.due_at,
                         currency=note.currency,
                         amount_minor=note.amount_minor,
@@ -415,49 +454,55 @@ class ConnectorActivities:
         client = self._client(invoice.client_key)
         number = invoice.display_number
         total = format_amount(invoice.total_minor, invoice.currency)
-        due = f"{invoice.due_at:%d %B %Y}" if invoice.due_at else "on receipt"
-        sign = f"\n\nBest regards,\n{self._operator_name}\n"
+        due = format_date(invoice.due_at, self._identity.zone) if invoice.due_at else "on receipt"
+        instructions = invoice.payment_instructions or ""
         if inp.kind == "invoice":
-            subject = f"Invoice {number}: {total}"
-            body = (
-                f"Hello {client.name},\n\nplease find attached invoice {number} for {total}, "
-                f"due {due}.\n\n{invoice.payment_instructions or ''}{sign}"
+            text = self._templates.render(
+                "invoice",
+                InvoiceEmail(
+                    client_name=client.name,
+                    number=number,
+                    total=total,
+                    due=due,
+                    payment_instructions=instructions,
+                ),
             )
             attachments = [self._invoice_pdf(invoice, client)]
             kind = "invoice.sent"
         elif inp.kind == "reminder":
-            balance = format_amount(
-                inp.balance_minor if inp.balance_minor is not None else invoice.total_minor,
-                invoice.currency,
-            )
-            subject = f"Reminder {inp.reminder}: invoice {number}, {balance} open"
-            body = (
-                f"Hello {client.name},\n\na friendly reminder that invoice {number} "
-                f"(due {due}) still has {balance} open. If you have already paid, thank you "
-                f"and please ignore this message.\n\n{invoice.payment_instructions or ''}{sign}"
+            balance = inp.balance_minor if inp.balance_minor is not None else invoice.total_minor
+            text = self._templates.render(
+                "invoice_reminder",
+                InvoiceReminderEmail(
+                    client_name=client.name,
+                    number=number,
+                    total=total,
+                    balance=format_amount(balance, invoice.currency),
+                    due=due,
+                    reminder=inp.reminder,
+                    payment_instructions=instructions,
+                ),
             )
             attachments = [self._invoice_pdf(invoice, client)]
             kind = "invoice.reminded"
         else:
             credit = self._credit_note_pdfs(invoice, client)
-            subject = f"Cancelled: invoice {number}"
-            body = (
-                f"Hello {client.name},\n\ninvoice {number} for {total} is cancelled; please do "
-                "not pay it."
-                + (
-                    " The attached credit note covers what you already paid; I will refund it."
-                    if credit
-                    else ""
-                )
-                + (f" Reason: {inp.reason}" if inp.reason else "")
-                + sign
+            text = self._templates.render(
+                "invoice_cancelled",
+                InvoiceCancelledEmail(
+                    client_name=client.name,
+                    number=number,
+                    total=total,
+                    reason=inp.reason or "",
+                    credit_note=bool(credit),
+                ),
             )
             attachments = credit
             kind = "compensation.invoice_cancelled"
         email = OutgoingEmail(
             to=client.email,
-            subject=subject,
-            body=body,
+            subject=text.subject,
+            body=text.body,
             idempotency_key=inp.idempotency_key,
             attachments=tuple(attachments),
         )

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aios.agents.base import FENCE_RULE, Agent, fence
 from aios.agents.intake import IntakeFacts
+from aios.identity import zone_label
 from aios.kernel.text import Line, PastedText
 
 __all__ = [
@@ -117,7 +118,8 @@ class WelcomeAgent(Agent[WelcomeRequest, WelcomeDraft]):
         facts = request.facts
         used = [m for m in request.memories if m.score >= self.relevant_score][:3]
         plan = [
-            f"Kickoff call on {request.kickoff_at:%A %d %B %Y at %H:%M} UTC (invite attached)",
+            f"Kickoff call on {request.kickoff_at:%A %d %B %Y at %H:%M} "
+            f"{zone_label(request.kickoff_at)} (invite attached)",
             *_PLAN[facts.segment],
         ]
         if used:

@@ -3,6 +3,11 @@
 A REQUEST creates the event in the client's calendar; a CANCEL with the same UID and a higher
 SEQUENCE removes it. UIDs derive from the workflow step, so a resent invite updates rather
 than duplicates.
+
+A start in an IANA time zone (a ``zoneinfo.ZoneInfo`` other than UTC, such as the business's
+``Europe/Berlin``) is written as ``DTSTART;TZID=Europe/Berlin:...`` with the zone's
+``VTIMEZONE``, so every calendar shows the meeting at the right moment and names the zone it
+was planned in; any other start is written in UTC.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, vCalAddress, vText
 
@@ -18,6 +24,7 @@ from aios.connectors.email import Attachment
 __all__ = ["Invite", "invite_attachment", "kickoff_uid"]
 
 Method = Literal["REQUEST", "CANCEL"]
+_UTC_KEYS = frozenset({"UTC", "Etc/UTC", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu"})
 
 
 def kickoff_uid(workflow_id: str, run_id: str) -> str:
@@ -42,7 +49,8 @@ class Invite:
         self.uid = uid
         self.summary = summary
         self.description = description
-        self.start = start.astimezone(UTC)
+        named = isinstance(start.tzinfo, ZoneInfo) and start.tzinfo.key not in _UTC_KEYS
+        self.start = start if named else start.astimezone(UTC)
         self.duration = duration
         self.organizer = organizer
         self.attendee = attendee
@@ -68,6 +76,11 @@ class Invite:
         attendee.params["RSVP"] = vText("TRUE")
         event.add("attendee", attendee, encode=False)
         cal.add_component(event)
+        # The zone's rules around the meeting (a year before, two after: room to reschedule).
+        cal.add_missing_timezones(
+            first_date=(self.start - timedelta(days=366)).date(),
+            last_date=(self.start + timedelta(days=2 * 366)).date(),
+        )
         return bytes(cal.to_ical())
 
 

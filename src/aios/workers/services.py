@@ -1,5 +1,9 @@
 """The clients every activity needs, built once per worker from settings.
 
+Email templates: ``email_templates(settings)`` loads them from ``AIOS_TEMPLATES_DIR`` and the
+package's defaults; ``Services.from_settings`` renders each once with sample values, so a broken
+template stops the worker at start instead of failing the first email.
+
 Secrets: ``scrubber(settings)`` is the ``aios.secrets.Scrubber`` of the settings (every
 ``SecretStr``, URL passwords, key-shaped strings). It is handed to the components that stand at
 a boundary (the model provider, the connector runtime) through their constructors, and
@@ -31,10 +35,12 @@ from aios.connectors.payments.base import PaymentProvider
 from aios.connectors.runtime import ConnectorRuntime
 from aios.connectors.webhooks import WebhookConfig, WebhookConnector
 from aios.errors import StackError
+from aios.identity import BusinessIdentity
 from aios.kernel.store import KernelStore, apply_migrations
 from aios.memory.embedders import WordLlamaEmbedder
 from aios.memory.store import MemoryStore
 from aios.secrets import Scrubber, install
+from aios.templates import EmailTemplates
 
 __all__ = [
     "Services",
@@ -42,6 +48,7 @@ __all__ = [
     "caldav_connector",
     "chat_model",
     "connector_runtime",
+    "email_templates",
     "hubspot_connector",
     "payment_providers",
     "scrubber",
@@ -66,6 +73,7 @@ class Services:
         from aios.devstack import database_url
 
         scrub = scrubber(settings)
+        email_templates(settings).check()  # a broken template stops the worker here
         url = database_url(settings)
         if migrate:
             apply_migrations(url)
@@ -117,14 +125,19 @@ class Services:
         scrub = scrubber(s)
         kernel = KernelActivities(self.store)
         runner = agent_runner(s, self.store, scrub)
-        agents = AgentActivities(self.store, runner, operator_name=s.operator_name)
+        agents = AgentActivities(
+            self.store, runner, operator_name=s.operator_name, timezone=s.business_timezone
+        )
         memory = MemoryActivities(self.memory, self.store)
+        identity = s.business_identity
         connectors = ConnectorActivities(
             self.store,
             self.email,
             self.runtime,
             operator_name=s.operator_name,
             operator_email=s.operator_email,
+            identity=identity,
+            templates=email_templates(s, identity),
             webhook=self.webhook,
             calendar=self.calendar,
         )
@@ -197,7 +210,9 @@ def payment_providers(settings: Settings) -> dict[str, PaymentProvider]:
     providers: dict[str, PaymentProvider] = {
         "bank_transfer": BankTransferProvider(
             BankDetails(
-                account_name=settings.bank_account_name or settings.operator_name,
+                account_name=settings.bank_account_name
+                or settings.business_name
+                or settings.operator_name,
                 iban=settings.bank_iban,
                 bic=settings.bank_bic,
                 bank_name=settings.bank_name,
@@ -212,6 +227,15 @@ def payment_providers(settings: Settings) -> dict[str, PaymentProvider]:
             settings.stripe_api_key, api_base=settings.stripe_api_base
         )
     return providers
+
+
+def email_templates(settings: Settings, identity: BusinessIdentity | None = None) -> EmailTemplates:
+    """The email templates of the settings: ``AIOS_TEMPLATES_DIR`` first, then the defaults."""
+    return EmailTemplates(
+        identity or settings.business_identity,
+        operator_name=settings.operator_name,
+        folder=settings.templates_dir,
+    )
 
 
 def scrubber(settings: Settings) -> Scrubber:
