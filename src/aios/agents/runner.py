@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -45,10 +45,12 @@ from aios.agents.base import (
     envelope_schema,
     estimate_tokens,
 )
-from aios.agents.providers import ChatModel
 from aios.errors import InvalidInput, ModelRefused, UnusableReply
 from aios.kernel.models import ModelCall
 from aios.kernel.policy import AgentPolicy
+
+if TYPE_CHECKING:  # the provider loads the openai SDK (slow): only where a model is called
+    from aios.agents.providers import ChatModel
 
 __all__ = [
     "AgentOutcome",
