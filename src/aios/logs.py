@@ -1,8 +1,12 @@
 """Structured JSON logs. Every line inside Temporal code carries workflow id, run id, activity.
 
-``configure_logging`` routes the standard library (which the Temporal SDK, ``workflow.logger``
-and ``activity.logger`` use) through structlog's JSON renderer. The SDK attaches the running
-workflow or activity to each record; ``_temporal_context`` lifts those into top-level fields.
+``configure_logging`` makes every line a process writes a JSON object with ``timestamp``,
+``level``, ``logger`` (the logger's name) and ``event``: structlog loggers, and the standard
+library's (the Temporal SDK, ``workflow.logger``, ``activity.logger``, libraries, Python
+warnings) through structlog's ``ProcessorFormatter``. A worker also forwards the SDK core's own
+lines (``temporalio.core.*``, see ``workers.main.worker_runtime``). The SDK attaches the
+running workflow or activity to each record; ``_temporal_context`` lifts those into top-level
+fields. Chatty libraries log only warnings (``QUIET_LOGGERS``).
 Keys that look like secrets are masked before anything is written, and every line is scrubbed
 as the last step before it is rendered (after exception tracebacks are formatted): each string
 in it, the message, fields and traceback alike, goes through the process-wide scrubber
@@ -21,7 +25,21 @@ from structlog.typing import EventDict, WrappedLogger
 
 from aios.secrets import Scrubber, installed
 
-__all__ = ["configure_logging", "scrubbing"]
+__all__ = ["QUIET_LOGGERS", "configure_logging", "scrubbing"]
+
+# The Stripe library logs request URLs (with customer emails) and, on auth errors, part of the
+# key at INFO; the OpenAI client and its HTTP stack log every request at INFO/DEBUG; fontTools
+# reports every font subset it makes for a PDF at INFO. Only their warnings are ours to keep.
+QUIET_LOGGERS = (
+    "stripe",
+    "openai",
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "httpcore2",
+    "fontTools",
+    "fpdf",
+)
 
 _SECRET_WORDS = ("password", "secret", "token", "api_key", "apikey", "authorization")
 
@@ -92,6 +110,7 @@ def configure_logging(
 ) -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _temporal_context,
@@ -123,8 +142,6 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # The Stripe library logs request URLs (with customer emails) and, on auth errors, part
-    # of the key at INFO; the OpenAI client and its HTTP stack log every request at INFO/DEBUG.
-    # Only their warnings are ours to keep.
-    for chatty in ("stripe", "openai", "httpx", "httpx2", "httpcore", "httpcore2"):
+    logging.captureWarnings(True)  # warnings.warn(...) becomes a line of logger py.warnings
+    for chatty in QUIET_LOGGERS:
         logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from temporalio.client import Client, TLSConfig
+from temporalio.runtime import Runtime
 
 from aios.config import Settings
 from aios.converter import DATA_CONVERTER
@@ -11,7 +12,9 @@ from aios.errors import StackError
 __all__ = ["connect"]
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    """A client for ``settings`` (``runtime``: the SDK's default unless a worker gives its
+    own); ``StackError`` when Temporal cannot be reached."""
     tls: TLSConfig | bool = settings.temporal_tls
     if settings.temporal_tls_cert and settings.temporal_tls_key:
         tls = TLSConfig(
@@ -26,6 +29,7 @@ async def connect(settings: Settings) -> Client:
             data_converter=DATA_CONVERTER,
             tls=tls,
             api_key=api_key,
+            runtime=runtime,
         )
     except RuntimeError as exc:
         raise StackError(

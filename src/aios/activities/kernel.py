@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import structlog
 from temporalio import activity
 
 from aios.activities.context import event_for_step
@@ -10,6 +11,8 @@ from aios.activities.models import RecordEventInput, UpsertClientInput, UpsertCl
 from aios.kernel.store import KernelStore
 
 __all__ = ["KernelActivities"]
+
+log = structlog.get_logger("aios.gates")
 
 
 class KernelActivities:
@@ -35,3 +38,13 @@ class KernelActivities:
         self._store.append_event(
             event_for_step(inp.idempotency_key, inp.kind, entity=inp.entity, payload=inp.payload)
         )
+        if inp.kind == "gate.decided":  # the line carries the run's workflow and run ids
+            p = inp.payload
+            log.info(
+                f"gate {p.get('gate')} {p.get('decision')} by {p.get('approver')}",
+                gate=p.get("gate"),
+                decision=p.get("decision"),
+                approver=p.get("approver"),
+                edited_fields=p.get("edited_fields"),
+                waited_seconds=p.get("waited_seconds"),
+            )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import logging
 import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -11,17 +14,33 @@ from typing import Any
 
 import structlog
 from temporalio.client import Client
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from aios.config import Settings, identity_warning
+from aios.errors import StackError
 from aios.temporal import connect
 from aios.workers.services import Services, scrubber
 from aios.workflows import WORKFLOWS
 
-__all__ = ["ACTIVITY_THREADS", "build_worker", "run_worker", "workflow_runner"]
+__all__ = [
+    "ACTIVITY_THREADS",
+    "build_worker",
+    "connect_when_reachable",
+    "run_worker",
+    "workflow_runner",
+]
 
 ACTIVITY_THREADS = 8
+# While Temporal is not reachable at start, `aios worker` tries again this often.
+CONNECT_RETRY_SECONDS = 5.0
 # Imported lazily by pydantic when a workflow validates an email address; they are pure and
 # deterministic, so the sandbox passes them through instead of re-importing them per run.
 PASSTHROUGH_MODULES = ("email_validator", "idna")
@@ -56,6 +75,42 @@ def build_worker(
     )
 
 
+async def connect_when_reachable(
+    settings: Settings, stop: asyncio.Event, *, retry_every: float = CONNECT_RETRY_SECONDS
+) -> Client | None:
+    """Connect to Temporal, waiting while it is not reachable (one log line per try);
+    ``None`` when ``stop`` is set first (Ctrl-C while waiting)."""
+    runtime = worker_runtime()
+    while not stop.is_set():
+        try:
+            return await connect(settings, runtime=runtime)
+        except StackError:
+            log.warning(
+                f"Temporal at {settings.temporal_address} is not reachable; retrying in "
+                f"{retry_every:g} s (start it with `aios dev up`)",
+                address=settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                retry_in_seconds=retry_every,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), retry_every)
+    return None
+
+
+@functools.cache
+def worker_runtime() -> Runtime:
+    """The Temporal runtime of a worker process: the SDK core's own log lines (Rust) go to
+    logger ``temporalio.core.<target>`` instead of straight to stderr, so they are JSON too."""
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(
+                filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+            )
+        )
+    )
+
+
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run until SIGINT/SIGTERM (or ``stop``), then finish in-flight tasks and exit."""
     scrubber(settings)  # installed process-wide first: logs and errors from here on know it
@@ -65,7 +120,10 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    client = await connect(settings)
+    client = await connect_when_reachable(settings, stop)
+    if client is None:
+        log.info("worker stopped before Temporal was reachable")
+        return
     services = await asyncio.to_thread(Services.from_settings, settings)
     try:
         with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
