@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 import uuid
+from typing import Any
 
 HEAVY = ("openai", "qdrant_client", "fpdf", "caldav")
 _IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)")
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     opts = parser.parse_args()
     load_before = os.getloadavg()
-    results = []
+    results: list[dict[str, Any]] = []
     for name, args in commands().items():
         wall(args)  # warm the file cache; not counted
         times, codes = [], set()
@@ -103,21 +104,22 @@ def main() -> None:
                 "exit_codes": sorted(codes),
             }
         )
-    load_after = os.getloadavg()
-    report = {
-        "python": sys.version.split()[0],
+    before = [round(x, 2) for x in load_before]
+    after = [round(x, 2) for x in os.getloadavg()]
+    python = sys.version.split()[0]
+    report: dict[str, Any] = {
+        "python": python,
         "cpus": os.cpu_count(),
-        "load_before": [round(x, 2) for x in load_before],
-        "load_after": [round(x, 2) for x in load_after],
+        "load_before": before,
+        "load_after": after,
         "results": results,
     }
     if opts.json:
         print(json.dumps(report, indent=2))
         return
     print(
-        f"python {report['python']}, {report['cpus']} CPUs, load (1/5/15 min) "
-        f"before {' '.join(map(str, report['load_before']))}, "
-        f"after {' '.join(map(str, report['load_after']))}"
+        f"python {python}, {os.cpu_count()} CPUs, load (1/5/15 min) "
+        f"before {' '.join(map(str, before))}, after {' '.join(map(str, after))}"
     )
     print(f"{'command':<18} {'wall median':>11} {'min':>7} {'max':>7} {'imports':>8}  heavy  exit")
     for r in results:
