@@ -6,16 +6,23 @@ AIOS_DATABASE_URL, so the stack under test is entirely the one `aios dev up` sta
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import yaml
 
 from tests.conftest import ROOT, dev_config, free_port
+
+T = TypeVar("T")
 
 
 def stack_env(state: Path, config_path: Path, grpc: int, ui: int, smtp: int) -> dict[str, str]:
@@ -63,6 +70,7 @@ def test_dev_up_and_demo_on_the_embedded_stack(tmp_path: Path) -> None:
         assert found, demo.stdout
         stored = Path(found.group(1)).read_text()
         assert "Subject: Welcome aboard, Northwind Studio" in stored
+        assert "To: hello@northwind-studio.example" in stored  # from the name, not hard-coded
         assert 'filename="kickoff.ics"' in stored
         assert str(state / "mail" / "new") in found.group(1)
 
@@ -77,7 +85,7 @@ def test_dev_up_and_demo_on_the_embedded_stack(tmp_path: Path) -> None:
         down = aios(env, "dev", "down")
         assert down.returncode == 0 and "temporal" in down.stdout and "postgres" in down.stdout
         status = aios(env, "dev", "status")
-        assert status.stdout.count("stopped") == 3
+        assert status.stdout.count("stopped") == 4  # temporal, postgres, smtp, worker
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", config.grpc_port)) != 0
 
@@ -86,5 +94,76 @@ def test_dev_up_and_demo_on_the_embedded_stack(tmp_path: Path) -> None:
         st = aios(env, "status", "onboarding/northwind-studio")
         assert st.returncode == 0, st.stderr
         assert "completed" in st.stdout and "email.sent" in st.stdout
+
+        supervised_worker(env, state)
     finally:
         aios(env, "dev", "down")
+
+
+def worker_state(state: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((state / "run" / "worker.json").read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def worker_lines(state: Path, logger: str | None = None, event: str | None = None) -> list[Any]:
+    lines = [json.loads(line) for line in (state / "logs" / "worker.log").read_text().splitlines()]
+    return [
+        line
+        for line in lines
+        if logger in (None, line["logger"]) and event in (None, line["event"])
+    ]
+
+
+def until(check: Callable[[], T | None], timeout: float = 90) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout:.0f}s")
+
+
+def supervised_worker(env: dict[str, str], state: Path) -> None:
+    """`aios dev up --worker` runs one worker that does the work, comes back after a crash,
+    and goes with `aios dev down`."""
+    up = aios(env, "dev", "up", "--worker")
+    assert up.returncode == 0, up.stderr
+    first = until(lambda: worker_state(state).get("worker_pid"))
+    onboard = aios(env, "onboard", "--name", "Contoso Ltd", "--email", "it@contoso.example")
+    assert onboard.returncode == 0, onboard.stderr
+    until(lambda: "welcome" in aios(env, "inbox").stdout or None)  # the worker drafted it
+    shown = aios(env, "show", "onboarding/contoso-ltd")
+    assert shown.returncode == 0 and "Subject: Welcome aboard, Contoso Ltd" in shown.stdout
+
+    os.kill(first, signal.SIGKILL)
+    second = until(
+        lambda: worker_state(state).get("restarts") == 1 and worker_state(state).get("worker_pid")
+    )
+    assert second != first
+    status = aios(env, "dev", "status")
+    assert f"worker pid {second}, 1 restart(s)" in status.stdout, status.stdout
+    until(lambda: len(worker_lines(state, "aios.worker", "worker started")) == 2 or None)
+    # Right after a crash the server may first offer the gate query to the dead worker's
+    # sticky queue: the approval is then sent unconfirmed, and applied all the same.
+    approve = aios(env, "approve", "onboarding/contoso-ltd", "--approver", "sam")
+    assert approve.returncode == 0, approve.stderr
+    assert "gate 'welcome'" in approve.stdout or "unconfirmed" in approve.stdout
+    until(lambda: "completed" in aios(env, "status", "onboarding/contoso-ltd").stdout or None)
+
+    lines = worker_lines(state)  # every line of the worker's log is JSON
+    assert [line["approver"] for line in lines if line["logger"] == "aios.gates"] == ["sam"]
+    restarts = [line for line in lines if line["logger"] == "aios.supervisor"]
+    assert "was killed by SIGKILL; restarting in 1 s" in restarts[1]["event"]
+
+    supervisor = int((state / "run" / "worker.pid").read_text())
+    down = aios(env, "dev", "down")
+    assert down.returncode == 0 and down.stdout.startswith("Stopped: worker, smtp, temporal")
+    for pid in (supervisor, second):
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
+        )
+    assert "not supervised" in aios(env, "dev", "status").stdout

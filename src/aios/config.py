@@ -7,18 +7,20 @@ seconds (``90``) or ISO 8601 (``PT36H``). Secrets are ``SecretStr`` and never pr
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from limits import parse as parse_rate
 from pydantic import (
     Field,
     SecretStr,
     ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
@@ -26,7 +28,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from aios.agents.proposal import DEFAULT_RATE_CARD
 from aios.agents.runner import ModelPrice, Tier
-from aios.connectors.runtime import GuardSettings
 from aios.errors import InvalidInput
 from aios.identity import (
     PLACEHOLDER_DOMAIN,
@@ -40,6 +41,9 @@ from aios.kernel.money import LineItem, normalize_currency, parse_amount
 from aios.kernel.policy import AgentPolicy, BillingPolicy, GatePolicy, ProposalPolicy
 from aios.kernel.text import refuse_unsafe
 
+if TYPE_CHECKING:  # the connector runtime (rate limits, breakers) loads only in workers
+    from aios.connectors.runtime import GuardSettings
+
 __all__ = ["Settings", "get_settings", "identity_warning"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +52,31 @@ AGENT_NAMES = ("intake", "welcome", "proposal")
 # What fits in the letterhead and the page footer of a document.
 MAX_IDENTITY_LINES = {"business_address": 6, "invoice_footer": 3}
 MAX_IDENTITY_LINE_CHARS = 120
+
+
+DEFAULT_RATE_LIMIT = "20/second"
+_SECONDS = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _duration(value: Any, handler: ValidatorFunctionWrapHandler) -> timedelta:
+    """Seconds (``90``, ``1.5``) or ISO 8601 (``PT36H``, ``P7D``); never negative.
+
+    pydantic alone reads ``"90"`` as a malformed ISO duration, and its message for a bad value
+    ("day identifier in duration not correctly formatted") does not say what to write.
+    """
+    if isinstance(value, str) and _SECONDS.fullmatch(value.strip()):
+        value = timedelta(seconds=float(value.strip()))
+    try:
+        duration = handler(value)
+    except ValidationError:
+        raise ValueError("not a duration: give seconds (90) or ISO 8601 (PT36H, P7D)") from None
+    if duration < timedelta(0):
+        raise ValueError("must not be negative")
+    return duration
+
+
+# Every timedelta setting: AIOS_GATE_REMIND_AFTER=90 or =PT36H.
+Duration = Annotated[timedelta, WrapValidator(_duration)]
 
 
 def _price(input_per_mtok: str, output_per_mtok: str) -> ModelPrice:
@@ -88,7 +117,9 @@ class Settings(BaseSettings):
     temporal_tls_cert: Path | None = None
     temporal_tls_key: Path | None = None
     temporal_api_key: SecretStr | None = None
-    temporal_ui_url: str = "http://localhost:8233"
+    temporal_ui_url: str | None = Field(
+        default=None, description="Web UI base for printed links; unset: the dev server's"
+    )
     task_queue: str = "aios"
 
     # Embedded stack
@@ -149,8 +180,8 @@ class Settings(BaseSettings):
     )
 
     # Policy
-    gate_remind_after: timedelta = timedelta(hours=24)
-    gate_expire_after: timedelta = timedelta(days=7)
+    gate_remind_after: Duration = timedelta(hours=24)
+    gate_expire_after: Duration = timedelta(days=7)
 
     # Money: amounts in settings are major units of `currency` ("5000", "4500.50")
     currency: str = "USD"
@@ -160,11 +191,11 @@ class Settings(BaseSettings):
     )
     proposal_max_discount_pct: Decimal = Field(default=Decimal(10), ge=0, le=100)
     proposal_auto_approve_max_total: Decimal = Field(default=Decimal(5000), ge=0)
-    proposal_follow_up_every: timedelta = timedelta(days=3)
-    proposal_expire_after: timedelta = timedelta(days=14)
+    proposal_follow_up_every: Duration = timedelta(days=3)
+    proposal_expire_after: Duration = timedelta(days=14)
     billing_approve_above: Decimal = Field(default=Decimal(10000), ge=0)
-    billing_payment_terms: timedelta = timedelta(days=14)
-    billing_remind_every: timedelta = timedelta(days=7)
+    billing_payment_terms: Duration = timedelta(days=14)
+    billing_remind_every: Duration = timedelta(days=7)
     billing_max_reminders: int = Field(default=3, ge=0, le=20)
     payment_provider: Literal["bank_transfer", "stripe"] = "bank_transfer"
     bank_account_name: str = ""
@@ -207,13 +238,13 @@ class Settings(BaseSettings):
     # Connectors: per-worker rate limits ("<n>/<period>", e.g. "100/10 seconds") and circuit
     # breakers; dry run rehearses every effect without performing it.
     connectors_dry_run: bool = False
-    connector_rate_limit: str = "20/second"
+    connector_rate_limit: str = DEFAULT_RATE_LIMIT
     connector_rate_limits: dict[str, str] = Field(
         default_factory=dict, description="connector -> rate limit, overriding the default"
     )
     connector_breaker_fail_max: int = Field(default=5, ge=1, le=1000)
     connector_breaker_reset_seconds: float = Field(default=60.0, gt=0)
-    synthetic_check_every: timedelta = timedelta(hours=1)
+    synthetic_check_every: Duration = timedelta(hours=1)
     caldav_url: str | None = Field(
         default=None, description="a CalDAV server; unset means iCalendar files only"
     )
@@ -279,6 +310,10 @@ class Settings(BaseSettings):
             raise ValueError("payment_provider 'stripe' needs stripe_api_key")
         self._check_agents()
         for name, rate in {"*": self.connector_rate_limit, **self.connector_rate_limits}.items():
+            if rate == DEFAULT_RATE_LIMIT:
+                continue  # known good; `limits` takes a tenth of a second to import
+            from limits import parse as parse_rate
+
             try:
                 parse_rate(rate)
             except ValueError:
@@ -336,6 +371,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"agent_budgets_usd: {agent!r} must not be negative")
 
     def guard_settings(self, connector: str) -> GuardSettings:
+        from aios.connectors.runtime import GuardSettings
+
         return GuardSettings(
             rate_limit=self.connector_rate_limits.get(connector, self.connector_rate_limit),
             fail_max=self.connector_breaker_fail_max,

