@@ -367,12 +367,12 @@ class BillingWorkflow(Process):
                 summary=f"payment of {ref.number}",
             )
             payment = self._payments[self._processed]
-            self._processed += 1
+            n = self._processed + 1
             amount = parse_amount(payment.amount, ref.currency)
             result = await step(
                 BillingActivities.record_payment,
                 RecordPaymentInput(
-                    idempotency_key=step_key(f"payment/{self._processed}"),
+                    idempotency_key=step_key(f"payment/{n}"),
                     invoice_id=inp.invoice_id,
                     amount_minor=amount,
                     currency=ref.currency,
@@ -386,7 +386,10 @@ class BillingWorkflow(Process):
                 self._saga.add("credit-note", self._credit_note)
             self._paid_minor += amount
             self._balance_minor = result.balance_minor
-            self._done(f"payment/{self._processed}")
+            # Out of the queue only now: while it is being recorded it still counts against
+            # the open balance a new payment signal is checked against.
+            self._processed = n
+            self._done(f"payment/{n}")
         self._awaiting_payment = False
         await self.signal_log.flush()
 
