@@ -27,7 +27,7 @@ def known_client(store: KernelStore, segment: str = "web") -> tuple[str, str, st
     """A client in the kernel (as onboarding leaves it): name, key, email."""
     tag = uuid.uuid4().hex[:8]
     name, key, email = f"Globex {tag}", f"globex-{tag}", f"ap-{tag}@globex.example"
-    store.upsert_client(
+    store.clients.upsert(
         ClientRecord(key=key, name=name, email=email, segment=segment),
         event=EventDraft(
             event_key=f"test/{key}",

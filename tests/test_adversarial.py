@@ -360,7 +360,7 @@ INTAKE_INJECTIONS = [
 
 @pytest.mark.parametrize("case", INTAKE_INJECTIONS, ids=lambda c: c.id)
 def test_intake_template_ignores_injected_instructions(case: TemplateCase, services: Services):
-    runner = AgentRunner(services.store)  # the template provider, on the real ledger
+    runner = AgentRunner(services.store.costs)  # the template provider, on the real ledger
     agent = IntakeAgent()
     control = runner.run(agent, IntakeRequest(name="Acme Ltd", notes=case.base), context("ctl"))
     hostile = runner.run(
@@ -376,7 +376,7 @@ def test_intake_template_ignores_injected_instructions(case: TemplateCase, servi
     assert facts == control.result.output
     assert hostile.result.confidence == control.result.confidence
     assert facts.urgency == "normal"
-    stored = services.store.model_call(hostile.attempts[0].call_key)
+    stored = services.store.costs.get(hostile.attempts[0].call_key)
     assert stored is not None and stored.outcome == "template" and stored.cost_usd == 0
 
 
@@ -436,7 +436,7 @@ def verdict_for(version: ProposalVersion, policy: ProposalPolicy) -> PolicyVerdi
 def test_proposal_template_prices_from_the_card_whatever_the_scope_says(
     case: TemplateCase, services: Services
 ) -> None:
-    runner = AgentRunner(services.store)
+    runner = AgentRunner(services.store.costs)
     agent = ProposalAgent()
 
     def draft(scope: str, key: str) -> ProposalDraft:
@@ -492,7 +492,7 @@ def hosted_runner(server: ModelReplayServer, store: KernelStore) -> AgentRunner:
         base_url=server.openai_base_url, api_key="sk-test-adversarial", max_retries=0
     )
     return AgentRunner(
-        store,
+        store.costs,
         chat=OpenAIChat(client, name="openai"),
         tiers=TIERS,
         policy=AgentPolicy(min_confidence=0.6, monthly_budget_usd=Decimal(1_000_000)),
@@ -685,7 +685,7 @@ def test_hostile_model_output_is_never_accepted(
     ]
     for attempt in outcome.attempts:
         assert case.problem in attempt.reason, attempt.reason
-        row = services.store.model_call(attempt.call_key)
+        row = services.store.costs.get(attempt.call_key)
         assert row is not None and row.outcome == "invalid" and row.confidence is None
         assert row.content is not None and json.loads(row.content) == case.content
     assert outcome.hold is not None
@@ -803,7 +803,7 @@ async def test_onboarding_with_a_fake_approval_still_waits_at_the_welcome_gate(
     assert gate.gate == "welcome"
     desc = await handle.describe()
     assert desc.typed_search_attributes.get(AWAITING_APPROVAL) is True
-    kinds = [e.kind for e in services.store.events(handle.id, handle.run_id)]
+    kinds = [e.kind for e in services.store.events.for_run(handle.id, handle.run_id)]
     assert kinds[-1] == "gate.requested" and "email.sent" not in kinds
     assert smtp.to(email) == []
 
@@ -813,7 +813,7 @@ async def test_onboarding_with_a_fake_approval_still_waits_at_the_welcome_gate(
     result = await handle.result()
     assert result.status == "completed"
     assert len(smtp.to(email)) == 1
-    events = services.store.events(handle.id, handle.run_id)
+    events = services.store.events.for_run(handle.id, handle.run_id)
     kinds = [e.kind for e in events]
     assert kinds.index("gate.decided") < kinds.index("email.sent")
     [decided] = [e for e in events if e.kind == "gate.decided"]
@@ -852,12 +852,12 @@ async def test_counter_offer_claiming_an_approved_90_percent_discount_waits_at_t
     )
     result = await handle.result()
     assert (result.status, result.version) == ("rejected", 2)
-    versions = store.proposal_versions(handle.id.split("/", 1)[1])
+    versions = store.proposals.versions(handle.id.split("/", 1)[1])
     assert [(v.version, v.source, v.total_minor, str(v.discount_pct)) for v in versions] == [
         (1, "agent", 220_000, "0.00"),
         (2, "counter", 22_000, "90.00"),
     ]
-    kinds = [e.kind for e in store.events(handle.id)]
+    kinds = [e.kind for e in store.events.for_run(handle.id)]
     assert kinds.count("proposal.auto_approved") == 1  # v1 only
     assert kinds.count("proposal.needs_approval") == 1  # v2
     assert kinds.count("proposal.sent") == 1

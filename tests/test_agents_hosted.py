@@ -138,7 +138,7 @@ async def history_text(handle: WorkflowHandle[Any, Any]) -> str:
 
 
 def ledger_total(store: KernelStore, workflow_id: str) -> Decimal:
-    return sum((c.cost_usd for c in store.model_calls(workflow_id)), Decimal(0))
+    return sum((c.cost_usd for c in store.costs.for_workflow(workflow_id)), Decimal(0))
 
 
 # --- workflows on hosted models --------------------------------------------------------------
@@ -158,7 +158,7 @@ async def test_onboarding_on_openai_records_cost_labels_drafts_and_keeps_the_key
     assert gate.drafted_by == "gpt-4o-mini-2024-07-18 (openai, fast tier, confidence 0.84)"
     assert gate.summary.startswith(content_of("openai_welcome_ok")["output"]["subject"])
 
-    calls = services.store.model_calls(handle.id)
+    calls = services.store.costs.for_workflow(handle.id)
     assert [(c.agent, c.tier, c.outcome) for c in calls] == [
         ("intake", "fast", "accepted"),
         ("welcome", "fast", "accepted"),
@@ -229,7 +229,7 @@ async def test_rate_limited_call_is_retried_after_retry_after_and_paid_once(
     assert failure.application_failure_info.next_retry_delay.seconds == 1
     assert "rate limited (429)" in failure.message
 
-    calls = services.store.model_calls(handle.id)
+    calls = services.store.costs.for_workflow(handle.id)
     assert [c.agent for c in calls] == ["intake", "welcome"]  # the 429 was not billed
     await handle.cancel()
 
@@ -257,7 +257,7 @@ async def test_content_filter_waits_at_the_agent_gate_and_approve_uses_the_templ
     welcome = await gate_named(client, handle.id, "welcome")
     assert welcome.drafted_by is not None and welcome.drafted_by.startswith("gpt-4o-mini")
 
-    calls = services.store.model_calls(handle.id)
+    calls = services.store.costs.for_workflow(handle.id)
     assert [(c.agent, c.provider, c.outcome) for c in calls] == [
         ("intake", "azure", "refused"),
         ("intake", "template", "template"),
@@ -265,7 +265,7 @@ async def test_content_filter_waits_at_the_agent_gate_and_approve_uses_the_templ
     ]
     assert "content filter" in calls[0].reason
     assert calls[1].reason.startswith("approved by tester after:")
-    held = [e for e in services.store.events(handle.id) if e.kind == "agent.held"]
+    held = [e for e in services.store.events.for_run(handle.id) if e.kind == "agent.held"]
     assert len(held) == 1 and held[0].payload["kind"] == "review"
     await handle.cancel()
 
@@ -309,11 +309,11 @@ async def test_over_budget_waits_then_approve_makes_exactly_that_call(
     estimate = Decimal(gate.amount.removeprefix("~$"))
     assert Decimal(0) < estimate < Decimal("0.01")
     assert server.received == []  # the call was not made
-    assert services.store.model_calls(handle.id) == []
+    assert services.store.costs.for_workflow(handle.id) == []
 
     await handle.signal("decide", approve("worth it"))
     await gate_named(client, handle.id, "welcome")
-    calls = services.store.model_calls(handle.id)
+    calls = services.store.costs.for_workflow(handle.id)
     assert [(c.agent, c.over_budget, c.outcome) for c in calls] == [
         ("intake", True, "accepted"),
         ("welcome", False, "accepted"),
@@ -340,7 +340,7 @@ async def test_rejected_budget_goes_on_without_the_model(
     await handle.signal("decide", GateDecision(decision="reject", approver="tester"))
     await gate_named(client, handle.id, "welcome")
 
-    calls = services.store.model_calls(handle.id)
+    calls = services.store.costs.for_workflow(handle.id)
     assert [(c.agent, c.provider, c.cost_usd) for c in calls] == [
         ("intake", "template", Decimal(0)),
         ("welcome", "openai", cost_of("openai_welcome_ok", MINI)),
@@ -365,7 +365,7 @@ async def test_proposal_drafted_by_a_model_is_priced_from_the_rate_card(
     lines = [card["web"][0], card["web"][1], card["base"][0]]
     subtotal = sum(i.quantity * i.unit_price_minor for i in lines)
     proposal_id = handle.id.removeprefix("proposal/")
-    [version] = services.store.proposal_versions(proposal_id)
+    [version] = services.store.proposals.versions(proposal_id)
     assert version.line_items == lines
     assert (version.subtotal_minor, version.discount_pct) == (subtotal, Decimal(10))
     assert version.total_minor == subtotal - subtotal * 10 // 100
@@ -386,7 +386,7 @@ def runner_for(store: KernelStore, server: ModelReplayServer, **policy: Any) -> 
         name="openai",
     )
     return AgentRunner(
-        store,
+        store.costs,
         chat=chat,
         tiers=TIERS,
         policy=AgentPolicy(monthly_budget_usd=Decimal(10**6), **policy),
@@ -509,7 +509,7 @@ def test_azure_429_carries_retry_after_and_entra_token_is_sent_as_bearer(
         ),
         name="azure",
     )
-    runner = AgentRunner(services.store, chat=chat, tiers=TIERS)
+    runner = AgentRunner(services.store.costs, chat=chat, tiers=TIERS)
     server.queue("azure_429")
     with pytest.raises(ModelUnavailable) as info:
         runner.run(IntakeAgent(), REQUEST, ctx())
@@ -537,7 +537,7 @@ def test_budget_caps_are_checked_before_the_call(
     approved = dataclasses.replace(c, approved_calls=frozenset({held.hold.call_key}))
     done = runner.run(IntakeAgent(), REQUEST, approved)
     assert done.result is not None and len(server.received) == 1
-    row = services.store.model_call(held.hold.call_key)
+    row = services.store.costs.get(held.hold.call_key)
     assert row is not None and row.over_budget
 
 
@@ -613,12 +613,12 @@ def test_cost_report_adds_up_the_ledger(settings: Settings, services: Services) 
 
 
 def test_template_path_needs_no_keys_and_costs_nothing(services: Services, tmp_path: Path) -> None:
-    runner = AgentRunner(services.store)  # no provider configured: the offline default
+    runner = AgentRunner(services.store.costs)  # no provider configured: the offline default
     c = ctx()
     outcome = runner.run(IntakeAgent(), REQUEST, c)
     assert outcome.result is not None and outcome.result.provider == "template"
     assert outcome.result.model.startswith("template:intake@")
-    rows = services.store.model_calls(c.workflow_id)
+    rows = services.store.costs.for_workflow(c.workflow_id)
     assert [(r.provider, r.cost_usd, r.outcome) for r in rows] == [
         ("template", Decimal(0), "template")
     ]

@@ -87,13 +87,13 @@ async def test_permanent_provider_failure_after_the_invoice_went_out_runs_the_sa
     assert name.startswith("credit-note-CN-")
     assert "USD 1,500.00" in pdf_text(credit_pdf)
 
-    invoice = store.get_invoice(handle.id.split("/", 1)[1])
+    invoice = store.invoices.get(handle.id.split("/", 1)[1])
     assert invoice is not None and invoice.status == "void"
-    assert [(e.kind, e.amount_minor) for e in store.ledger(invoice.invoice_id)] == [
+    assert [(e.kind, e.amount_minor) for e in store.invoices.ledger(invoice.invoice_id)] == [
         ("payment", 150_000),
         ("credit_note", -150_000),
     ]
-    kinds = [e.kind for e in store.events(handle.id)]
+    kinds = [e.kind for e in store.events.for_run(handle.id)]
     compensations = [k for k in kinds if k.startswith("compensation.")]
     assert compensations == [
         "compensation.credit_note_issued",
@@ -116,10 +116,10 @@ async def test_cancelling_a_billing_run_voids_the_invoice_and_sends_one_cancella
     await ends_cancelled(handle)
     assert subjects(smtp, email) == [f"Invoice {number}", "Cancelled"]
     assert pdfs(smtp.to(email)[1]) == {}  # nothing was paid: no credit note
-    invoice = store.get_invoice(handle.id.split("/", 1)[1])
+    invoice = store.invoices.get(handle.id.split("/", 1)[1])
     assert invoice is not None and invoice.status == "void" and invoice.number is not None
-    assert store.ledger(invoice.invoice_id) == []
-    kinds = [e.kind for e in store.events(handle.id)]
+    assert store.invoices.ledger(invoice.invoice_id) == []
+    kinds = [e.kind for e in store.events.for_run(handle.id)]
     assert kinds.count("compensation.invoice_voided") == 1
     assert kinds[-1] == "billing.cancelled"
 
@@ -167,14 +167,14 @@ async def test_killed_worker_during_compensation_still_compensates_exactly_once(
         await asyncio.wait_for(replacement.communicate(), timeout=30)
 
     assert subjects(smtp, email).count("Cancelled") == 1
-    kinds = [e.kind for e in store.events(handle.id)]
+    kinds = [e.kind for e in store.events.for_run(handle.id)]
     for kind in (
         "compensation.invoice_cancelled",
         "compensation.provider_voided",
         "compensation.invoice_voided",
     ):
         assert kinds.count(kind) == 1, kinds
-    invoice = store.get_invoice(handle.id.split("/", 1)[1])
+    invoice = store.invoices.get(handle.id.split("/", 1)[1])
     assert invoice is not None and invoice.status == "void"
 
 
@@ -183,7 +183,7 @@ async def test_invoice_above_the_threshold_waits_for_approval_and_a_rejection_us
 ) -> None:
     store = services.store
     _, key, email = known_client(store)
-    before = store.invoice_numbers()
+    before = store.invoices.numbers()
     handle = await bill(client, fast(settings), store, key, 1_500_000)  # USD 15,000 > 10,000
     progress = await progress_until(client, handle.id, gate_open)
     [gate] = progress.pending_gates
@@ -195,10 +195,10 @@ async def test_invoice_above_the_threshold_waits_for_approval_and_a_rejection_us
     result = await handle.result()
     assert (result.status, result.reason) == ("rejected", "split it")
     assert smtp.to(email) == []
-    invoice = store.get_invoice(result.invoice_id)
+    invoice = store.invoices.get(result.invoice_id)
     assert invoice is not None and (invoice.status, invoice.number) == ("void", None)
-    assert store.invoice_numbers() == before
-    [needs] = [e for e in store.events(handle.id) if e.kind == "invoice.needs_approval"]
+    assert store.invoices.numbers() == before
+    [needs] = [e for e in store.events.for_run(handle.id) if e.kind == "invoice.needs_approval"]
     assert needs.payload["rule"] == "invoice.needs_approval"
 
 
@@ -224,12 +224,14 @@ async def test_bad_payment_signals_are_rejected_and_partial_payments_add_up(
     )
     result = await handle.result()
     assert (result.status, result.paid) == ("paid", "USD 1,000.00")
-    reasons = [e.payload["reason"] for e in store.events(handle.id) if e.kind == "signal.rejected"]
+    reasons = [
+        e.payload["reason"] for e in store.events.for_run(handle.id) if e.kind == "signal.rejected"
+    ]
     assert len(reasons) == 4
     assert "more than 2 decimal(s)" in reasons[0]
     assert "EUR is not the invoice's currency USD" in reasons[1]
     assert "recorded_by" in reasons[3]
-    assert [e.amount_minor for e in store.ledger(result.invoice_id)] == [40_000, 60_000]
+    assert [e.amount_minor for e in store.invoices.ledger(result.invoice_id)] == [40_000, 60_000]
     assert subjects(smtp, email)[1:] == []  # only the invoice went out
 
 
@@ -264,7 +266,7 @@ async def test_payment_reminders_survive_a_worker_restart_without_loss_or_doubli
         result = await asyncio.wait_for(handle.result(), timeout=30)
     assert result.status == "paid"
     assert subjects(smtp, email)[1:] == ["Reminder 1", "Reminder 2"]
-    kinds = [e.kind for e in store.events(handle.id)]
+    kinds = [e.kind for e in store.events.for_run(handle.id)]
     assert kinds.count("invoice.reminded") == 2 and kinds.count("invoice.overdue") == 1
 
 
@@ -298,7 +300,7 @@ def test_gap_free_numbers_under_concurrent_issues_and_failed_transactions(
     now = datetime.now(UTC)
     ids = [f"num-{key}-{i}" for i in range(40)]
     for invoice_id in ids:
-        store.create_invoice(
+        store.invoices.create(
             Invoice(
                 invoice_id=invoice_id,
                 client_key=key,
@@ -318,8 +320,8 @@ def test_gap_free_numbers_under_concurrent_issues_and_failed_transactions(
         )
 
     def take_number_then_fail() -> None:
-        with store.transaction() as conn:
-            store._next_number(conn, "INV")
+        with store.db.transaction() as conn:
+            store.invoices._next_number(conn, "INV")
             raise RuntimeError("crash before commit")
 
     def issue(invoice_id: str) -> int | None:
@@ -334,10 +336,10 @@ def test_gap_free_numbers_under_concurrent_issues_and_failed_transactions(
             with pytest.raises(RuntimeError):
                 take_number_then_fail()
             return None
-        return store.issue_invoice(invoice_id, issued_at=now, due_at=now, event=event).number
+        return store.invoices.issue(invoice_id, issued_at=now, due_at=now, event=event).number
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         issued = [n for n in pool.map(issue, ids) if n is not None]
     assert len(issued) == 32 and len(set(issued)) == 32
-    numbers = store.invoice_numbers()
+    numbers = store.invoices.numbers()
     assert numbers == list(range(1, len(numbers) + 1))  # every issued invoice, no gaps

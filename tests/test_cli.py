@@ -149,7 +149,7 @@ async def test_approval_sent_while_no_worker_runs_applies_when_one_starts(
     async with build_worker(client, settings.task_queue, services.activities(), executor):
         result = await asyncio.wait_for(handle.result(), timeout=60)
     assert result.status == "completed"
-    events = services.store.events(handle.id, handle.run_id)
+    events = services.store.events.for_run(handle.id, handle.run_id)
     decided = [e for e in events if e.kind == "gate.decided"]
     assert [e.payload["approver"] for e in decided] == ["sam"]
 
@@ -225,7 +225,7 @@ async def test_propose_respond_and_paid_from_the_command_line(
         assert code == 0 and "Recorded payment of USD 2,200.00" in out, err
         result = await client.get_workflow_handle(billing).result()
     assert result["status"] == "paid"
-    [entry] = services.store.ledger(f"{key}-p1")
+    [entry] = services.store.invoices.ledger(f"{key}-p1")
     assert (entry.amount_minor, entry.reference) == (220_000, "SEPA 42")
 
 
@@ -350,7 +350,7 @@ async def test_json_documents_for_scripts(
     assert result.exit_code == 0, result.stderr
     shown = json.loads(result.stdout)
     assert shown["gate"]["gate"] == "welcome" and shown["document"]["kind"] == "welcome"
-    draft = services.store.get_draft(shown["document"]["draft_id"])
+    draft = services.store.drafts.get(shown["document"]["draft_id"])
     assert draft is not None and shown["document"]["body"] == draft.body
 
     result = await invoke(settings, "costs", "--json")
@@ -384,7 +384,7 @@ async def test_show_prints_the_proposal_and_the_invoice_a_gate_asks_about(
     await progress_until(client, proposal, lambda p: bool(p.pending_gates))
     result = await invoke(settings, "show", proposal, columns=60)
     assert result.exit_code == 0, result.stderr
-    [version] = services.store.proposal_versions(f"{key}-p")
+    [version] = services.store.proposals.versions(f"{key}-p")
     for item in version.line_items:
         assert item.description.split()[0] in result.stdout
     assert f"Total: {format_amount(version.total_minor, version.currency)}" in result.stdout
@@ -397,7 +397,7 @@ async def test_show_prints_the_proposal_and_the_invoice_a_gate_asks_about(
     assert result.exit_code == 0, result.stderr
     number = re.search(r"Invoice (INV-\d{6}) issued \(USD 300\.00\)", result.stdout)
     assert number, result.stdout
-    found = services.store.invoice_by_number(int(number.group(1)[4:]))
+    found = services.store.invoices.by_number(int(number.group(1)[4:]))
     assert found is not None and found.client_key == key
     RUNS.append(found.workflow_id)
 

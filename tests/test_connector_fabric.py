@@ -125,7 +125,7 @@ def test_an_effect_runs_once_per_key_through_the_outbox(services: Services) -> N
     again = runtime.effect("crm", SEND, key, send)
     assert first == ({"id": "m-1"}, True) and again == ({"id": "m-1"}, False)
     assert sent == [False]
-    entry = services.store.outbox_entry(key)
+    entry = services.store.outbox.entry(key)
     assert entry is not None and entry["status"] == "done"
     assert entry["started_at"] is not None and entry["finished_at"] >= entry["started_at"]
 
@@ -141,7 +141,7 @@ def test_dry_run_rehearses_without_effect_or_outbox_record(services: Services) -
 
     result, ran = runtime.effect("crm", SEND, key, send)
     assert (result, ran, seen) == ({"dry": "1"}, False, [True])
-    assert services.store.outbox_entry(key) is None  # the real run later is not blocked
+    assert services.store.outbox.entry(key) is None  # the real run later is not blocked
 
 
 def test_an_effect_that_dies_midway_is_on_record_as_in_doubt(services: Services) -> None:
@@ -153,7 +153,7 @@ def test_an_effect_that_dies_midway_is_on_record_as_in_doubt(services: Services)
 
     with pytest.raises(SystemExit):
         runtime.effect("crm", SEND, key, dies)
-    doubtful = {d["idempotency_key"]: d for d in services.store.in_doubt_effects(0)}
+    doubtful = {d["idempotency_key"]: d for d in services.store.outbox.in_doubt(0)}
     assert key in doubtful and doubtful[key]["attempts"] == 1
     assert "worker killed" in doubtful[key]["last_error"]
 
@@ -179,7 +179,7 @@ def test_only_an_effect_with_no_undo_that_undoes_nothing_is_irreversible() -> No
 def _decision(services: Services, run: str, decision: str, kind: str = "gate.decided") -> str:
     key = f"{run}/gate/welcome/{kind}"
     workflow_id, run_id = run.rsplit("/", 1)
-    services.store.append_event(
+    services.store.events.append(
         EventDraft(
             event_key=key,
             workflow_id=workflow_id,
@@ -231,7 +231,7 @@ def test_an_irreversible_effect_without_a_valid_approval_is_refused_and_never_at
         runtime.effect("crm", UPSERT, key, upsert, approval=approval)
     assert "crm.upsert cannot be undone" in str(info.value)
     assert calls == []  # nothing was attempted
-    assert services.store.outbox_entry(key) is None  # and nothing is on record
+    assert services.store.outbox.entry(key) is None  # and nothing is on record
 
 
 def test_an_irreversible_effect_runs_once_after_an_approval_or_edit_of_its_run(
@@ -274,7 +274,7 @@ def test_guard_state_is_published_for_aios_health(services: Services) -> None:
     )
     with pytest.raises(TransientConnectorError):
         runtime.guard("crm").call(Flaky(1, TransientConnectorError("crm", "HTTP 502")))
-    rows = [r for r in services.store.connector_health() if r["worker"] == worker]
+    rows = [r for r in services.store.health.guards() if r["worker"] == worker]
     assert [(r["connector"], r["breaker_state"], r["rate_used"]) for r in rows] == [
         ("crm", "open", 1)
     ]
@@ -314,7 +314,7 @@ async def test_passing_check_records_results_and_asks_nothing(
         )
     assert result.ok and result.failing == []
     assert [(r.connector, r.ok) for r in result.results] == [("email", True)]
-    last = {c["connector"]: c for c in services.store.last_synthetic_checks()}
+    last = {c["connector"]: c for c in services.store.health.last_checks()}
     assert last["email"]["ok"] is True
     assert smtp.count == before  # the probe sent nothing (other tests may not run meanwhile)
 
@@ -343,7 +343,7 @@ async def test_failing_connector_is_an_inbox_item_until_acknowledged(
         )
         result = await handle.result()
     assert (result.ok, result.failing, result.acknowledged_by) == (False, ["crm"], "ops")
-    last = {c["connector"]: c for c in services.store.last_synthetic_checks()}
+    last = {c["connector"]: c for c in services.store.health.last_checks()}
     assert last["crm"]["ok"] is False and last["email"]["ok"] is True
 
 

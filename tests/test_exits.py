@@ -49,7 +49,7 @@ async def test_a_bug_after_the_welcome_fails_the_task_not_the_run_and_sends_no_c
         assert status.status == "running"
         [welcome] = smtp.to(email)
         assert "CANCEL" not in welcome.as_string()
-        kinds = [e.kind for e in services.store.events(handle.id)]
+        kinds = [e.kind for e in services.store.events.for_run(handle.id)]
         assert not [k for k in kinds if k.startswith("compensation.")]
         assert "onboarding.failed" not in kinds
 
@@ -58,7 +58,7 @@ async def test_a_bug_after_the_welcome_fails_the_task_not_the_run_and_sends_no_c
         result = await handle.result()
     assert result.status == "completed"
     [welcome] = smtp.to(email)
-    kinds = [e.kind for e in services.store.events(handle.id)]
+    kinds = [e.kind for e in services.store.events.for_run(handle.id)]
     assert not [k for k in kinds if k.startswith("compensation.")]
     assert kinds[-1] == "onboarding.completed"
 
@@ -70,15 +70,15 @@ async def test_cancelling_billing_at_its_invoice_gate_voids_the_draft_and_says_w
 
     store = services.store
     _, key, email = known_client(store)
-    numbers = store.invoice_numbers()
+    numbers = store.invoices.numbers()
     handle = await bill(client, fast(settings, billing_approve_above=100), store, key, 500_00)
     await progress_until(client, handle.id, gate_open)
     await operations.cancel(client, handle.id)
     await ends_cancelled(handle)
-    invoice = store.get_invoice(handle.id.split("/", 1)[1])
+    invoice = store.invoices.get(handle.id.split("/", 1)[1])
     assert invoice is not None and invoice.status == "void" and invoice.number is None
-    assert store.invoice_numbers() == numbers  # no number was used
-    events = store.events(handle.id)
+    assert store.invoices.numbers() == numbers  # no number was used
+    events = store.events.for_run(handle.id)
     [voided] = [e for e in events if e.kind == "compensation.invoice_voided"]
     assert "stopped before the invoice was issued" in voided.payload["reason"]
     assert events[-1].kind == "billing.cancelled"

@@ -92,7 +92,7 @@ async def send_hostile(
         while True:
             reasons = [
                 (e.payload["signal"], e.payload["reason"])
-                for e in services.store.events(workflow_id)
+                for e in services.store.events.for_run(workflow_id)
                 if e.kind == "signal.rejected"
             ]
             if len(reasons) >= len(expected):
@@ -179,7 +179,12 @@ async def test_overpayment_is_refused_by_the_cli_path_and_by_the_signal(
     assert progress.balance in ("USD 3,800.00", "USD 800.00")
     async with asyncio.timeout(10):
         while (
-            len(rejected := [e for e in store.events(handle.id) if e.kind == "signal.rejected"]) < 2
+            len(
+                rejected := [
+                    e for e in store.events.for_run(handle.id) if e.kind == "signal.rejected"
+                ]
+            )
+            < 2
         ):
             await asyncio.sleep(0.1)
     assert (
@@ -191,7 +196,7 @@ async def test_overpayment_is_refused_by_the_cli_path_and_by_the_signal(
     )
     result = await handle.result()
     assert (result.status, result.paid) == ("paid", "USD 3,800.00")
-    assert [e.amount_minor for e in store.ledger(result.invoice_id)] == [300_000, 80_000]
+    assert [e.amount_minor for e in store.invoices.ledger(result.invoice_id)] == [300_000, 80_000]
 
 
 async def test_a_run_whose_input_does_not_fit_fails_at_once_without_echoing_it(

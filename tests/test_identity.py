@@ -440,7 +440,7 @@ async def test_the_client_receives_proposal_and_invoice_with_the_identity(
     [sent] = await mails_until(smtp, email, 1)
     [document] = pdfs(sent).values()
     shown = text(document)
-    versions = store.proposal_versions(handle.id.split("/", 1)[1])
+    versions = store.proposals.versions(handle.id.split("/", 1)[1])
     version = versions[-1]
     assert version.discount_minor > 0
     pct = f"{version.discount_pct.normalize():f}"

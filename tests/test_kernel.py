@@ -55,7 +55,7 @@ def test_event_log_refuses_update_delete_and_truncate(
 ):
     workflow_id = unique("wf")
     event = draft_event(workflow_id, kind="original", n=1)
-    store.append_event(event)
+    store.events.append(event)
 
     with (
         psycopg.connect(database_url) as conn,
@@ -63,7 +63,7 @@ def test_event_log_refuses_update_delete_and_truncate(
     ):
         conn.execute(statement, {"key": event.event_key})
 
-    [stored] = store.events(workflow_id)
+    [stored] = store.events.for_run(workflow_id)
     assert stored.event_key == event.event_key
     assert stored.kind == "original"
     assert stored.payload == {"n": 1}
@@ -72,12 +72,12 @@ def test_event_log_refuses_update_delete_and_truncate(
 def test_append_event_with_same_key_stores_one_event(store: KernelStore):
     workflow_id = unique("wf")
     event = draft_event(workflow_id, kind="first")
-    store.append_event(event)
-    store.append_event(event)
+    store.events.append(event)
+    store.events.append(event)
     # A retry with the same key but a different body is still the same event.
-    store.append_event(event.model_copy(update={"kind": "retried"}))
+    store.events.append(event.model_copy(update={"kind": "retried"}))
 
-    events = store.events(workflow_id)
+    events = store.events.for_run(workflow_id)
     assert [e.event_key for e in events] == [event.event_key]
     assert events[0].kind == "first"
 
@@ -86,11 +86,11 @@ def test_events_come_back_in_insertion_order(store: KernelStore):
     workflow_id = unique("wf")
     drafts = [draft_event(workflow_id, kind=f"step.{i}", i=i) for i in range(5)]
     for d in drafts:
-        store.append_event(d)
+        store.events.append(d)
     # Another workflow's events do not leak in.
-    store.append_event(draft_event(unique("other-wf")))
+    store.events.append(draft_event(unique("other-wf")))
 
-    events = store.events(workflow_id)
+    events = store.events.for_run(workflow_id)
     assert [e.event_key for e in events] == [d.event_key for d in drafts]
     assert [e.payload["i"] for e in events] == list(range(5))
     assert [e.id for e in events] == sorted(e.id for e in events)
@@ -102,18 +102,18 @@ def test_events_come_back_in_insertion_order(store: KernelStore):
 def test_upsert_client_twice_keeps_one_row_with_new_email(store: KernelStore, database_url: str):
     key = unique("client")
     workflow_id = unique("wf")
-    first = store.upsert_client(
+    first = store.clients.upsert(
         Client(key=key, name="Acme Ltd", email="old@acme.example"),
         event=draft_event(workflow_id, kind="client.created"),
     )
-    second = store.upsert_client(
+    second = store.clients.upsert(
         Client(key=key, name="Acme Ltd", email="new@acme.example"),
         event=draft_event(workflow_id, kind="client.updated"),
     )
 
     assert first.email == "old@acme.example"
     assert second.email == "new@acme.example"
-    stored = store.get_client(key)
+    stored = store.clients.get(key)
     assert stored is not None
     assert stored.email == "new@acme.example"
     with psycopg.connect(database_url) as conn:
@@ -121,7 +121,10 @@ def test_upsert_client_twice_keeps_one_row_with_new_email(store: KernelStore, da
     assert row is not None
     assert row[0] == 1
     # Each upsert also appended its event, in the same transaction.
-    assert [e.kind for e in store.events(workflow_id)] == ["client.created", "client.updated"]
+    assert [e.kind for e in store.events.for_run(workflow_id)] == [
+        "client.created",
+        "client.updated",
+    ]
 
 
 # --- the outbox ------------------------------------------------------------------------------
@@ -146,17 +149,17 @@ def test_run_once_runs_effect_once_and_returns_stored_result(store: KernelStore)
     key = unique("outbox")
     effect = Counter({"message_id": "<abc@aios>"})
 
-    result, ran = store.run_once(key, connector="email", operation="send", effect=effect)
+    result, ran = store.outbox.run_once(key, connector="email", operation="send", effect=effect)
     assert (result, ran) == ({"message_id": "<abc@aios>"}, True)
     assert effect.calls == 1
 
     other = Counter({"message_id": "<different@aios>"})
-    again, ran_again = store.run_once(key, connector="email", operation="send", effect=other)
+    again, ran_again = store.outbox.run_once(key, connector="email", operation="send", effect=other)
     assert again == {"message_id": "<abc@aios>"}
     assert ran_again is False
     assert other.calls == 0
 
-    entry = store.outbox_entry(key)
+    entry = store.outbox.entry(key)
     assert entry is not None
     assert entry["status"] == "done"
     assert entry["result"] == {"message_id": "<abc@aios>"}
@@ -166,15 +169,15 @@ def test_run_once_appends_its_event_only_when_the_effect_runs(store: KernelStore
     key = unique("outbox")
     workflow_id = unique("wf")
     event = draft_event(workflow_id, kind="email.sent")
-    store.run_once(key, connector="email", operation="send", effect=Counter({}), event=event)
-    store.run_once(
+    store.outbox.run_once(key, connector="email", operation="send", effect=Counter({}), event=event)
+    store.outbox.run_once(
         key,
         connector="email",
         operation="send",
         effect=Counter({}),
         event=draft_event(workflow_id, kind="email.sent.again"),
     )
-    assert [e.kind for e in store.events(workflow_id)] == ["email.sent"]
+    assert [e.kind for e in store.events.for_run(workflow_id)] == ["email.sent"]
 
 
 def test_run_once_failure_is_recorded_and_retried(store: KernelStore):
@@ -185,7 +188,7 @@ def test_run_once_failure_is_recorded_and_retried(store: KernelStore):
         raise ConnectionError("smtp down")
 
     with pytest.raises(ConnectionError, match="smtp down"):
-        store.run_once(
+        store.outbox.run_once(
             key,
             connector="email",
             operation="send",
@@ -193,19 +196,19 @@ def test_run_once_failure_is_recorded_and_retried(store: KernelStore):
             event=draft_event(workflow_id, kind="never"),
         )
 
-    entry = store.outbox_entry(key)
+    entry = store.outbox.entry(key)
     assert entry is not None
     assert entry["status"] != "done"
     assert entry["last_error"] is not None
     assert "ConnectionError" in entry["last_error"]
     assert "smtp down" in entry["last_error"]
-    assert store.events(workflow_id) == []
+    assert store.events.for_run(workflow_id) == []
 
     effect = Counter({"ok": True})
-    result, ran = store.run_once(key, connector="email", operation="send", effect=effect)
+    result, ran = store.outbox.run_once(key, connector="email", operation="send", effect=effect)
     assert (result, ran) == ({"ok": True}, True)
     assert effect.calls == 1
-    entry = store.outbox_entry(key)
+    entry = store.outbox.entry(key)
     assert entry is not None
     assert entry["status"] == "done"
     assert entry["last_error"] is None
@@ -221,7 +224,9 @@ def test_run_once_concurrent_callers_run_the_effect_exactly_once(store: KernelSt
     def attempt() -> None:
         try:
             start.wait(timeout=5)
-            outcomes.append(store.run_once(key, connector="email", operation="send", effect=effect))
+            outcomes.append(
+                store.outbox.run_once(key, connector="email", operation="send", effect=effect)
+            )
         except BaseException as exc:
             errors.append(exc)
 
@@ -256,7 +261,7 @@ def test_a_nul_that_reaches_the_database_is_a_clear_error_that_is_not_retried(
 
     @translating_errors
     def write() -> None:
-        store.append_event(
+        store.events.append(
             EventDraft(
                 event_key=f"test/{uuid.uuid4()}",
                 workflow_id="test",

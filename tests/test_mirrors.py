@@ -126,7 +126,7 @@ def invite_uid(mail: Message) -> str:
 
 
 def kinds(services: Services, workflow_id: str) -> list[str]:
-    return [e.kind for e in services.store.events(workflow_id)]
+    return [e.kind for e in services.store.events.for_run(workflow_id)]
 
 
 # --- onboarding ---------------------------------------------------------------------------------
@@ -159,11 +159,11 @@ async def test_an_approved_onboarding_books_the_kickoff_mirrors_the_client_and_n
     # One contact upsert, keyed by the client's email, after the approval it names.
     [upsert] = hubspot.writes()
     assert upsert.json["inputs"][0]["id"] == email
-    stored = mirrored.store.get_client(key)
+    stored = mirrored.store.clients.get(key)
     assert stored is not None
     assert upsert.json["inputs"][0]["properties"] == {"email": email, "company": stored.name}
     hubspot.assert_clean()
-    assert mirrored.store.external_id(f"client:{key}", CONTACT) == CONTACT_ID
+    assert mirrored.store.refs.get(f"client:{key}", CONTACT) == CONTACT_ID
 
     # One signed webhook.
     [delivery] = receiver.wait_for(1)
@@ -235,7 +235,7 @@ async def test_a_forged_approval_mirrors_nothing(
         )
     assert (info.value.type, info.value.non_retryable) == ("PolicyRefusal", True)
     assert hubspot.received == []
-    assert mirrored.store.external_id(f"client:{key}", CONTACT) is None
+    assert mirrored.store.refs.get(f"client:{key}", CONTACT) is None
 
 
 # --- proposals ----------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ async def test_a_sent_proposal_becomes_a_deal_that_is_won_on_acceptance(
 ) -> None:
     store = mirrored.store
     _, key, _ = known_client(store)
-    store.link_external(f"client:{key}", CONTACT, CONTACT_ID)  # onboarded earlier
+    store.refs.link(f"client:{key}", CONTACT, CONTACT_ID)  # onboarded earlier
     _deal_created(hubspot)
     won = Recording.load("deal_update_stage")
     hubspot.play(dataclasses.replace(won, interactions=won.interactions[:2]))  # GET, PATCH
@@ -272,7 +272,7 @@ async def test_a_sent_proposal_becomes_a_deal_that_is_won_on_acceptance(
     handle = await propose(client, s, store, key, WEBSITE)
     await progress_until(client, handle.id, waiting_for("client_response"))
     proposal_id = handle.id.split("/", 1)[1]
-    assert store.external_id(f"proposal:{proposal_id}", DEAL) == DEAL_ID
+    assert store.refs.get(f"proposal:{proposal_id}", DEAL) == DEAL_ID
     assert receiver.received == []
 
     await operations.respond(client, handle.id, ClientResponse(response="accept"))
@@ -303,7 +303,7 @@ async def test_a_proposal_cancelled_after_sending_archives_its_deal(
 ) -> None:
     store = mirrored.store
     _, key, email = known_client(store)
-    store.link_external(f"client:{key}", CONTACT, CONTACT_ID)
+    store.refs.link(f"client:{key}", CONTACT, CONTACT_ID)
     _deal_created(hubspot)
     hubspot.play("deal_archive", method="DELETE", path=f"{DEALS}/{DEAL_ID}")
 

@@ -62,11 +62,11 @@ async def test_approved_onboarding_sends_one_email_with_invite_and_records_every
     assert "METHOD:REQUEST" in ics
     assert f"mailto:{email}" in ics
 
-    stored = services.store.get_client(key)
+    stored = services.store.clients.get(key)
     assert stored is not None
     assert (stored.name, stored.email, stored.segment) == (name, email, "web")
 
-    events = services.store.events(handle.id, handle.run_id)
+    events = services.store.events.for_run(handle.id, handle.run_id)
     assert [e.kind for e in events] == [
         "agent.called",
         "client.upserted",
@@ -106,10 +106,10 @@ async def test_rejected_onboarding_sends_nothing_and_records_the_reason(
 
     assert (result.status, result.reason) == ("rejected", "not a fit")
     assert smtp.to(email) == []
-    kinds = [e.kind for e in services.store.events(handle.id, handle.run_id)]
+    kinds = [e.kind for e in services.store.events.for_run(handle.id, handle.run_id)]
     assert kinds[-2:] == ["gate.decided", "onboarding.rejected"]
     assert "email.sent" not in kinds
-    rejected = services.store.events(handle.id, handle.run_id)[-1]
+    rejected = services.store.events.for_run(handle.id, handle.run_id)[-1]
     assert rejected.payload["reason"] == "not a fit"
 
 
@@ -127,7 +127,7 @@ async def test_edit_decision_sends_the_edited_version(
     [mail] = smtp.to(email)
     assert mail["Subject"] == "Glad to have you"
     assert result.draft_id is not None and result.draft_id.endswith("/v2")
-    draft = services.store.get_draft(result.draft_id)
+    draft = services.store.drafts.get(result.draft_id)
     assert draft is not None and draft.meta["edited_by"] == "pat"
 
 
@@ -173,7 +173,7 @@ async def test_malformed_decide_is_rejected_and_the_gate_keeps_waiting(
     assert (await handle.result()).status == "completed"
     rejected = [
         e.payload["reason"]
-        for e in services.store.events(handle.id, handle.run_id)
+        for e in services.store.events.for_run(handle.id, handle.run_id)
         if e.kind == "signal.rejected"
     ]
     assert len(rejected) == 4
@@ -205,7 +205,7 @@ async def test_unanswered_gate_reminds_then_expires(
         if handle.id in m.get_payload() and "Reminder" in m["Subject"]
     ]
     assert [m["Subject"].split(":")[0] for m in reminders] == ["Reminder 1", "Reminder 2"]
-    kinds = [e.kind for e in services.store.events(handle.id, handle.run_id)]
+    kinds = [e.kind for e in services.store.events.for_run(handle.id, handle.run_id)]
     assert kinds.count("gate.reminded") == 2
     assert kinds[-2:] == ["gate.expired", "onboarding.expired"]
     desc = await handle.describe()
@@ -239,7 +239,7 @@ async def test_failure_after_the_welcome_cancels_the_kickoff(
     [ics] = [p for p in cancel.walk() if p.get_content_type() == "text/calendar"]
     body = bytes(ics.get_payload(decode=True)).decode()
     assert "METHOD:CANCEL" in body and "SEQUENCE:1" in body
-    kinds = [e.kind for e in services.store.events(handle.id, handle.run_id)]
+    kinds = [e.kind for e in services.store.events.for_run(handle.id, handle.run_id)]
     assert kinds[-2:] == ["compensation.kickoff_cancelled", "onboarding.failed"]
-    failed = services.store.events(handle.id, handle.run_id)[-1].payload
+    failed = services.store.events.for_run(handle.id, handle.run_id)[-1].payload
     assert failed["compensated"] == ["cancel-kickoff"]

@@ -136,9 +136,9 @@ def test_a_session_opens_the_store_once_and_closes_it(settings: Settings) -> Non
     with operations.Session(settings) as session:
         store = session.store()
         assert session.store() is store
-        assert store.get_client("nobody-here") is None
+        assert store.clients.get("nobody-here") is None
     with pytest.raises(Exception, match="closed"):
-        store.get_client("nobody-here")
+        store.clients.get("nobody-here")
 
 
 def test_without_a_database_the_error_says_how_to_start_one(tmp_path: Path) -> None:
@@ -158,7 +158,7 @@ async def test_show_reads_the_welcome_at_the_gate_and_after_the_run(
     assert (shown.status, shown.gate and shown.gate.gate) == ("running", "welcome")
     doc = shown.document
     assert isinstance(doc, operations.WelcomeDocument)
-    draft = services.store.get_draft(doc.draft_id)
+    draft = services.store.drafts.get(doc.draft_id)
     assert draft is not None and draft.workflow_id == handle.id
     assert (doc.subject, doc.body, doc.plan) == (draft.subject, draft.body, draft.plan)
     assert doc.subject in gate.summary

@@ -144,7 +144,7 @@ def issued_invoice(store: KernelStore, run: Run, *, at_stripe: bool = True) -> s
         ),
     )
     if at_stripe:
-        store.attach_provider(
+        store.invoices.attach_provider(
             invoice_id,
             provider="stripe",
             reference=REFERENCE,
@@ -189,7 +189,7 @@ def record_payment(store: KernelStore, run: Run, invoice_id: str) -> str:
 
 
 def kinds(store: KernelStore, run: Run) -> list[str]:
-    return [e.kind for e in store.events(run.workflow_id, run.run_id)]
+    return [e.kind for e in store.events.for_run(run.workflow_id, run.run_id)]
 
 
 # --- the operations table -----------------------------------------------------------------------
@@ -247,7 +247,7 @@ def test_stripe_5xx_opens_the_breaker_fails_fast_then_one_trial_closes_it(
         ("POST", f"/v1/invoices/{REFERENCE}/void", f"{key}/void"),
     ]
     assert rt.guard(CONNECTOR).snapshot()["breaker_state"] == "closed"
-    entry = store.outbox_entry(key)
+    entry = store.outbox.entry(key)
     assert entry is not None
     assert (entry["status"], entry["connector"], entry["operation"]) == (
         "done",
@@ -287,7 +287,7 @@ def test_the_local_rate_limit_refuses_the_second_call_before_it_reaches_stripe(
     delay = limited.value.next_retry_delay
     assert delay is not None and timedelta(0) < delay <= timedelta(minutes=1)
     assert len(server.received) == 2  # Stripe heard nothing of the second invoice
-    entry = store.outbox_entry(second_key)
+    entry = store.outbox.entry(second_key)
     assert entry is None or entry["status"] != "done"
     assert "compensation.provider_voided" not in kinds(store, second_run)
     server.assert_clean()
@@ -314,7 +314,7 @@ def test_mark_paid_without_a_recorded_payment_is_refused_and_reaches_nothing(
     assert refused.value.type == "PolicyRefusal" and refused.value.non_retryable
     assert "payments:stripe.mark_paid" in str(refused.value)
     assert server.received == []
-    assert store.outbox_entry(key) is None
+    assert store.outbox.entry(key) is None
     assert "provider.marked_paid" not in kinds(store, run)
     server.assert_clean(all_used=False)
 
@@ -340,7 +340,7 @@ def test_mark_paid_after_the_recorded_payment_pays_at_stripe_exactly_once(
         ("GET", f"/v1/invoices/{REFERENCE}", {}, None),
         ("POST", f"/v1/invoices/{REFERENCE}/pay", {"paid_out_of_band": "true"}, f"{key}/pay"),
     ]
-    entry = store.outbox_entry(key)
+    entry = store.outbox.entry(key)
     assert entry is not None and (entry["status"], entry["attempts"]) == ("done", 1)
     assert kinds(store, run).count("provider.marked_paid") == 1
     server.assert_clean()
@@ -364,7 +364,7 @@ def test_a_payment_recorded_in_another_run_is_no_approval(store: KernelStore, st
 
     assert refused.value.type == "PolicyRefusal" and refused.value.non_retryable
     assert server.received == []
-    assert store.outbox_entry(key) is None
+    assert store.outbox.entry(key) is None
     server.assert_clean(all_used=False)
 
 
@@ -387,7 +387,7 @@ def test_a_payment_recorded_for_another_invoice_of_the_run_is_no_approval(
 
     assert refused.value.type == "PolicyRefusal" and refused.value.non_retryable
     assert server.received == []
-    assert store.outbox_entry(key) is None
+    assert store.outbox.entry(key) is None
     server.assert_clean(all_used=False)
 
 
@@ -399,8 +399,8 @@ def test_create_goes_through_the_outbox_once_and_attaches_the_stripe_invoice(
 ) -> None:
     run = new_run()
     invoice_id = issued_invoice(store, run, at_stripe=False)
-    invoice = store.get_invoice(invoice_id)
-    client = store.get_client(invoice.client_key) if invoice else None
+    invoice = store.invoices.get(invoice_id)
+    client = store.clients.get(invoice.client_key) if invoice else None
     assert invoice is not None and client is not None
     key = run.key("provider-create")
     text = (RECORDINGS / "create_existing_customer.json").read_text()
@@ -433,14 +433,14 @@ def test_create_goes_through_the_outbox_once_and_attaches_the_stripe_invoice(
         f"{key}/item/2",
         f"{key}/finalize",
     ]
-    entry = store.outbox_entry(key)
+    entry = store.outbox.entry(key)
     assert entry is not None
     assert (entry["status"], entry["connector"], entry["operation"]) == (
         "done",
         CONNECTOR,
         "create_invoice",
     )
-    attached = store.get_invoice(invoice_id)
+    attached = store.invoices.get(invoice_id)
     assert attached is not None
     assert (attached.provider, attached.provider_reference) == ("stripe", final["id"])
     assert kinds(store, run).count("provider.invoice_created") == 1
@@ -489,7 +489,7 @@ def test_a_dry_run_sends_nothing_to_stripe_and_writes_no_outbox_row(
     assert paid_unsent.dry_run and paid_unsent.status == "paid"
     assert all("Dry run" in r.payment_instructions for r in (created, paid, voided, paid_unsent))
     assert server.received == []
-    assert [store.outbox_entry(k) for k in keys] == [None] * 4
-    invoice = store.get_invoice(unsent)
+    assert [store.outbox.entry(k) for k in keys] == [None] * 4
+    invoice = store.invoices.get(unsent)
     assert invoice is not None and (invoice.provider, invoice.provider_reference) == (None, None)
     assert kinds(store, run) == before  # no provider event, no invoice.payable

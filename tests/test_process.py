@@ -143,3 +143,25 @@ async def test_money_runs_end_with_their_outcome(
     await operations.cancel(client, cancelled.id)
     await ends_cancelled(cancelled)
     assert await outcome_of(client, cancelled.id) == "cancelled"
+
+
+async def test_onboarding_starts_with_its_summary_details_and_the_operators_timezone(
+    client: Client, settings: Settings, worker: object
+) -> None:
+    name, key, email = unique_client()
+    berlin = settings.model_copy(update={"business_timezone": "Europe/Berlin"})
+    started = await operations.start_onboarding(
+        client, berlin, ClientIntake(name=name, key=key, email=email)
+    )
+    RUNS.append(started.workflow_id)
+    handle = client.get_workflow_handle(started.workflow_id)
+    desc = await handle.describe()
+    assert await desc.static_summary() == f"Onboard {name}"
+    details = await desc.static_details()
+    assert details is not None and f"Client `{key}` <{email}>" in details
+    assert "10:00 Europe/Berlin" in details
+    await wait_for_gate(client, handle.id)
+    events = [e async for e in handle.fetch_history_events()]
+    started_input = events[0].workflow_execution_started_event_attributes.input.payloads[0]
+    assert '"timezone":"Europe/Berlin"' in started_input.data.decode()
+    await handle.terminate("test cleanup")

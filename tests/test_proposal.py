@@ -96,12 +96,12 @@ async def test_accepted_proposal_starts_billing_which_ends_paid_with_one_invoice
     assert (paid.status, paid.number, paid.paid) == ("paid", number, "USD 5,600.00")
 
     assert len(smtp.to(email)) == 2  # one proposal, one invoice; nothing else
-    invoice = store.get_invoice(result.proposal_id)
+    invoice = store.invoices.get(result.proposal_id)
     assert invoice is not None and invoice.status == "paid"
-    [entry] = store.ledger(invoice.invoice_id)
+    [entry] = store.invoices.ledger(invoice.invoice_id)
     assert (entry.kind, entry.amount_minor, entry.reference) == ("payment", 560_000, "BANK-REF-1")
     assert paid.memory_id is not None and services.memory.get(paid.memory_id) is not None
-    kinds = [e.kind for e in store.events(billing.id)]
+    kinds = [e.kind for e in store.events.for_run(billing.id)]
     assert kinds.count("invoice.sent") == 1 and kinds.count("payment.recorded") == 1
     assert kinds[-1] == "billing.paid"
 
@@ -113,7 +113,7 @@ async def test_small_proposal_is_auto_approved_and_the_rule_is_recorded(
     _, key, email = known_client(store, segment="consulting")
     handle = await propose(client, fast(settings), store, key, WORKSHOP)
     await progress_until(client, handle.id, waiting_for("client_response"))
-    events = store.events(handle.id)
+    events = store.events.for_run(handle.id)
     [verdict] = [e for e in events if e.kind == "proposal.auto_approved"]
     assert verdict.payload["rule"] == "proposal.auto_approve"
     assert any("USD 2,200.00" in reason for reason in verdict.payload["reasons"])
@@ -141,7 +141,7 @@ async def test_a_discount_above_policy_waits_at_the_gate_with_the_amount_in_the_
     assert item.gate is not None and item.gate.amount == "USD 4,396.00"
     assert smtp.to(email) == []  # nothing goes out before the decision
 
-    [needs] = [e for e in store.events(handle.id) if e.kind == "proposal.needs_approval"]
+    [needs] = [e for e in store.events.for_run(handle.id) if e.kind == "proposal.needs_approval"]
     assert needs.payload["rule"] == "proposal.needs_approval"
 
     # An edit that cannot be applied is rejected; the gate keeps waiting.
@@ -165,7 +165,7 @@ async def test_a_discount_above_policy_waits_at_the_gate_with_the_amount_in_the_
     [mail] = await mails_until(smtp, email, 1)
     assert "(version 2)" in mail["Subject"]
     assert "USD 4,800.00" in pdf_text(next(iter(pdfs(mail).values())))
-    versions = store.proposal_versions(handle.id.split("/", 1)[1])
+    versions = store.proposals.versions(handle.id.split("/", 1)[1])
     assert [(v.version, v.source, v.total_minor) for v in versions] == [
         (1, "agent", 439_600),
         (2, "edit", 480_000),
@@ -215,12 +215,12 @@ async def test_counter_offer_makes_version_2_which_goes_through_policy_again(
     await save_history(handle, "proposal_countered")
     assert (result.status, result.version, result.total) == ("accepted", 2, "USD 1,500.00")
 
-    versions = store.proposal_versions(handle.id.split("/", 1)[1])
+    versions = store.proposals.versions(handle.id.split("/", 1)[1])
     assert [(v.version, v.source, v.total_minor, str(v.discount_pct)) for v in versions] == [
         (1, "agent", 220_000, "0.00"),
         (2, "counter", 150_000, "31.82"),
     ]
-    kinds = [e.kind for e in store.events(handle.id)]
+    kinds = [e.kind for e in store.events.for_run(handle.id)]
     assert kinds.count("proposal.auto_approved") == 1  # v1
     assert kinds.count("proposal.needs_approval") == 1  # v2, above the discount limit
     assert kinds.count("proposal.sent") == 2
@@ -257,7 +257,7 @@ async def test_follow_ups_fire_on_schedule_and_expiry_closes_the_proposal(
     assert result.status == "expired"
     mails = smtp.to(email)
     kinds = [" ".join(str(m["Subject"]).split()).split(":")[0] for m in mails]
-    [expired] = [e for e in store.events(handle.id) if e.kind == "proposal.no_answer"]
+    [expired] = [e for e in store.events.for_run(handle.id) if e.kind == "proposal.no_answer"]
     follow_ups = expired.payload["follow_ups_sent"]
     # Every second until the offer lapses at 3.5 s: two or three, depending on send time.
     assert follow_ups in (2, 3)
@@ -280,13 +280,17 @@ async def test_malformed_client_responses_are_rejected_and_the_proposal_keeps_wa
     await raw.signal("client_response", {"response": "maybe"})
     progress = await progress_until(client, handle.id, lambda p: p.rejected_signals == 3)
     assert progress.waiting_for == "client_response"
-    reasons = [e.payload["reason"] for e in store.events(handle.id) if e.kind == "signal.rejected"]
+    reasons = [
+        e.payload["reason"] for e in store.events.for_run(handle.id) if e.kind == "signal.rejected"
+    ]
     await progress_until(client, handle.id, lambda p: True)
     async with asyncio.timeout(10):
         while len(reasons) < 3:
             await asyncio.sleep(0.1)
             reasons = [
-                e.payload["reason"] for e in store.events(handle.id) if e.kind == "signal.rejected"
+                e.payload["reason"]
+                for e in store.events.for_run(handle.id)
+                if e.kind == "signal.rejected"
             ]
     assert "proposed_total: a counter needs a proposed total" in reasons[0]
     assert "version: 7 is not the version out (v1)" in reasons[1]

@@ -174,7 +174,7 @@ async def history_text(handle: WorkflowHandle[Any, Any]) -> str:
 def database_text(store: KernelStore) -> str:
     """Every row of every table, as text."""
     parts: list[str] = []
-    with store.transaction() as conn:
+    with store.db.transaction() as conn:
         tables = [
             r["table_name"]
             for r in conn.execute(
@@ -328,16 +328,16 @@ async def test_a_key_echoed_in_a_401_and_in_replies_reaches_no_history_kernel_ou
     result = await handle.result()
     assert result.status == "completed"
 
-    calls = services.store.model_calls(handle.id)
+    calls = services.store.costs.for_workflow(handle.id)
     assert [(c.agent, c.outcome) for c in calls] == [
         ("intake", "accepted"),
         ("welcome", "refused"),
         ("welcome", "template"),
     ]
     assert MARKER in (calls[0].content or "") and MARKER in calls[1].reason
-    client_row = services.store.get_client(client_key)
+    client_row = services.store.clients.get(client_key)
     assert client_row is not None
-    held = [e for e in services.store.events(handle.id) if e.kind == "agent.held"]
+    held = [e for e in services.store.events.for_run(handle.id) if e.kind == "agent.held"]
     assert len(held) == 1 and MARKER in held[0].payload["reason"]
     mail = "\n".join(m.as_string() for m in smtp.to(email))
     await assert_nowhere(key, handle, services, client_key, logs, inbox, mail, repr(client_row))
@@ -370,16 +370,18 @@ async def test_a_key_a_model_repeats_is_redacted_in_ledger_draft_email_and_never
     assert repair[2]["role"] == "assistant" and MARKER in repair[2]["content"]
     assert leaks(key, json.dumps(repair)) == []
 
-    calls = services.store.model_calls(handle.id)
+    calls = services.store.costs.for_workflow(handle.id)
     assert [(c.agent, c.outcome) for c in calls] == [
         ("intake", "accepted"),
         ("welcome", "invalid"),
         ("welcome", "accepted"),
     ]
     draft_id = next(
-        e.payload["draft_id"] for e in services.store.events(handle.id) if e.payload.get("draft_id")
+        e.payload["draft_id"]
+        for e in services.store.events.for_run(handle.id)
+        if e.payload.get("draft_id")
     )
-    draft = services.store.get_draft(draft_id)
+    draft = services.store.drafts.get(draft_id)
     assert draft is not None and MARKER in draft.body and MARKER in draft.subject
     inbox = await inbox_text(client, s)
 
@@ -411,7 +413,7 @@ async def test_a_reply_that_is_not_json_or_not_utf8_is_classified_and_waits_at_t
     assert gate.summary.startswith("no tier gave usable output: openai: unusable reply")
     assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
 
-    calls = services.store.model_calls(handle.id)
+    calls = services.store.costs.for_workflow(handle.id)
     assert [(c.tier, c.outcome) for c in calls] == [
         ("fast", "invalid"),
         ("fast", "invalid"),
@@ -429,7 +431,7 @@ async def test_a_reply_that_is_not_json_or_not_utf8_is_classified_and_waits_at_t
         "gpt-4o",
         "gpt-4o",
     ]
-    held = [e for e in services.store.events(handle.id) if e.kind == "agent.held"]
+    held = [e for e in services.store.events.for_run(handle.id) if e.kind == "agent.held"]
     assert len(held) == 1
     assert [a["outcome"] for a in held[0].payload["attempts"]] == ["invalid"] * 4
 
@@ -566,7 +568,7 @@ def test_connector_runtime_scrubs_errors_the_outbox_keeps_and_replies_it_returns
     with pytest.raises(ConnectorAuthError) as info:
         runtime.effect("crm", SEND, key, refused)
     assert str(info.value) == f"crm: 401: invalid token {MARKER}"
-    entry = services.store.outbox_entry(key)
+    entry = services.store.outbox.entry(key)
     assert entry is not None and entry["last_error"].endswith(f"invalid token {MARKER}")
 
     def odd(dry_run: bool) -> dict[str, str]:
@@ -576,7 +578,7 @@ def test_connector_runtime_scrubs_errors_the_outbox_keeps_and_replies_it_returns
     with pytest.raises(TransientConnectorError) as transient:
         runtime.effect("crm", SEND, key, odd)
     assert "OSError" in str(transient.value) and leaks(PROXY_KEY, str(transient.value)) == []
-    entry = services.store.outbox_entry(key)
+    entry = services.store.outbox.entry(key)
     assert entry is not None and leaks(PROXY_KEY, entry["last_error"]) == []
 
     key = f"test/{uuid.uuid4().hex}/send"
@@ -592,9 +594,9 @@ def test_connector_runtime_scrubs_errors_the_outbox_keeps_and_replies_it_returns
         "crm", SEND, key, lambda dry: {"echo": f"key={PROXY_KEY}"}, event=event
     )
     assert ran and result == {"echo": f"key={MARKER}"}
-    entry = services.store.outbox_entry(key)
+    entry = services.store.outbox.entry(key)
     assert entry is not None and entry["result"] == {"echo": f"key={MARKER}"}
-    recorded = services.store.event_by_key(key)
+    recorded = services.store.events.by_key(key)
     assert recorded is not None
     assert recorded.payload == {"url": f"https://crm.example/hook?token={MARKER}"}
 

@@ -121,6 +121,8 @@ class Settings(BaseSettings):
         default=None, description="Web UI base for printed links; unset: the dev server's"
     )
     task_queue: str = "aios"
+    # Activities one worker runs at once; its connection pool is sized from this.
+    worker_activity_slots: int = Field(default=8, ge=1, le=256)
 
     # Embedded stack
     state_dir: Path = Path(".aios")

@@ -104,7 +104,7 @@ def run_agent(
         ),
         beat=activity.heartbeat,
     )
-    run_cost = float(store.run_cost(workflow_id, run_id))
+    run_cost = float(store.costs.run_cost(workflow_id, run_id))
     if outcome.result is not None:
         return outcome.result, AgentStep(call=_call(outcome.result), run_cost_usd=run_cost)
     assert outcome.hold is not None
@@ -118,7 +118,7 @@ def run_agent(
         fallback=held.fallback,
         attempts=[_attempt(a) for a in outcome.attempts],
     )
-    store.append_event(
+    store.events.append(
         event_for_step(
             f"{key}/held/{len(outcome.attempts)}",
             "agent.held",
@@ -168,7 +168,7 @@ class AgentActivities:
         if result is None or done.call is None:
             return ClassifyIntakeResult(hold=done.hold, run_cost_usd=done.run_cost_usd)
         call = done.call
-        self._store.append_event(
+        self._store.events.append(
             event_for_step(
                 inp.idempotency_key,
                 "agent.called",
@@ -226,7 +226,7 @@ class AgentActivities:
                 **call.model_dump(),
             },
         )
-        stored = self._store.save_draft(
+        stored = self._store.drafts.save(
             draft,
             event=event_for_step(
                 inp.idempotency_key,
@@ -253,7 +253,7 @@ class AgentActivities:
     @activity.defn(name="revise_draft")
     @translating_errors
     def revise_draft(self, inp: ReviseDraftInput) -> DraftResult:
-        base = self._store.get_draft(inp.draft_id)
+        base = self._store.drafts.get(inp.draft_id)
         if base is None:
             raise InvalidInput(f"revise_draft: draft {inp.draft_id!r} does not exist")
         unknown = sorted(set(inp.edits) - set(EDITABLE_DRAFT_FIELDS))
@@ -273,7 +273,7 @@ class AgentActivities:
                 },
             }
         )
-        stored = self._store.save_draft(
+        stored = self._store.drafts.save(
             revised,
             event=event_for_step(
                 inp.idempotency_key,

@@ -65,13 +65,13 @@ class BillingActivities:
         self._runtime = runtime
 
     def _invoice(self, invoice_id: str) -> Invoice:
-        invoice = self._store.get_invoice(invoice_id)
+        invoice = self._store.invoices.get(invoice_id)
         if invoice is None:
             raise InvalidInput(f"invoice: no invoice with id {invoice_id!r}")
         return invoice
 
     def _ref(self, invoice: Invoice) -> InvoiceRef:
-        client = self._store.get_client(invoice.client_key)
+        client = self._store.clients.get(invoice.client_key)
         if client is None:
             raise InvalidInput(f"client: no client with key {invoice.client_key!r}")
         return InvoiceRef(
@@ -98,7 +98,7 @@ class BillingActivities:
     def create_invoice(self, inp: CreateInvoiceInput) -> InvoiceRef:
         info = activity.info()
         total = line_items_total(inp.line_items)
-        invoice = self._store.create_invoice(
+        invoice = self._store.invoices.create(
             Invoice(
                 invoice_id=inp.invoice_id,
                 client_key=inp.client_key,
@@ -125,7 +125,7 @@ class BillingActivities:
         verdict = evaluate_invoice(
             total_minor=invoice.total_minor, currency=invoice.currency, policy=inp.policy
         )
-        self._store.append_event(
+        self._store.events.append(
             event_for_step(
                 inp.idempotency_key,
                 "invoice.needs_approval" if verdict.needs_approval else "invoice.auto_approved",
@@ -138,7 +138,7 @@ class BillingActivities:
     @activity.defn(name="issue_invoice")
     @translating_errors
     def issue_invoice(self, inp: IssueInvoiceInput) -> InvoiceRef:
-        invoice = self._store.issue_invoice(
+        invoice = self._store.invoices.issue(
             inp.invoice_id,
             issued_at=inp.issued_at,
             due_at=inp.due_at,
@@ -154,7 +154,7 @@ class BillingActivities:
     @activity.defn(name="void_invoice")
     @translating_errors
     def void_invoice(self, inp: InvoiceStepInput) -> InvoiceRef:
-        invoice = self._store.void_invoice(
+        invoice = self._store.invoices.void(
             inp.invoice_id,
             event=event_for_step(
                 inp.idempotency_key,
@@ -168,7 +168,7 @@ class BillingActivities:
     @activity.defn(name="record_payment")
     @translating_errors
     def record_payment(self, inp: RecordPaymentInput) -> RecordPaymentResult:
-        invoice, balance = self._store.record_payment(
+        invoice, balance = self._store.invoices.record_payment(
             inp.invoice_id,
             entry_key=inp.idempotency_key,
             amount_minor=inp.amount_minor,
@@ -191,7 +191,7 @@ class BillingActivities:
     @activity.defn(name="issue_credit_note")
     @translating_errors
     def issue_credit_note(self, inp: IssueCreditNoteInput) -> CreditNoteRef:
-        note = self._store.issue_credit_note(
+        note = self._store.invoices.issue_credit_note(
             inp.idempotency_key,
             inp.invoice_id,
             amount_minor=inp.amount_minor,
@@ -269,7 +269,7 @@ class BillingActivities:
         invoice = self._invoice(inp.invoice_id)
         if invoice.number is None or invoice.issued_at is None or invoice.due_at is None:
             raise InvalidInput(f"invoice {inp.invoice_id!r} is not issued yet")
-        client = self._store.get_client(invoice.client_key)
+        client = self._store.clients.get(invoice.client_key)
         if client is None:
             raise InvalidInput(f"client: no client with key {invoice.client_key!r}")
         provider = self._provider(inp.provider)
@@ -296,7 +296,7 @@ class BillingActivities:
         )
         if receipt.dry_run:
             return receipt  # nothing exists at the provider: the invoice keeps pointing nowhere
-        self._store.attach_provider(
+        self._store.invoices.attach_provider(
             invoice.invoice_id,
             provider=receipt.provider,
             reference=receipt.reference,
@@ -329,7 +329,7 @@ class BillingActivities:
             return None
         recorded = [
             e
-            for e in self._store.events(info.workflow_id, info.workflow_run_id)
+            for e in self._store.events.for_run(info.workflow_id, info.workflow_run_id)
             if e.kind == "payment.recorded" and e.entity == f"invoice:{invoice_id}"
         ]
         return recorded[-1].event_key if recorded else None

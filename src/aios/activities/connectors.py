@@ -240,7 +240,7 @@ class ConnectorActivities:
     @activity.defn(name="send_welcome")
     @translating_errors
     def send_welcome(self, inp: SendWelcomeInput) -> SendResult:
-        draft = self._store.get_draft(inp.draft_id)
+        draft = self._store.drafts.get(inp.draft_id)
         if draft is None:
             raise InvalidInput(f"send_welcome: draft {inp.draft_id!r} does not exist")
         invite = self._kickoff(inp)
@@ -313,14 +313,14 @@ class ConnectorActivities:
     # --- proposals and invoices: emails with rendered documents ----------------------------
 
     def _client(self, key: str) -> Client:
-        client = self._store.get_client(key)
+        client = self._store.clients.get(key)
         if client is None:
             raise InvalidInput(f"client: no client with key {key!r}")
         return client
 
     def _proposal(self, version_id: str) -> tuple[Proposal, ProposalVersion, Client]:
-        version = self._store.get_proposal_version(version_id)
-        proposal = self._store.get_proposal(version.proposal_id) if version else None
+        version = self._store.proposals.get_version(version_id)
+        proposal = self._store.proposals.get(version.proposal_id) if version else None
         if version is None or proposal is None:
             raise InvalidInput(f"proposal version {version_id!r} does not exist")
         return proposal, version, self._client(proposal.client_key)
@@ -442,13 +442,13 @@ class ConnectorActivities:
                     )
                 ),
             )
-            for note in self._store.credit_notes(invoice.invoice_id)
+            for note in self._store.invoices.credit_notes(invoice.invoice_id)
         ]
 
     @activity.defn(name="send_invoice_email")
     @translating_errors
     def send_invoice_email(self, inp: SendInvoiceInput) -> SendResult:
-        invoice = self._store.get_invoice(inp.invoice_id)
+        invoice = self._store.invoices.get(inp.invoice_id)
         if invoice is None:
             raise InvalidInput(f"invoice: no invoice with id {inp.invoice_id!r}")
         client = self._client(invoice.client_key)

@@ -48,7 +48,7 @@ class CrmActivities:
         crm = self._crm
         if crm is None:
             return MirrorResult(system=CONTACT, skipped=_NOT_CONFIGURED)
-        client = self._store.get_client(inp.client_key)
+        client = self._store.clients.get(inp.client_key)
         if client is None:
             raise InvalidInput(f"client: no client with key {inp.client_key!r}")
         entity = f"client:{client.key}"
@@ -67,7 +67,7 @@ class CrmActivities:
         if result.get("dry_run"):
             return MirrorResult(system=CONTACT, dry_run=True, detail="rehearsed, nothing sent")
         contact_id = str(result["contact"]["id"])
-        self._store.link_external(entity, CONTACT, contact_id)
+        self._store.refs.link(entity, CONTACT, contact_id)
         verb = "created" if result.get("created") else "updated"
         return MirrorResult(
             system=CONTACT, external_id=contact_id, changed_now=ran, detail=f"contact {verb}"
@@ -80,16 +80,16 @@ class CrmActivities:
         crm = self._crm
         if crm is None:
             return MirrorResult(system=DEAL, skipped=_NOT_CONFIGURED)
-        proposal = self._store.get_proposal(inp.proposal_id)
+        proposal = self._store.proposals.get(inp.proposal_id)
         if proposal is None:
             raise InvalidInput(f"proposal: no proposal with id {inp.proposal_id!r}")
         entity = f"proposal:{proposal.proposal_id}"
         key = inp.idempotency_key
         if inp.action == "create":
-            client = self._store.get_client(proposal.client_key)
+            client = self._store.clients.get(proposal.client_key)
             if client is None:
                 raise InvalidInput(f"client: no client with key {proposal.client_key!r}")
-            versions = self._store.proposal_versions(proposal.proposal_id)
+            versions = self._store.proposals.versions(proposal.proposal_id)
             if not versions:
                 raise InvalidInput(f"proposal {proposal.proposal_id!r} has no version yet")
             latest = versions[-1]
@@ -97,7 +97,7 @@ class CrmActivities:
                 name=_deal_name(client.name, proposal.scope),
                 amount_minor=latest.total_minor,
                 currency=latest.currency,
-                contact_id=self._store.external_id(f"client:{client.key}", CONTACT),
+                contact_id=self._store.refs.get(f"client:{client.key}", CONTACT),
             )
             result, ran = self._runtime.effect(
                 crm.name,
@@ -112,12 +112,12 @@ class CrmActivities:
             if result.get("dry_run"):
                 return MirrorResult(system=DEAL, dry_run=True, detail="rehearsed, nothing sent")
             deal_id = str(result["deal"]["id"])
-            self._store.link_external(entity, DEAL, deal_id)
+            self._store.refs.link(entity, DEAL, deal_id)
             return MirrorResult(
                 system=DEAL, external_id=deal_id, changed_now=ran, detail="deal created"
             )
 
-        linked = self._store.external_id(entity, DEAL)
+        linked = self._store.refs.get(entity, DEAL)
         if linked is None:
             return MirrorResult(
                 system=DEAL, skipped=f"proposal {proposal.proposal_id} has no HubSpot deal"

@@ -45,7 +45,7 @@ class HealthActivities:
                 )
             )
         info = activity.info()
-        self._store.record_synthetic_checks(
+        self._store.health.record_checks(
             inp.idempotency_key, info.workflow_id or "", [r.model_dump() for r in results]
         )
         self._runtime.publish()

@@ -29,13 +29,13 @@ class KernelActivities:
             entity=f"client:{client.key}",
             payload={"segment": client.segment, "email": client.email},
         )
-        stored = self._store.upsert_client(client, event=event)
+        stored = self._store.clients.upsert(client, event=event)
         return UpsertClientResult(client_key=stored.key)
 
     @activity.defn(name="record_event")
     @translating_errors
     def record_event(self, inp: RecordEventInput) -> None:
-        self._store.append_event(
+        self._store.events.append(
             event_for_step(inp.idempotency_key, inp.kind, entity=inp.entity, payload=inp.payload)
         )
         if inp.kind == "gate.decided":  # the line carries the run's workflow and run ids

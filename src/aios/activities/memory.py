@@ -43,7 +43,7 @@ class MemoryActivities:
             source_run_id=info.workflow_run_id or "",
             idempotency_key=inp.idempotency_key,
         )
-        self._store.append_event(
+        self._store.events.append(
             event_for_step(
                 inp.idempotency_key,
                 "memory.stored",

@@ -67,11 +67,11 @@ class ProposalActivities:
     @activity.defn(name="open_proposal")
     @translating_errors
     def open_proposal(self, inp: OpenProposalInput) -> OpenProposalResult:
-        client = self._store.get_client(inp.client_key)
+        client = self._store.clients.get(inp.client_key)
         if client is None:
             raise InvalidInput(f"client: no client with key {inp.client_key!r}")
         info = activity.info()
-        self._store.open_proposal(
+        self._store.proposals.open(
             Proposal(
                 proposal_id=inp.proposal_id,
                 client_key=inp.client_key,
@@ -95,8 +95,8 @@ class ProposalActivities:
     @activity.defn(name="draft_proposal")
     @translating_errors
     def draft_proposal(self, inp: DraftProposalInput) -> DraftProposalResult:
-        proposal = self._store.get_proposal(inp.proposal_id)
-        client = self._store.get_client(inp.client_key)
+        proposal = self._store.proposals.get(inp.proposal_id)
+        client = self._store.clients.get(inp.client_key)
         if proposal is None or client is None:
             raise InvalidInput(f"draft_proposal: proposal {inp.proposal_id!r} is not open")
         result, done = run_agent(
@@ -142,7 +142,7 @@ class ProposalActivities:
             rationale=draft.rationale,
             memory_ids=draft.memory_ids_used,
         )
-        stored = self._store.save_proposal_version(
+        stored = self._store.proposals.save_version(
             version,
             event=event_for_step(
                 inp.idempotency_key,
@@ -166,7 +166,7 @@ class ProposalActivities:
     @activity.defn(name="revise_proposal")
     @translating_errors
     def revise_proposal(self, inp: ReviseProposalInput) -> ProposalVersionRef:
-        base = self._store.get_proposal_version(inp.base_version_id)
+        base = self._store.proposals.get_version(inp.base_version_id)
         if base is None:
             raise InvalidInput(f"revise_proposal: version {inp.base_version_id!r} does not exist")
         if inp.total_minor is not None and inp.discount_pct is not None:
@@ -194,7 +194,7 @@ class ProposalActivities:
             memory_ids=base.memory_ids,
             based_on=base.id,
         )
-        stored = self._store.save_proposal_version(
+        stored = self._store.proposals.save_version(
             version,
             event=event_for_step(
                 inp.idempotency_key,
@@ -217,7 +217,7 @@ class ProposalActivities:
     @activity.defn(name="check_proposal_policy")
     @translating_errors
     def check_proposal_policy(self, inp: CheckProposalPolicyInput) -> PolicyVerdict:
-        version = self._store.get_proposal_version(inp.version_id)
+        version = self._store.proposals.get_version(inp.version_id)
         if version is None:
             raise InvalidInput(f"check_proposal_policy: version {inp.version_id!r} does not exist")
         verdict = evaluate_proposal(
@@ -226,7 +226,7 @@ class ProposalActivities:
             currency=version.currency,
             policy=inp.policy,
         )
-        self._store.append_event(
+        self._store.events.append(
             event_for_step(
                 inp.idempotency_key,
                 "proposal.needs_approval" if verdict.needs_approval else "proposal.auto_approved",

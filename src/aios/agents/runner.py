@@ -124,9 +124,11 @@ class AgentOutcome(Generic[OutT]):
 
 
 class CallLedger(Protocol):
-    def model_call(self, call_key: str) -> ModelCall | None: ...
-    def record_model_call(self, call: ModelCall) -> ModelCall: ...
-    def model_spend(self, since: datetime, *, agent: str | None = None) -> Decimal: ...
+    """The cost ledger of model calls (``kernel.stores.CostLedger``)."""
+
+    def get(self, call_key: str) -> ModelCall | None: ...
+    def record(self, call: ModelCall) -> ModelCall: ...
+    def spend(self, since: datetime, *, agent: str | None = None) -> Decimal: ...
 
 
 @dataclass
@@ -240,7 +242,7 @@ class AgentRunner:
             for tried in range(2):  # the first try and one repair
                 key = f"{ctx.key}/{tier.name}/{tried}"
                 beat()
-                stored = self._ledger.model_call(key)
+                stored = self._ledger.get(key)
                 reused = stored is not None
                 if stored is None:
                     estimate = tier.price.cost(
@@ -311,8 +313,8 @@ class AgentRunner:
         return self._policy.budget_problem(
             agent=agent,
             estimate_usd=estimate,
-            spent_usd=self._ledger.model_spend(since),
-            agent_spent_usd=self._ledger.model_spend(since, agent=agent),
+            spent_usd=self._ledger.spend(since),
+            agent_spent_usd=self._ledger.spend(since, agent=agent),
         )
 
     def _call(
@@ -337,7 +339,7 @@ class AgentRunner:
             )
         except ModelRefused as exc:
             row = self._row(agent, ctx, key, tier, chat.name, over_budget)
-            return self._ledger.record_model_call(
+            return self._ledger.record(
                 row.model_copy(
                     update={
                         "input_tokens": exc.input_tokens,
@@ -350,7 +352,7 @@ class AgentRunner:
             )
         except UnusableReply as exc:  # like output that is not JSON: repair, then escalate
             row = self._row(agent, ctx, key, tier, chat.name, over_budget)
-            return self._ledger.record_model_call(
+            return self._ledger.record(
                 row.model_copy(update={"outcome": "invalid", "reason": str(exc)})
             )
         cost = tier.price.cost(reply.input_tokens, reply.output_tokens)
@@ -365,7 +367,7 @@ class AgentRunner:
                 outcome = "low_confidence"
                 reason = f"confidence {confidence:.2f} is below {self._policy.min_confidence:.2f}"
         row = self._row(agent, ctx, key, tier, chat.name, over_budget)
-        return self._ledger.record_model_call(
+        return self._ledger.record(
             row.model_copy(
                 update={
                     "model": reply.model or tier.model,
@@ -492,7 +494,7 @@ class AgentRunner:
         provider: str,
         content: str | None,
     ) -> None:
-        self._ledger.record_model_call(
+        self._ledger.record(
             ModelCall(
                 call_key=attempt.call_key,
                 agent=agent.name,

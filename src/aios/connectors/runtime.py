@@ -284,7 +284,7 @@ class ConnectorRuntime:
         guard = self.guard(connector)
         if event is not None:  # it may quote connector settings (a URL with a token in it)
             event = event.model_copy(update={"payload": self.scrubber.scrub_value(event.payload)})
-        return self._store.run_once(
+        return self._store.outbox.run_once(
             key,
             connector=connector,
             operation=step or operation.name,
@@ -297,7 +297,7 @@ class ConnectorRuntime:
             raise PolicyRefusal(
                 f"{what} cannot be undone, so it needs a human approval first; none was given"
             )
-        event = self._store.event_by_key(approval)
+        event = self._store.events.by_key(approval)
         problem = None
         if event is None:
             problem = "no such event in the log"
@@ -320,9 +320,9 @@ class ConnectorRuntime:
 
     def publish(self) -> None:
         """Store this worker's guard states for ``aios health``."""
-        self._store.save_connector_health(self.worker, self.snapshot())
+        self._store.health.save_guards(self.worker, self.snapshot())
 
     def _changed(self, guard: ConnectorGuard, state: str) -> None:
         # Reporting health must never break the call that changed it.
         with contextlib.suppress(Exception):
-            self._store.save_connector_health(self.worker, [guard.snapshot(state=state)])
+            self._store.health.save_guards(self.worker, [guard.snapshot(state=state)])

@@ -189,7 +189,7 @@ def invoice_workflow_id(store: KernelStore, ref: str) -> str:
     ref = ref.strip()
     number = _NUMBER.fullmatch(ref)
     if number:
-        found = store.invoice_by_number(int(number.group(1)))
+        found = store.invoices.by_number(int(number.group(1)))
         if found is None:
             raise InvalidInput(f"invoice {ref.upper()} does not exist")
         return found.workflow_id
@@ -295,13 +295,13 @@ class InvoiceDocument(BaseModel):
 
 def invoice_document(store: KernelStore, invoice_id: str) -> InvoiceDocument | None:
     """The invoice with its lines, payments and balance; ``None`` before the run created it."""
-    invoice = store.get_invoice(invoice_id)
+    invoice = store.invoices.get(invoice_id)
     if invoice is None:
         return None
     currency = invoice.currency
-    entries = store.ledger(invoice_id)
+    entries = store.invoices.ledger(invoice_id)
     paid = sum(e.amount_minor for e in entries if e.kind == "payment")
-    balance = store.balance(invoice_id)
+    balance = store.invoices.balance(invoice_id)
     return InvoiceDocument(
         invoice_id=invoice.invoice_id,
         number=invoice.display_number if invoice.number is not None else None,

@@ -62,7 +62,7 @@ def month_bounds(month: str | None, now: datetime | None = None) -> tuple[dateti
 
 def cost_report(store: KernelStore, settings: Settings, month: str | None = None) -> CostReport:
     start, end = month_bounds(month)
-    rows = store.cost_report(start, end)
+    rows = store.costs.report(start, end)
 
     def group(field_name: str) -> list[CostLine]:
         lines: dict[str, CostLine] = {}

@@ -124,13 +124,10 @@ class HealthReport(BaseModel):
 
 def health_report(store: KernelStore) -> HealthReport:
     return HealthReport(
-        checks=[
-            CheckRow.model_validate(_fields(r, CheckRow)) for r in store.last_synthetic_checks()
-        ],
-        guards=[GuardRow.model_validate(_fields(r, GuardRow)) for r in store.connector_health()],
+        checks=[CheckRow.model_validate(_fields(r, CheckRow)) for r in store.health.last_checks()],
+        guards=[GuardRow.model_validate(_fields(r, GuardRow)) for r in store.health.guards()],
         in_doubt=[
-            InDoubtEffect.model_validate(_fields(r, InDoubtEffect))
-            for r in store.in_doubt_effects()
+            InDoubtEffect.model_validate(_fields(r, InDoubtEffect)) for r in store.outbox.in_doubt()
         ],
     )
 

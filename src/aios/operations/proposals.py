@@ -178,8 +178,8 @@ class ProposalDocument(BaseModel):
 
 def proposal_document(store: KernelStore, proposal_id: str) -> ProposalDocument | None:
     """The latest version of the proposal; ``None`` before the agent has drafted one."""
-    proposal = store.get_proposal(proposal_id)
-    versions = store.proposal_versions(proposal_id)
+    proposal = store.proposals.get(proposal_id)
+    versions = store.proposals.versions(proposal_id)
     if proposal is None or not versions:
         return None
     latest = versions[-1]

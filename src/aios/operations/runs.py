@@ -93,7 +93,7 @@ async def run_status(settings: Settings, workflow_id: str) -> RunStatus:
     """``describe`` with the run's events from the kernel (``aios status``)."""
     with Session(settings) as session:
         status = await describe(await session.client(), workflow_id)
-        events = session.store().events(workflow_id, status.run_id)
+        events = session.store().events.for_run(workflow_id, status.run_id)
     return replace(status, events=events)
 
 

@@ -61,8 +61,10 @@ def build_worker(
     executor: ThreadPoolExecutor,
     *,
     workflows: Sequence[type] = WORKFLOWS,
+    activity_slots: int = ACTIVITY_THREADS,
 ) -> Worker:
-    """One worker with every workflow (or ``workflows``) and the given activities."""
+    """One worker with every workflow (or ``workflows``) and the given activities, running
+    at most ``activity_slots`` activities at once (``executor`` needs as many threads)."""
     return Worker(
         client,
         task_queue=task_queue,
@@ -70,7 +72,7 @@ def build_worker(
         workflow_runner=workflow_runner(),
         activities=activities,
         activity_executor=executor,
-        max_concurrent_activities=ACTIVITY_THREADS,
+        max_concurrent_activities=activity_slots,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
 
@@ -126,8 +128,11 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         return
     services = await asyncio.to_thread(Services.from_settings, settings)
     try:
-        with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-            worker = build_worker(client, settings.task_queue, services.activities(), executor)
+        slots = settings.worker_activity_slots
+        with ThreadPoolExecutor(max_workers=slots) as executor:
+            worker = build_worker(
+                client, settings.task_queue, services.activities(), executor, activity_slots=slots
+            )
             async with worker:
                 log.info(
                     "worker started",

@@ -37,6 +37,7 @@ from aios.connectors.webhooks import WebhookConfig, WebhookConnector
 from aios.errors import StackError
 from aios.identity import BusinessIdentity
 from aios.kernel.store import KernelStore, apply_migrations
+from aios.kernel.stores import pool_size_for
 from aios.memory.embedders import WordLlamaEmbedder
 from aios.memory.store import MemoryStore
 from aios.secrets import Scrubber, install
@@ -77,7 +78,7 @@ class Services:
         url = database_url(settings)
         if migrate:
             apply_migrations(url)
-        store = KernelStore(url)
+        store = KernelStore(url, max_size=pool_size_for(settings.worker_activity_slots))
         try:
             memory = MemoryStore(
                 WordLlamaEmbedder(),
@@ -286,7 +287,7 @@ def agent_runner(
     settings: Settings, store: KernelStore, scrub: Scrubber | None = None
 ) -> AgentRunner:
     return AgentRunner(
-        store,
+        store.costs,
         chat=chat_model(settings, scrub),
         tiers=settings.tiers,
         agent_tiers=settings.agent_tiers,
