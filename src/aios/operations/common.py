@@ -128,8 +128,10 @@ async def start_new(
     workflow_id: str,
     settings: Settings,
     summary: str,
+    details: str = "",
 ) -> Started:
-    """Start a run under an id never used before (proposals, invoices)."""
+    """Start a run under an id never used before (proposals, invoices); ``summary`` and
+    ``details`` are what the Web UI shows for it (static user metadata)."""
     try:
         handle = await client.start_workflow(
             workflow_fn,
@@ -139,6 +141,8 @@ async def start_new(
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             static_summary=summary,
+            static_details=details
+            or f"See `aios status {workflow_id}` and `aios show {workflow_id}`.",
         )
     except WorkflowAlreadyStartedError:
         raise InvalidInput(f"{workflow_id} already exists; choose another id") from None

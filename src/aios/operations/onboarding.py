@@ -84,12 +84,21 @@ async def start_onboarding(
     try:
         handle = await client.start_workflow(
             OnboardingWorkflow.run,
-            OnboardingInput(client=intake, gate_policy=settings.gate_policy),
+            OnboardingInput(
+                client=intake,
+                gate_policy=settings.gate_policy,
+                timezone=settings.business_timezone,
+            ),
             id=workflow_id,
             task_queue=settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             static_summary=f"Onboard {intake.name}",
+            static_details=(
+                f"Client `{intake.key}` <{intake.email}>. Welcome email and kickoff (10:00 "
+                f"{settings.business_timezone}) after your approval at gate `welcome`; "
+                f"see `aios status {workflow_id}`."
+            ),
         )
     except WorkflowAlreadyStartedError as exc:
         return Started(workflow_id, exc.run_id or "", existing=True)
@@ -98,13 +107,13 @@ async def start_onboarding(
 
 def require_client(store: KernelStore, key: str, *, again: bool = False) -> None:
     """The client exists; unless ``again``, their last onboarding was not turned down."""
-    if store.get_client(key) is None:
+    if store.clients.get(key) is None:
         raise InvalidInput(
             f"client: no client with key {key!r}; onboard them first with `aios onboard`"
         )
     if again:
         return
-    last = store.last_event(f"client:{key}", ONBOARDING_ENDS)
+    last = store.events.last(f"client:{key}", ONBOARDING_ENDS)
     if last is not None and last.kind in ("onboarding.rejected", "onboarding.expired"):
         outcome = last.kind.removeprefix("onboarding.")
         reason = one_line(str(last.payload.get("reason") or ""))
@@ -134,11 +143,11 @@ def welcome_document(store: KernelStore, workflow_id: str, run_id: str) -> Welco
     """The run's latest welcome draft, found through the events that name it; ``None`` before
     one is written (the run is still at intake, or waits at a budget or agent gate)."""
     draft_id: str | None = None
-    for event in store.events(workflow_id, run_id):
+    for event in store.events.for_run(workflow_id, run_id):
         named = event.payload.get("draft_id")
         if isinstance(named, str) and named:
             draft_id = named
-    draft = store.get_draft(draft_id) if draft_id else None
+    draft = store.drafts.get(draft_id) if draft_id else None
     if draft is None:
         return None
     edited_by = draft.meta.get("edited_by")
