@@ -191,6 +191,7 @@ async def test_overpayment_is_refused_by_the_cli_path_and_by_the_signal(
         "USD 99,999.00 is more than the open balance USD 3,800.00" in rejected[0].payload["reason"]
     )
     assert "USD 3,000.00 is more than the open balance USD 800.00" in rejected[1].payload["reason"]
+    await progress_until(client, handle.id, lambda p: p.balance == "USD 800.00")
     await operations.record_payment(
         client, store, handle.id, amount=None, reference="rest", recorded_by="pat"
     )

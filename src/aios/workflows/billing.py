@@ -169,7 +169,9 @@ class BillingWorkflow(Process):
     @workflow.query(name="progress")
     def progress(self) -> BillingProgress:
         ref = self._ref
-        balance = self._balance_minor
+        # What is left to pay once the payments already received are recorded: what `aios
+        # paid` without --amount pays, and what a new payment is checked against.
+        balance = self._open_balance_minor() if self._balance_minor is not None else None
         return BillingProgress(
             process=PROCESS_NAME,
             invoice_id=self._invoice_id,

@@ -60,6 +60,7 @@ class BillingProgress(RunProgress):
     invoice_id: str = ""
     number: str | None = None
     total: str = ""
+    # Still to pay once the payments already received are recorded (None before issue).
     balance: str = ""
     balance_minor: int | None = None
     currency: str = ""
