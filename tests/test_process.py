@@ -77,6 +77,8 @@ async def test_a_rejected_onboarding_says_rejected_and_its_gate_says_how_to_answ
     )
     assert (await handle.result()).status == "rejected"
     assert await outcome_of(client, handle.id) == "rejected"
+    status = await operations.describe(client, handle.id)
+    assert (status.status, status.outcome) == ("completed", "rejected")  # what aios status shows
     assert (await current_details(client, handle.id)).startswith("Ended: **rejected**. not a fit")
     names = await summaries(client, handle)
     assert names and all(names), names
