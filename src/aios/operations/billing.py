@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
@@ -24,8 +24,8 @@ from aios.kernel.money import (
 )
 from aios.kernel.store import KernelStore
 from aios.operations.common import (
-    ID_RE,
     DocumentLine,
+    NewId,
     Session,
     Started,
     describe_run,
@@ -74,14 +74,7 @@ class NewInvoice(BaseModel):
     client_key: str = Field(min_length=1, max_length=64)
     items: list[LineItem] = Field(min_length=1, max_length=100)
     currency: str | None = None
-    invoice_id: str | None = None
-
-    @field_validator("invoice_id")
-    @classmethod
-    def _id(cls, value: str | None) -> str | None:
-        if value is not None and not ID_RE.match(value):
-            raise ValueError("must be 1-80 lowercase letters, digits or hyphens")
-        return value
+    invoice_id: NewId | None = None
 
 
 async def start_billing(

@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -53,6 +53,16 @@ __all__ = [
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")
+
+
+def _new_id(value: str) -> str:
+    if not ID_RE.match(value):
+        raise ValueError("must be 1-80 lowercase letters, digits or hyphens")
+    return value
+
+
+# An id the operator chooses for a new proposal or invoice.
+NewId = Annotated[str, AfterValidator(_new_id)]
 
 
 @dataclass(frozen=True)

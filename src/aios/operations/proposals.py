@@ -16,8 +16,8 @@ from aios.kernel.money import format_amount, normalize_currency, parse_amount
 from aios.kernel.store import KernelStore
 from aios.kernel.text import PastedText
 from aios.operations.common import (
-    ID_RE,
     DocumentLine,
+    NewId,
     Session,
     Started,
     document_lines,
@@ -58,20 +58,13 @@ class NewProposal(BaseModel):
     budget: Decimal | None = Field(default=None, description="major units")
     deadline: date | None = None
     currency: str | None = None
-    proposal_id: str | None = None
+    proposal_id: NewId | None = None
 
     @field_validator("budget")
     @classmethod
     def _budget(cls, value: Decimal | None) -> Decimal | None:
         if value is not None and value < 0:
             raise ValueError("budget must not be negative")
-        return value
-
-    @field_validator("proposal_id")
-    @classmethod
-    def _id(cls, value: str | None) -> str | None:
-        if value is not None and not ID_RE.match(value):
-            raise ValueError("must be 1-80 lowercase letters, digits or hyphens")
         return value
 
 
