@@ -8,6 +8,18 @@ set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
 
+# The browser tests drive Debian's Chromium (Playwright launches /usr/bin/chromium).
+browser() {
+  [ -x /usr/bin/chromium ] && return 0
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing Debian's chromium for the browser tests" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+  else
+    echo "the browser tests need Debian's chromium: sudo apt-get install chromium" >&2
+  fi
+}
+
 setup() {
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   local stamp
@@ -24,7 +36,7 @@ cmd="${1:-}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
   demo)  setup; exec "$VENV/bin/aios" demo "$@" ;;
-  test)  setup; exec "$VENV/bin/python" -m pytest -q "$@" ;;
+  test)  setup; browser; exec "$VENV/bin/python" -m pytest -q "$@" ;;
   check) setup
          "$VENV/bin/ruff" check .
          "$VENV/bin/ruff" format --check .

@@ -262,6 +262,30 @@ class Settings(BaseSettings):
     )
     webhook_secret: SecretStr | None = None
 
+    # The console (`aios serve`) and the signed links in the operator's gate emails
+    serve_host: str = Field(
+        default="127.0.0.1",
+        description="address `aios serve` binds; a non-loopback address needs serve_allow_remote",
+    )
+    serve_port: int = Field(default=8780, ge=1, le=65535)
+    serve_allow_remote: bool = Field(
+        default=False, description="allow binding a non-loopback address (put TLS in front)"
+    )
+    serve_url: str | None = Field(
+        default=None,
+        description="the console's address as the operator's browser reaches it (links in "
+        "emails); unset: http://<serve_host>:<serve_port>",
+    )
+    serve_secret_key: SecretStr | None = Field(
+        default=None,
+        description="signs session cookies and email links; unset: a random key kept in "
+        "state_dir/serve.key (every worker and console of one stack must share it)",
+    )
+    operator_token: SecretStr | None = Field(
+        default=None,
+        description="a token that signs in to the console instead of the password",
+    )
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("business_name", "business_tax_id")
@@ -325,6 +349,7 @@ class Settings(BaseSettings):
                 ) from None
         if (self.webhook_url is None) != (self.webhook_secret is None):
             raise ValueError("webhook_url and webhook_secret must be set together")
+        self._check_serve()
         if self.synthetic_check_every < timedelta(minutes=1):
             raise ValueError("synthetic_check_every must be at least one minute")
         # Fail at startup, not at the first proposal: the policies must be constructible.
@@ -337,6 +362,27 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             raise ValueError(f"business identity: {_problems(exc)}") from None
         return self
+
+    def _check_serve(self) -> None:
+        import ipaddress
+
+        host = self.serve_host.strip()
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback and not self.serve_allow_remote:
+            raise ValueError(
+                f"serve_host {host!r} is not a loopback address; set AIOS_SERVE_ALLOW_REMOTE=true "
+                "to serve the console beyond this machine (behind TLS)"
+            )
+        if self.serve_url is not None:
+            url = self.serve_url.strip().rstrip("/")
+            if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
+                raise ValueError(f"serve_url {self.serve_url!r} is not an http(s) address")
+            self.serve_url = url
+        if self.operator_token is not None and len(self.operator_token.get_secret_value()) < 24:
+            raise ValueError("operator_token must be at least 24 characters")
 
     def _check_agents(self) -> None:
         if self.agent_provider == "openai" and self.openai_api_key is None:
@@ -459,6 +505,14 @@ class Settings(BaseSettings):
             timezone=self.business_timezone,
             placeholder=self.identity_is_placeholder,
         )
+
+    @property
+    def console_url(self) -> str:
+        """The console's base address in links the operator opens (no trailing slash)."""
+        if self.serve_url:
+            return self.serve_url
+        host = self.serve_host if ":" not in self.serve_host else f"[{self.serve_host}]"
+        return f"http://{host}:{self.serve_port}"
 
     @property
     def state_path(self) -> Path:
