@@ -4,9 +4,9 @@ Each store owns its tables and nothing else, and all share one connection pool
 (``stores.database``): ``clients``, ``drafts``, ``events`` (the append-only log), ``costs``
 (the cost ledger of model calls), ``outbox``, ``refs`` (links to outside mirrors), ``health``
 (connector guards and synthetic checks), ``proposals``, ``invoices`` (with payments and credit
-notes). Every write is idempotent: clients upsert by key, drafts and events insert by a
-deterministic id and ignore a repeat, and the outbox runs an outside effect at most once per
-key.
+notes), ``operators`` (the console's sign-in). Every write is idempotent: clients upsert by
+key, drafts and events insert by a deterministic id and ignore a repeat, and the outbox runs an
+outside effect at most once per key.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from aios.kernel.stores import (
     EventLog,
     ExternalRefs,
     InvoiceStore,
+    OperatorStore,
     Outbox,
     OutboxResult,
     ProposalStore,
@@ -43,6 +44,7 @@ class KernelStore:
         self.health = ConnectorHealth(self.db)
         self.proposals = ProposalStore(self.db)
         self.invoices = InvoiceStore(self.db)
+        self.operators = OperatorStore(self.db)
 
     def close(self) -> None:
         self.db.close()

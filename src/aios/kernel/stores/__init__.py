@@ -13,6 +13,7 @@ from aios.kernel.stores.drafts import DraftStore
 from aios.kernel.stores.events import EventLog
 from aios.kernel.stores.health import ConnectorHealth
 from aios.kernel.stores.invoices import InvoiceStore
+from aios.kernel.stores.operators import OperatorStore
 from aios.kernel.stores.outbox import Outbox
 from aios.kernel.stores.proposals import ProposalStore
 from aios.kernel.stores.refs import ExternalRefs
@@ -26,6 +27,7 @@ __all__ = [
     "EventLog",
     "ExternalRefs",
     "InvoiceStore",
+    "OperatorStore",
     "Outbox",
     "OutboxResult",
     "ProposalStore",
