@@ -26,8 +26,6 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from aios.agents.proposal import DEFAULT_RATE_CARD
-from aios.agents.runner import ModelPrice, Tier
 from aios.errors import InvalidInput
 from aios.identity import (
     PLACEHOLDER_DOMAIN,
@@ -39,6 +37,7 @@ from aios.identity import (
 )
 from aios.kernel.money import LineItem, normalize_currency, parse_amount
 from aios.kernel.policy import AgentPolicy, BillingPolicy, GatePolicy, ProposalPolicy
+from aios.kernel.pricing import DEFAULT_MODEL_PRICES, DEFAULT_RATE_CARD, ModelPrice, Tier
 from aios.kernel.text import refuse_unsafe
 
 if TYPE_CHECKING:  # the connector runtime (rate limits, breakers) loads only in workers
@@ -77,26 +76,6 @@ def _duration(value: Any, handler: ValidatorFunctionWrapHandler) -> timedelta:
 
 # Every timedelta setting: AIOS_GATE_REMIND_AFTER=90 or =PT36H.
 Duration = Annotated[timedelta, WrapValidator(_duration)]
-
-
-def _price(input_per_mtok: str, output_per_mtok: str) -> ModelPrice:
-    return ModelPrice(
-        input_per_mtok=Decimal(input_per_mtok), output_per_mtok=Decimal(output_per_mtok)
-    )
-
-
-# USD per million tokens, from the providers' published list prices. Azure deployments are
-# priced under their deployment name: add an entry for each (AIOS_MODEL_PRICES, JSON).
-DEFAULT_MODEL_PRICES: dict[str, ModelPrice] = {
-    "gpt-4o-mini": _price("0.15", "0.60"),
-    "gpt-4o": _price("2.50", "10.00"),
-    "gpt-4.1-nano": _price("0.10", "0.40"),
-    "gpt-4.1-mini": _price("0.40", "1.60"),
-    "gpt-4.1": _price("2.00", "8.00"),
-    "gpt-5-nano": _price("0.05", "0.40"),
-    "gpt-5-mini": _price("0.25", "2.00"),
-    "gpt-5": _price("1.25", "10.00"),
-}
 
 
 class Settings(BaseSettings):

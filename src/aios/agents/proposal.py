@@ -23,6 +23,7 @@ from aios.agents.base import FENCE_RULE, Agent, fence
 from aios.agents.intake import SEGMENT_KEYWORDS
 from aios.agents.welcome import MemoryHint, memory_lines, unknown_memory_ids
 from aios.kernel.money import LineItem, format_amount, line_items_total
+from aios.kernel.pricing import DEFAULT_RATE_CARD
 from aios.kernel.text import Line, PastedText
 
 __all__ = [
@@ -60,24 +61,6 @@ PRICE_DECLINE_DISCOUNT = Decimal(5)
 _PRICE_WORDS = re.compile(r"\b(?:price|expensive|budget|cost|cheaper|afford)", re.IGNORECASE)
 _OUTCOME = re.compile(r"Outcome: (accepted|declined|expired)", re.IGNORECASE)
 _REASON = re.compile(r"Reason: (.*?)\. Counters:", re.IGNORECASE | re.DOTALL)
-
-
-def _item(description: str, quantity: int, unit_price: int) -> LineItem:
-    return LineItem(description=description, quantity=quantity, unit_price_minor=unit_price)
-
-
-DEFAULT_RATE_CARD: dict[str, list[LineItem]] = {
-    "web": [
-        _item("Website design (up to 8 page templates)", 1, 240_000),
-        _item("Website build and launch", 1, 280_000),
-    ],
-    "marketing": [_item("Marketing plan and first campaign", 1, 240_000)],
-    "design": [_item("Brand identity: logo, palette, typography", 1, 320_000)],
-    "software": [_item("Software development (days)", 10, 80_000)],
-    "consulting": [_item("Strategy workshop and written recommendations", 1, 180_000)],
-    "general": [_item("Consulting (days)", 3, 90_000)],
-    "base": [_item("Project management and kickoff", 1, 40_000)],
-}
 
 
 SYSTEM_PROMPT = SYSTEM_PROMPT_TEMPLATE.format(

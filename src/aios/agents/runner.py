@@ -31,7 +31,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -48,6 +48,7 @@ from aios.agents.base import (
 from aios.errors import InvalidInput, ModelRefused, UnusableReply
 from aios.kernel.models import ModelCall
 from aios.kernel.policy import AgentPolicy
+from aios.kernel.pricing import ModelPrice, Tier
 
 if TYPE_CHECKING:  # the provider loads the openai SDK (slow): only where a model is called
     from aios.agents.providers import ChatModel
@@ -65,29 +66,10 @@ __all__ = [
 InT = TypeVar("InT", bound=BaseModel)
 OutT = TypeVar("OutT", bound=BaseModel)
 
-_MICRO = Decimal("0.000001")
 REPAIR_PROMPT = (
     "Your reply could not be used: {problem}. Reply again with only the JSON object described, "
     "with that fixed."
 )
-
-
-class ModelPrice(BaseModel):
-    """USD per million tokens."""
-
-    input_per_mtok: Decimal
-    output_per_mtok: Decimal
-
-    def cost(self, input_tokens: int, output_tokens: int) -> Decimal:
-        usd = (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 10**6
-        return usd.quantize(_MICRO, rounding=ROUND_HALF_UP)
-
-
-@dataclass(frozen=True)
-class Tier:
-    name: str
-    model: str  # model name (OpenAI) or deployment name (Azure)
-    price: ModelPrice
 
 
 @dataclass(frozen=True)
