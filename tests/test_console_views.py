@@ -1,0 +1,171 @@
+"""What the console shows, on the real stack: the gate page's document per gate kind, the Edit
+form checked as the workflow checks it, runs from visibility, a client's page, attention."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from aios import operations
+from aios.config import Settings
+from aios.operations import console
+from aios.workers.main import build_worker
+from aios.workers.services import Services
+from aios.workflows.gates import GateDecision
+from tests.helpers import start_at_gate, wait_for_gate
+from tests.money_helpers import bill, fast, known_client, propose
+
+WEBSITE = "A new website for our bakery chain, with online ordering."  # USD 5,600 list
+
+
+@pytest.fixture(scope="module")
+def stack_settings(base_settings: Settings) -> Settings:
+    """One task queue and fast money policies for every test here."""
+    return fast(base_settings.model_copy(update={"task_queue": f"console-{uuid.uuid4().hex[:8]}"}))
+
+
+@pytest.fixture(scope="module")
+async def stack_worker(
+    client: Client, stack_settings: Settings, services: Services, executor: ThreadPoolExecutor
+) -> AsyncIterator[Worker]:
+    async with build_worker(
+        client, stack_settings.task_queue, services.activities(), executor
+    ) as worker:
+        yield worker
+
+
+pytestmark = pytest.mark.usefixtures("stack_worker")
+
+
+async def test_welcome_gate_shows_the_full_draft_and_checks_edits_as_the_workflow(
+    client: Client, stack_settings: Settings, services: Services
+) -> None:
+    store = services.store
+    handle, _, _, _ = await start_at_gate(client, stack_settings)
+    view = await console.gate_view(client, store, stack_settings, handle.id)
+
+    assert (view.gate.gate, view.gate.status, view.gate.run_status) == (
+        "welcome",
+        "waiting",
+        "running",
+    )
+    desc = await handle.describe()
+    draft = operations.welcome_document(store, handle.id, desc.run_id)
+    assert draft is not None
+    doc = view.document
+    assert isinstance(doc, console.WelcomeGateDocument)
+    assert (doc.subject, doc.body, doc.plan) == (draft.subject, draft.body, draft.plan)
+    assert len(doc.body) > 200 and doc.plan  # the whole body, not a preview
+    assert doc.kickoff_at is not None
+    assert {f.name: f.value for f in view.fields} == {"subject": draft.subject, "body": draft.body}
+    assert f"/{desc.run_id}/" in view.gate.web_ui_url
+
+    # The Edit form: a multi-line subject is refused as the run would refuse it.
+    form = {"subject": "Hello\nBcc: someone@else.example", "body": draft.body}
+    edits = console.form_edits(view, form)
+    assert edits == {"subject": form["subject"]}  # the unchanged body is no edit
+    errors = console.check_edits(view, edits)
+    assert errors == {"subject": "contains a line break at position 5; it must be one line"}
+    assert console.check_edits(view, {"plan": "x"}) == {
+        "plan": "not an editable field (editable: subject, body)"
+    }
+    assert console.FORM_ERROR in console.check_edits(view, {})
+
+    # Accepted, and shown as a diff; a browser's CRLF line breaks become plain ones.
+    new_body = draft.body.replace("\n", "\r\n", 1) + "\r\nP.S. See you at the kickoff."
+    edits = console.form_edits(view, {"subject": draft.subject, "body": new_body})
+    assert list(edits) == ["body"] and "\r" not in edits["body"]
+    assert console.check_edits(view, edits) == {}
+    [diff] = console.edit_diff(view, edits)
+    assert diff.field == "body" and "+P.S. See you at the kickoff." in diff.lines
+    assert diff.lines[0].startswith("--- body")
+
+    # What the check accepts, the run takes: the gate closes as edited.
+    await operations.decide(
+        client, handle.id, GateDecision(decision="edit", approver="pat", edits=edits)
+    )
+    await handle.result()
+    after = await console.gate_view(client, store, stack_settings, handle.id)
+    assert (after.gate.status, after.gate.approver, after.gate.edited_fields) == (
+        "edited",
+        "pat",
+        ["body"],
+    )
+    assert isinstance(after.document, console.WelcomeGateDocument)
+    assert after.document.body.endswith("P.S. See you at the kickoff.")
+    assert console.check_edits(after, edits) == {
+        console.FORM_ERROR: "gate 'welcome' is not waiting (edited)"
+    }
+
+
+async def test_proposal_gate_shows_lines_memories_and_pdf_and_checks_edits(
+    client: Client, stack_settings: Settings, services: Services
+) -> None:
+    store = services.store
+    _, key, _ = known_client(store)
+    # Budget 4,400 against a 5,600 list price: 21.5% off, above the 10% policy: a gate.
+    handle = await propose(client, stack_settings, store, key, WEBSITE, budget="4400")
+    await wait_for_gate(client, handle.id)
+    view = await console.gate_view(client, store, stack_settings, handle.id)
+
+    doc = view.document
+    assert isinstance(doc, console.ProposalGateDocument)
+    proposal_id = handle.id.split("/", 1)[1]
+    [version] = store.proposals.versions(proposal_id)
+    assert [(line.description, line.quantity, line.unit_price_minor) for line in doc.lines] == [
+        (i.description, i.quantity, i.unit_price_minor) for i in version.line_items
+    ]
+    assert (doc.total_minor, doc.discount_pct, doc.terms) == (
+        version.total_minor,
+        version.discount_pct,
+        version.terms,
+    )
+    assert doc.valid_until is not None and doc.scope == WEBSITE and doc.rationale
+    assert view.gate.amount == "USD 4,396.00"
+    assert {f.name: f.value for f in view.fields}["total"] == "4396.00"
+
+    pdf = await console.gate_pdf(client, store, stack_settings, handle.id)
+    assert pdf is not None and pdf.startswith(b"%PDF")
+
+    assert "total" in console.check_edits(view, {"total": "a lot"})
+    above = console.check_edits(view, {"total": "9000"})
+    assert above == {"total": "above the list price USD 5,600.00"}
+    both = console.check_edits(view, {"total": "5000", "discount_pct": "5"})
+    assert both == {console.FORM_ERROR: "give total or discount_pct, not both"}
+    assert "discount_pct" in console.check_edits(view, {"discount_pct": "150"})
+    assert console.check_edits(view, {"total": "5000.00"}) == {}
+    [diff] = console.edit_diff(view, {"total": "5000.00"})
+    assert diff.lines[-2:] == ["-4396.00", "+5000.00"]
+    await client.get_workflow_handle(handle.id).terminate("test done")
+
+
+async def test_invoice_gate_shows_the_draft_and_its_pdf(
+    client: Client, stack_settings: Settings, services: Services
+) -> None:
+    store = services.store
+    _, key, _ = known_client(store)
+    handle = await bill(client, stack_settings, store, key, 1_500_000)  # above USD 10,000
+    await wait_for_gate(client, handle.id)
+    view = await console.gate_view(client, store, stack_settings, handle.id)
+    doc = view.document
+    assert isinstance(doc, console.InvoiceGateDocument)
+    assert (doc.status, doc.number, doc.total) == ("draft", None, "USD 15,000.00")
+    assert [line.amount_minor for line in doc.lines] == [1_500_000]
+    assert view.fields == [] and console.check_edits(view, {"total": "1"}) == {
+        "total": "not an editable field (editable: none)"
+    }
+    pdf = await console.gate_pdf(client, store, stack_settings, handle.id)
+    assert pdf is not None and pdf.startswith(b"%PDF")
+    await client.get_workflow_handle(handle.id).terminate("test done")
+
+
+async def test_unknown_runs_are_not_found(
+    client: Client, stack_settings: Settings, services: Services
+) -> None:
+    with pytest.raises(console.NotFound, match="does not exist"):
+        await console.gate_view(client, services.store, stack_settings, "onboarding/nobody-here")
