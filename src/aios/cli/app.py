@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 import typer
 from rich.text import Text
 
+from aios.cli import console as console_commands
 from aios.cli import render
 from aios.cli.render import Col, age, bold, line, one_line, records
 
@@ -49,6 +50,7 @@ dev_app = typer.Typer(help="The embedded stack: Temporal dev server, PostgreSQL,
 app.add_typer(dev_app, name="dev")
 checks_app = typer.Typer(help="Synthetic connector checks on a Temporal Schedule.")
 app.add_typer(checks_app, name="checks")
+app.add_typer(console_commands.operator_app, name="operator")
 
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print a JSON document for scripts (see README)")
@@ -863,6 +865,9 @@ def dev_down() -> None:
 
     stopped = devstack.down(settings())
     line("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+app.command("serve")(command(console_commands.serve))
 
 
 def main() -> None:

@@ -105,7 +105,7 @@ class SessionCookies:
                 "op": signed_in.operator,
                 "via": signed_in.via,
                 "fp": signed_in.fingerprint,
-                "csrf": secrets.token_urlsafe(32),
+                "csrf": self.mint_token(),
             }
         )
         self._set(response, request, SESSION_COOKIE, value, SESSION_MAX_AGE)
@@ -125,7 +125,9 @@ class SessionCookies:
         except BadSignature:
             return None
 
-    def new_signin_token(self, response: Response, request: Request) -> str:
-        token = secrets.token_urlsafe(32)
+    @staticmethod
+    def mint_token() -> str:
+        return secrets.token_urlsafe(32)
+
+    def set_signin_token(self, response: Response, request: Request, token: str) -> None:
         self._set(response, request, SIGNIN_COOKIE, self._signin.dumps(token), SIGNIN_MAX_AGE)
-        return token
