@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +34,7 @@ def stack_env(state: Path, config_path: Path, grpc: int, ui: int, smtp: int) -> 
         AIOS_TEMPORAL_ADDRESS=f"127.0.0.1:{grpc}",
         AIOS_TEMPORAL_UI_URL=f"http://localhost:{ui}",
         AIOS_SMTP_PORT=str(smtp),
+        AIOS_SERVE_PORT=str(free_port()),
         COLUMNS="200",
     )
     return env
@@ -61,7 +63,11 @@ def test_dev_up_and_demo_on_the_embedded_stack(tmp_path: Path) -> None:
         assert up.returncode == 0, up.stderr
         again = aios(env, "dev", "up")  # harmless the second time
         assert again.returncode == 0, again.stderr
-        assert again.stdout.count("running") == 3
+        assert again.stdout.count("running") == 4  # temporal, postgres, smtp, console
+        console = f"http://127.0.0.1:{env['AIOS_SERVE_PORT']}"
+        assert console in again.stdout
+        with urllib.request.urlopen(f"{console}/signin") as page:
+            assert page.status == 200 and b"Sign in" in page.read()
 
         demo = aios(env, "demo")
         assert demo.returncode == 0, demo.stdout + demo.stderr
@@ -85,7 +91,7 @@ def test_dev_up_and_demo_on_the_embedded_stack(tmp_path: Path) -> None:
         down = aios(env, "dev", "down")
         assert down.returncode == 0 and "temporal" in down.stdout and "postgres" in down.stdout
         status = aios(env, "dev", "status")
-        assert status.stdout.count("stopped") == 4  # temporal, postgres, smtp, worker
+        assert status.stdout.count("stopped") == 5  # temporal, postgres, smtp, console, worker
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", config.grpc_port)) != 0
 

@@ -9,13 +9,15 @@
   Unix socket in the state folder, with migrations applied;
 - an SMTP server (``aiosmtpd``) that stores every message it receives as a file in
   ``<state>/mail`` (a Maildir), so the operator can read every email AiOs sent;
+- the console (``aios serve``) on ``AIOS_SERVE_HOST:AIOS_SERVE_PORT`` (127.0.0.1:8780), its
+  log in ``<state>/logs/console.log``;
 - with ``--worker``, one ``aios worker`` under a small supervisor that restarts it when it
   exits with an error (waiting 1 s, 2 s, 4 s... up to a minute; the wait starts over after a
   minute of running), its pid in ``<state>/run``, its log (JSON lines, the supervisor's too)
   in ``<state>/logs/worker.log``.
 
 ``up`` is idempotent; ``down`` stops the processes (the worker first, so it finishes what it
-is doing) and keeps every byte of data.
+is doing, then the console) and keeps every byte of data.
 """
 
 from __future__ import annotations
@@ -45,12 +47,15 @@ from aios.errors import StackError
 __all__ = [
     "ComponentStatus",
     "DevServerConfig",
+    "console_running",
     "database_url",
     "down",
     "load_dev_config",
+    "start_console",
     "start_temporal",
     "start_worker",
     "status",
+    "stop_console",
     "stop_temporal",
     "stop_worker",
     "up",
@@ -555,6 +560,87 @@ def _worker_status(settings: Settings) -> ComponentStatus:
     )
 
 
+# --- the console ------------------------------------------------------------------------------
+
+_CONSOLE_MARKER = "aios.devstack console"
+
+
+def _console_marker(settings: Settings) -> str:
+    return f"{_CONSOLE_MARKER} {settings.state_path}"
+
+
+def console_log(settings: Settings) -> Path:
+    return settings.state_path / "logs" / "console.log"
+
+
+def console_running(settings: Settings) -> int | None:
+    """The pid of the console ``aios dev up`` started, if it runs."""
+    return _alive(settings.state_path, "console", _console_marker(settings))
+
+
+def _console_listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.3):
+            return True
+    except OSError:
+        return False
+
+
+def start_console(settings: Settings, *, timeout: float = 30.0) -> int:
+    """Start the console (``aios serve``) in the background, or find it running; returns its
+    pid. It runs with this process's environment, so it reads the same ``AIOS_*`` settings."""
+    pid = console_running(settings)
+    if pid is not None:
+        return pid
+    host, port = settings.serve_host, settings.serve_port
+    if _console_listening(host, port):
+        raise StackError(
+            f"port {port} on {host} (console) is already in use by another program; "
+            "stop it or choose another port (AIOS_SERVE_PORT)"
+        )
+    state = settings.state_path
+    argv = [sys.executable, "-m", "aios.devstack", "console", str(state)]
+    proc = _spawn(state, "console", argv, console_log(settings))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _console_listening(host, port):
+            return proc.pid
+        if proc.poll() is not None:
+            raise StackError(f"the console exited:\n{_log_tail(console_log(settings))}")
+        time.sleep(0.1)
+    raise StackError(f"the console did not start listening within {timeout:.0f}s")
+
+
+def stop_console(settings: Settings) -> bool:
+    return _stop_pid(settings.state_path, "console", _console_marker(settings))
+
+
+def _serve_console() -> None:
+    """The console process ``start_console`` runs: the settings from the environment."""
+    from aios.config import get_settings
+    from aios.logs import configure_logging
+    from aios.serve.app import run_console
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    run_console(settings)
+
+
+def _console_status(settings: Settings) -> ComponentStatus:
+    pid = console_running(settings)
+    if pid is None:
+        return ComponentStatus(
+            "console", False, f"{settings.console_url} (`aios dev up` or `aios serve`)"
+        )
+    return ComponentStatus(
+        "console",
+        True,
+        f"{settings.console_url} (sign in: `aios operator set-password`), "
+        f"log {console_log(settings)}",
+        pid,
+    )
+
+
 # --- the stack -----------------------------------------------------------------------------
 
 
@@ -577,6 +663,7 @@ def up(settings: Settings, *, worker: bool = False) -> list[ComponentStatus]:
         raise StackError(f"cannot migrate the database: {exc}") from exc
     if settings.smtp_embedded:
         start_smtp(settings)
+    start_console(settings)
     if worker:
         start_worker(settings)
     return status(settings)
@@ -589,6 +676,8 @@ def down(settings: Settings) -> list[str]:
     stopped = []
     if stop_worker(settings):
         stopped.append("worker")
+    if stop_console(settings):
+        stopped.append("console")
     if _stop_pid(state, "smtp", _smtp_marker(settings)):
         stopped.append("smtp")
     if stop_temporal(state, config):
@@ -635,6 +724,7 @@ def status(settings: Settings) -> list[ComponentStatus]:
         result.append(
             ComponentStatus("smtp", True, f"external {settings.smtp_host}:{settings.smtp_port}")
         )
+    result.append(_console_status(settings))
     result.append(_worker_status(settings))
     return result
 
@@ -644,8 +734,11 @@ if __name__ == "__main__":  # pragma: no cover - entry point of the background p
         _serve_smtp(sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]))
     elif len(sys.argv) == 3 and sys.argv[1] == "worker-supervisor":
         _supervise(Path(sys.argv[2]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "console":
+        _serve_console()
     else:
         sys.exit(
             "usage: python -m aios.devstack smtp-sink HOST PORT MAILDIR\n"
-            "       python -m aios.devstack worker-supervisor STATE_DIR"
+            "       python -m aios.devstack worker-supervisor STATE_DIR\n"
+            "       python -m aios.devstack console STATE_DIR"
         )
