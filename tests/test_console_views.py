@@ -3,20 +3,28 @@ form checked as the workflow checks it, runs from visibility, a client's page, a
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 
 from aios import operations
 from aios.config import Settings
+from aios.errors import InvalidInput
+from aios.kernel.commerce import Invoice
+from aios.kernel.events import EventDraft
+from aios.kernel.money import LineItem
 from aios.operations import console
 from aios.workers.main import build_worker
 from aios.workers.services import Services
 from aios.workflows.gates import GateDecision
+from aios.workflows.proposal import ProposalInput, ProposalWorkflow
 from tests.helpers import start_at_gate, wait_for_gate
 from tests.money_helpers import bill, fast, known_client, propose
 
@@ -169,3 +177,140 @@ async def test_unknown_runs_are_not_found(
 ) -> None:
     with pytest.raises(console.NotFound, match="does not exist"):
         await console.gate_view(client, services.store, stack_settings, "onboarding/nobody-here")
+
+
+async def _until(check: Any, timeout: float = 30) -> Any:
+    """Ask ``check()`` again until it returns something truthy (visibility lags a little)."""
+    async with asyncio.timeout(timeout):
+        while not (found := await check()):
+            await asyncio.sleep(0.2)
+    return found
+
+
+async def test_runs_filter_by_client_process_and_outcome_and_refuse_bad_filters(
+    client: Client, stack_settings: Settings
+) -> None:
+    handle, _, key, _ = await start_at_gate(client, stack_settings)
+    await operations.decide(
+        client, handle.id, GateDecision(decision="reject", approver="pat", comment="not now")
+    )
+    await handle.result()
+
+    rows = await _until(
+        lambda: console.runs(
+            client, stack_settings, client_key=key, process="onboarding", outcome="rejected"
+        )
+    )
+    [row] = rows
+    assert (row.workflow_id, row.status, row.outcome, row.client_key) == (
+        handle.id,
+        "completed",
+        "rejected",
+        key,
+    )
+    assert f"/{row.run_id}/" in row.web_ui_url
+    assert await console.runs(client, stack_settings, client_key=key, outcome="completed") == []
+    assert await console.runs(client, stack_settings, client_key=key, process="proposal") == []
+    assert [
+        r.workflow_id
+        for r in await console.runs(client, stack_settings, status="completed", client_key=key)
+    ] == [handle.id]
+
+    bad: list[tuple[str, dict[str, Any]]] = [
+        ("process", {"process": "onboarding' OR WorkflowId != '"}),
+        ("outcome", {"outcome": "won"}),
+        ("status", {"status": "sleeping"}),
+        ("client", {"client_key": "Acme Ltd"}),
+        ("limit", {"limit": 0}),
+    ]
+    for name, filters in bad:
+        with pytest.raises(InvalidInput, match=f"^{name}: "):
+            await console.runs(client, stack_settings, **filters)
+
+
+async def test_client_view_shows_records_timeline_and_memory_with_provenance(
+    client: Client, stack_settings: Settings, services: Services
+) -> None:
+    handle, _, key, _ = await start_at_gate(client, stack_settings)
+    await operations.decide(client, handle.id, GateDecision(decision="approve", approver="pat"))
+    await handle.result()
+
+    view = await console.client_view(client, services.store, stack_settings, key)
+    assert view.client.key == key
+    kinds = [e.kind for e in view.events]
+    assert {"gate.requested", "gate.decided", "onboarding.completed"} <= set(kinds)
+    assert kinds.index("gate.requested") < kinds.index("onboarding.completed")
+    [memory] = view.memories
+    assert (memory.kind, memory.version, memory.versions) == ("onboarding_summary", 1, 1)
+    assert memory.source_workflow_id == handle.id and memory.entity == f"client:{key}"
+    assert "Welcome approved by pat" in memory.text and view.memory_note == ""
+
+    with pytest.raises(console.NotFound, match="no client"):
+        await console.client_view(client, services.store, stack_settings, "nobody-at-all")
+
+
+async def test_attention_lists_a_failed_run_and_an_overdue_invoice(
+    client: Client, stack_settings: Settings, services: Services
+) -> None:
+    store = services.store
+    # A proposal for a client the kernel does not know fails at its first step.
+    proposal_id = f"ghost-{uuid.uuid4().hex[:8]}"
+    failed = await client.start_workflow(
+        ProposalWorkflow.run,
+        ProposalInput(
+            proposal_id=proposal_id,
+            client_key=f"ghost-{uuid.uuid4().hex[:8]}",
+            scope=WEBSITE,
+            currency="USD",
+            provider=stack_settings.payment_provider,
+            policy=stack_settings.proposal_policy,
+            billing_policy=stack_settings.billing_policy,
+            gate_policy=stack_settings.gate_policy,
+        ),
+        id=f"proposal/{proposal_id}",
+        task_queue=stack_settings.task_queue,
+    )
+    with pytest.raises(WorkflowFailureError):
+        await failed.result()
+
+    # An invoice issued ten days ago with seven days to pay.
+    _, key, _ = known_client(store)
+    invoice_id = f"late-{uuid.uuid4().hex[:8]}"
+    store.invoices.create(
+        Invoice(
+            invoice_id=invoice_id,
+            client_key=key,
+            workflow_id=f"billing/{invoice_id}",
+            currency="USD",
+            line_items=[LineItem(description="Design", quantity=1, unit_price_minor=120_000)],
+            total_minor=120_000,
+            status="draft",
+        ),
+        event=_event(f"{invoice_id}/create", "invoice.created"),
+    )
+    now = datetime.now(UTC)
+    issued = store.invoices.issue(
+        invoice_id,
+        issued_at=now - timedelta(days=10),
+        due_at=now - timedelta(days=3),
+        event=_event(f"{invoice_id}/issue", "invoice.issued"),
+    )
+
+    async def listed() -> Any:
+        report = await console.attention(client, store, stack_settings)
+        kinds = {(i.kind, i.workflow_id) for i in report.items}
+        wanted = {("failed_run", failed.id), ("overdue_invoice", f"billing/{invoice_id}")}
+        return report if wanted <= kinds else None
+
+    report = await _until(listed)
+    [run] = [i for i in report.items if i.workflow_id == failed.id]
+    assert "no client with key" in run.detail and run.what_to_do and run.web_ui_url
+    [late] = [i for i in report.items if i.workflow_id == f"billing/{invoice_id}"]
+    assert late.title == f"{issued.display_number} to {key} is overdue by 3 day(s)"
+    assert late.detail == "USD 1,200.00 open of USD 1,200.00"
+    assert f"aios paid {issued.display_number}" in late.what_to_do
+    assert report.notes == []
+
+
+def _event(key: str, kind: str) -> EventDraft:
+    return EventDraft(event_key=key, workflow_id="test", run_id="test", process="test", kind=kind)

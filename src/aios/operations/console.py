@@ -24,6 +24,19 @@ from temporalio.service import RPCError, RPCStatusCode
 from aios.config import Settings
 from aios.kernel.models import Event
 from aios.operations.common import web_ui_url
+from aios.operations.console_lists import (
+    Attention,
+    AttentionItem,
+    ClientView,
+    InvoiceRow,
+    MemoryPoint,
+    ProposalRow,
+    RunRow,
+    attention,
+    client_view,
+    memory_points,
+    runs,
+)
 from aios.operations.console_models import (
     FORM_ERROR,
     AgentGateDocument,
@@ -54,9 +67,12 @@ if TYPE_CHECKING:
 __all__ = [
     "FORM_ERROR",
     "AgentGateDocument",
+    "Attention",
+    "AttentionItem",
     "BudgetGateDocument",
     "CandidateAnswer",
     "CitedMemory",
+    "ClientView",
     "ConnectorsGateDocument",
     "EditableField",
     "FailingCheck",
@@ -65,15 +81,23 @@ __all__ = [
     "GateState",
     "GateView",
     "InvoiceGateDocument",
+    "InvoiceRow",
+    "MemoryPoint",
     "NotFound",
     "ProposalGateDocument",
+    "ProposalRow",
+    "RunRow",
     "WelcomeGateDocument",
+    "attention",
     "check_edits",
+    "client_view",
     "edit_diff",
     "form_edits",
     "gate_pdf",
     "gate_view",
+    "memory_points",
     "render_gate_pdf",
+    "runs",
 ]
 
 # --- the gate -----------------------------------------------------------------------------------

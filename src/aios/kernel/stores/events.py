@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from aios.kernel.events import EventDraft
 from aios.kernel.models import Event
 from aios.kernel.stores.database import Store
@@ -41,3 +43,22 @@ class EventLog(Store):
         with self.transaction() as conn:
             row = conn.execute("SELECT * FROM events WHERE event_key = %s", (event_key,)).fetchone()
         return Event.model_validate(row) if row else None
+
+    def for_entities(self, entities: list[str], *, limit: int = 200) -> list[Event]:
+        """The newest ``limit`` events about any of ``entities``, oldest first."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "SELECT * FROM events WHERE entity = ANY(%s) ORDER BY id DESC LIMIT %s",
+                (entities, limit),
+            ).fetchall()
+        return [Event.model_validate(r) for r in reversed(rows)]
+
+    def since(self, since: datetime, kinds: list[str], *, limit: int = 500) -> list[Event]:
+        """Events of one of ``kinds`` that occurred after ``since``, oldest first."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "SELECT * FROM events WHERE occurred_at > %s AND kind = ANY(%s) "
+                "ORDER BY id LIMIT %s",
+                (since, kinds, limit),
+            ).fetchall()
+        return [Event.model_validate(r) for r in rows]

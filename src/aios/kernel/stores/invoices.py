@@ -249,6 +249,24 @@ class InvoiceStore(Store):
             ).fetchall()
         return [CreditNote.model_validate(r) for r in rows]
 
+    def for_client(self, client_key: str) -> list[Invoice]:
+        """The client's invoices, newest first."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "SELECT * FROM invoices WHERE client_key = %s ORDER BY created_at DESC",
+                (client_key,),
+            ).fetchall()
+        return [Invoice.model_validate(r) for r in rows]
+
+    def overdue(self, now: datetime) -> list[Invoice]:
+        """Issued invoices not paid by their due date, longest overdue first."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "SELECT * FROM invoices WHERE status = 'issued' AND due_at < %s ORDER BY due_at",
+                (now,),
+            ).fetchall()
+        return [Invoice.model_validate(r) for r in rows]
+
     def numbers(self) -> list[int]:
         """Every issued invoice number, ascending (for audits and tests of the series)."""
         with self.transaction() as conn:

@@ -95,6 +95,15 @@ class ProposalStore(Store):
             self._append(conn, event)
         return ProposalVersion.model_validate(row)
 
+    def for_client(self, client_key: str) -> list[Proposal]:
+        """The client's proposals, newest first."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "SELECT * FROM proposals WHERE client_key = %s ORDER BY created_at DESC",
+                (client_key,),
+            ).fetchall()
+        return [Proposal.model_validate(r) for r in rows]
+
     def get_version(self, version_id: str) -> ProposalVersion | None:
         with self.transaction() as conn:
             row = conn.execute(
