@@ -47,6 +47,7 @@ from aios.kernel.commerce import Invoice, Proposal, ProposalVersion
 from aios.kernel.models import Client
 from aios.kernel.money import format_amount
 from aios.kernel.store import KernelStore, OutboxResult
+from aios.serve.links import GateLinks
 from aios.templates import (
     EmailTemplates,
     GateReminderEmail,
@@ -86,8 +87,10 @@ class ConnectorActivities:
         templates: EmailTemplates | None = None,
         webhook: WebhookConnector | None = None,
         calendar: CalDavConnector | None = None,
+        gate_links: GateLinks | None = None,
     ) -> None:
         self._store = store
+        self._gate_links = gate_links
         self._email = email
         self._runtime = runtime
         self._webhook = webhook
@@ -287,8 +290,18 @@ class ConnectorActivities:
     @activity.defn(name="send_gate_reminder")
     @translating_errors
     def send_gate_reminder(self, inp: SendGateReminderInput) -> SendResult:
+        """The operator's gate email: when the gate opens (``reminder`` 0) and at each reminder.
+
+        It carries signed links to the console (approve, reject, open), made here and never
+        returned or logged, so they stay out of the workflow's history and the logs.
+        """
         info = activity.info()
+        workflow_id, run_id = info.workflow_id or "", info.workflow_run_id or ""
         zone = self._identity.zone
+        links: dict[str, str] = {}
+        if self._gate_links is not None and inp.gate_key and run_id:
+            made = self._gate_links.for_gate(workflow_id, run_id, inp.gate_key, inp.expires_at)
+            links = {str(action): url for action, url in made.items()}
         text = self._templates.render(
             "gate_reminder",
             GateReminderEmail(
@@ -300,6 +313,12 @@ class ConnectorActivities:
                 expires=format_when(inp.expires_at, zone),
                 approve_command=f"aios approve {info.workflow_id}",
                 reject_command=f'aios reject {info.workflow_id} --comment "why"',
+                gate=inp.gate,
+                amount=inp.amount or "",
+                drafted_by=inp.drafted_by or "",
+                open_url=links.get("open", ""),
+                approve_url=links.get("approve", ""),
+                reject_url=links.get("reject", ""),
             ),
         )
         email = OutgoingEmail(
@@ -308,7 +327,17 @@ class ConnectorActivities:
             body=text.body,
             idempotency_key=inp.idempotency_key,
         )
-        return self._send(email, "send_gate_reminder", "gate.reminded", None)
+        kind = "gate.emailed" if inp.reminder == 0 else "gate.reminded"
+        result = self._send(email, "send_gate_reminder", kind, None)
+        if inp.reminder > 0 and inp.gate_key:
+            self._store.gates.reminded(
+                workflow_id,
+                run_id,
+                inp.gate_key,
+                inp.reminder,
+                inp.next_reminder_at,
+            )
+        return result
 
     # --- proposals and invoices: emails with rendered documents ----------------------------
 

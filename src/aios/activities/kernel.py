@@ -9,6 +9,7 @@ from aios.activities.context import event_for_step
 from aios.activities.errors import translating_errors
 from aios.activities.models import RecordEventInput, UpsertClientInput, UpsertClientResult
 from aios.kernel.store import KernelStore
+from aios.kernel.stores.gates import GATE_EVENTS
 
 __all__ = ["KernelActivities"]
 
@@ -35,9 +36,13 @@ class KernelActivities:
     @activity.defn(name="record_event")
     @translating_errors
     def record_event(self, inp: RecordEventInput) -> None:
-        self._store.events.append(
-            event_for_step(inp.idempotency_key, inp.kind, entity=inp.entity, payload=inp.payload)
+        event = event_for_step(
+            inp.idempotency_key, inp.kind, entity=inp.entity, payload=inp.payload
         )
+        if inp.kind in GATE_EVENTS:  # the gate projection changes in the same transaction
+            self._store.gates.apply(event, workflow_type=activity.info().workflow_type or "")
+        else:
+            self._store.events.append(event)
         if inp.kind == "gate.decided":  # the line carries the run's workflow and run ids
             p = inp.payload
             log.info(

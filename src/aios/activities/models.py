@@ -204,6 +204,8 @@ class CancelKickoffInput(BaseModel):
 
 
 class SendGateReminderInput(BaseModel):
+    """The operator's gate email: ``reminder`` 0 when the gate opens, then 1, 2..."""
+
     idempotency_key: str
     gate: str
     title: str
@@ -211,6 +213,11 @@ class SendGateReminderInput(BaseModel):
     requested_at: datetime
     expires_at: datetime
     reminder: int
+    # The gate's step key ("gate/welcome#2"): what the signed links name; "" in old histories.
+    gate_key: str = ""
+    amount: str | None = None
+    drafted_by: str | None = None
+    next_reminder_at: datetime | None = None
 
 
 class SendResult(BaseModel):

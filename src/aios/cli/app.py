@@ -185,7 +185,7 @@ def inbox(as_json: JsonOpt = False) -> None:
     s = settings()
 
     async def go() -> list[InboxItem]:
-        return await list_inbox(await connect(s))
+        return await list_inbox(await connect(s), settings=s)
 
     items = run(go())
     if as_json:
@@ -202,9 +202,11 @@ def inbox(as_json: JsonOpt = False) -> None:
         rows.append(
             [
                 item.workflow_id,
+                item.client or "",
                 gate.gate if gate else "?",
                 (gate.amount or "") if gate else "",
                 age(item.age),
+                f"{gate.expires_at:%Y-%m-%d %H:%M}" if gate else "",
                 one_line(gate.summary) if gate else item.note,
                 (gate.drafted_by or "") if gate else "",
                 str(gate.reminders_sent) if gate else "",
@@ -213,9 +215,11 @@ def inbox(as_json: JsonOpt = False) -> None:
     records(
         [
             Col("workflow", key=True),
+            Col("client", key=True),
             Col("gate", key=True),
             Col("amount", key=True),
             Col("waiting", key=True),
+            Col("expires (UTC)", key=True),
             Col("summary", min_width=12, max_width=90),
             Col("drafted by", min_width=8, max_width=40),
             Col("reminders", key=True),
@@ -243,7 +247,7 @@ def _decide(
     )
 
     async def go() -> str:
-        return await decide(await connect(s), workflow_id, payload)
+        return await decide(await connect(s), workflow_id, payload, settings=s)
 
     gate = run(go())
     verb = {"approve": "Approved", "reject": "Rejected", "edit": "Edited and approved"}[decision]

@@ -43,6 +43,13 @@ def inbox_json(items: list[InboxItem]) -> dict[str, Any]:
                 "waiting_seconds": int((now - since).total_seconds()) if since else None,
                 "gate": item.gate.model_dump(mode="json") if item.gate else None,
                 "note": item.note,
+                "run_id": item.run_id,
+                "client": item.client,
+                "gate_key": item.gate_key,
+                "expires_at": when(item.expires_at),
+                "amount_minor": item.amount_minor,
+                "currency": item.currency,
+                "source": item.source,
             }
         )
     return {"items": rows}

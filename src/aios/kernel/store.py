@@ -4,9 +4,10 @@ Each store owns its tables and nothing else, and all share one connection pool
 (``stores.database``): ``clients``, ``drafts``, ``events`` (the append-only log), ``costs``
 (the cost ledger of model calls), ``outbox``, ``refs`` (links to outside mirrors), ``health``
 (connector guards and synthetic checks), ``proposals``, ``invoices`` (with payments and credit
-notes), ``operators`` (the console's sign-in). Every write is idempotent: clients upsert by
-key, drafts and events insert by a deterministic id and ignore a repeat, and the outbox runs an
-outside effect at most once per key.
+notes), ``operators`` (the console's sign-in), ``gates`` (the gate projection the inbox
+reads). Every write is idempotent: clients upsert by key, drafts and events insert by a
+deterministic id and ignore a repeat, and the outbox runs an outside effect at most once per
+key.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aios.kernel.stores import (
     DraftStore,
     EventLog,
     ExternalRefs,
+    GateStore,
     InvoiceStore,
     OperatorStore,
     Outbox,
@@ -44,6 +46,7 @@ class KernelStore:
         self.health = ConnectorHealth(self.db)
         self.proposals = ProposalStore(self.db)
         self.invoices = InvoiceStore(self.db)
+        self.gates = GateStore(self.db)
         self.operators = OperatorStore(self.db)
 
     def close(self) -> None:

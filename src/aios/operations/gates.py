@@ -1,7 +1,17 @@
 """Human gates across runs: the inbox, and answering a gate (signal ``decide``).
 
+The inbox reads the gate projection (``kernel.stores.gates``: one row per gate, kept by the
+gate events) in one query and makes one visibility listing of the runs Temporal says await
+approval (``AiosAwaitingApproval = true AND ExecutionStatus = 'Running'``), so it never asks
+each run in turn and lists every waiting gate in full even while no worker runs. The two are
+reconciled: a row whose run Temporal reports closed (terminated, cancelled, reset, continued)
+is marked ``closed`` and left out; a run listed as awaiting without a row (started before the
+projection existed, or its gate is being recorded right now) is asked with query
+``pending_gates``. A row whose run is not listed but still running is shown: the listing may
+lag, and the projection is written with the gate's events.
+
 Light on purpose (``operations.messages``): ``aios inbox`` and ``aios approve`` import this
-module and the Temporal client, not the workflows.
+module, the Temporal client and the kernel store, not the workflows.
 """
 
 from __future__ import annotations
@@ -9,13 +19,18 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
-from temporalio.service import RPCError
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
+)
+from temporalio.service import RPCError, RPCStatusCode
 
 from aios.errors import InvalidInput
-from aios.operations.common import QUERY_TIMEOUT, describe_run, unanswered
+from aios.operations.common import QUERY_TIMEOUT, describe_run, open_store, unanswered
 from aios.operations.messages import (
     AWAITING_APPROVAL,
     DECIDE_SIGNAL,
@@ -26,23 +41,46 @@ from aios.operations.messages import (
 )
 
 if TYPE_CHECKING:
+    from aios.config import Settings
+    from aios.kernel.store import KernelStore
+    from aios.kernel.stores.gates import GateRecord
     from aios.workflows.gates import GateDecision, PendingGate
 
 __all__ = ["InboxItem", "decide", "inbox", "pending_gates", "waiting_gates"]
 
+AWAITING_QUERY = f"{AWAITING_APPROVAL.name} = true AND ExecutionStatus = 'Running'"
+CLIENT_KEY = "AiosClient"
+
 
 @dataclass(frozen=True)
 class InboxItem:
+    """One waiting gate (or a run awaiting approval whose gate could not be read: ``note``).
+
+    ``source``: ``projection`` (the kernel's row), ``query`` (the run answered
+    ``pending_gates``) or ``unanswered`` (neither: ``gate`` is ``None`` and ``note`` says why).
+    """
+
     workflow_id: str
     process: str
     started_at: datetime | None
     gate: WaitingGate | None
     note: str = ""
+    run_id: str = ""
+    client: str | None = None
+    gate_key: str | None = None
+    amount_minor: int | None = None
+    currency: str | None = None
+    source: Literal["projection", "query", "unanswered"] = "query"
+    record: GateRecord | None = None
 
     @property
     def age(self) -> timedelta | None:
         since = self.gate.requested_at if self.gate else self.started_at
         return datetime.now(UTC) - since if since else None
+
+    @property
+    def expires_at(self) -> datetime | None:
+        return self.gate.expires_at if self.gate else None
 
 
 async def waiting_gates(client: Client, workflow_id: str) -> list[WaitingGate]:
@@ -63,14 +101,37 @@ async def pending_gates(client: Client, workflow_id: str) -> list[PendingGate]:
     )
 
 
-async def decide(client: Client, workflow_id: str, decision: Decision | GateDecision) -> str:
+async def decide(
+    client: Client,
+    workflow_id: str,
+    decision: Decision | GateDecision,
+    store: KernelStore | None = None,
+    *,
+    settings: Settings | None = None,
+) -> str:
     """Send ``decide`` to a running workflow; returns the gate it answers.
 
-    Returns ``""`` when no worker answered the gate query: the signal is still recorded in the
-    workflow's history and is validated when a worker runs it.
+    With the kernel (``store``, or ``settings`` to open it) a gate the projection shows
+    answered is refused: "already decided by X at T". Returns ``""`` when no worker answered
+    the gate query: the signal is still recorded in the workflow's history and is validated
+    when a worker runs it.
     """
+    if store is None and settings is not None:
+        opened = await asyncio.to_thread(open_store, settings)
+        try:
+            return await decide(client, workflow_id, decision, opened)
+        finally:
+            opened.close()
     desc = await describe_run(client, workflow_id)
+    record = (
+        await asyncio.to_thread(store.gates.get, workflow_id, desc.run_id)
+        if store is not None and desc.run_id
+        else None
+    )
+    answered = record if record is not None and record.status != "waiting" else None
     if desc.status != WorkflowExecutionStatus.RUNNING:
+        if answered is not None:
+            raise InvalidInput(f"{workflow_id}: gate {answered.gate!r} {answered.answered()}")
         status = desc.status.name.lower() if desc.status else "closed"
         raise InvalidInput(f"workflow {workflow_id!r} is {status}; nothing waits for a decision")
     gate_name = ""
@@ -78,6 +139,8 @@ async def decide(client: Client, workflow_id: str, decision: Decision | GateDeci
         gates: list[WaitingGate] | None = await waiting_gates(client, workflow_id)
     except (RPCError, WorkflowQueryFailedError):
         gates = None  # no worker to answer the query; the signal still waits in history
+    if not gates and answered is not None:
+        raise InvalidInput(f"{workflow_id}: gate {answered.gate!r} {answered.answered()}")
     if gates is not None:
         if not gates:
             raise InvalidInput(f"workflow {workflow_id!r} has no gate waiting for a decision")
@@ -90,25 +153,131 @@ async def decide(client: Client, workflow_id: str, decision: Decision | GateDeci
     return gate_name
 
 
-async def inbox(client: Client) -> list[InboxItem]:
-    """Every waiting gate across workflows, oldest first."""
-    items: list[InboxItem] = []
-    query = f"{AWAITING_APPROVAL.name} = true AND ExecutionStatus = 'Running'"
-    executions = [e async for e in client.list_workflows(query)]
+def _urgency(item: InboxItem) -> tuple[int, datetime, int]:
+    """Most urgent first: expiry, then the larger amount; unreadable runs last."""
+    if item.gate is None:
+        return (1, item.started_at or datetime.max.replace(tzinfo=UTC), 0)
+    return (0, item.gate.expires_at, -(item.amount_minor or 0))
 
-    async def item(execution_id: str, process: str, started: datetime | None) -> None:
-        try:
-            gates = await waiting_gates(client, execution_id)
-        except (RPCError, WorkflowQueryFailedError):
-            note = await unanswered(client, execution_id)
-            items.append(InboxItem(execution_id, process, started, None, note))
-            return
-        items.extend(InboxItem(execution_id, process, started, g) for g in gates)
 
-    await asyncio.gather(
-        *(
-            item(e.id, (e.typed_search_attributes.get(PROCESS) or e.workflow_type), e.start_time)
-            for e in executions
-        )
+def _from_record(record: GateRecord, listed: WorkflowExecution | None) -> InboxItem:
+    attrs = listed.typed_search_attributes if listed is not None else None
+    process = (attrs.get(PROCESS) if attrs else None) or record.process
+    client = record.client_key
+    if client is None and listed is not None:
+        value = listed.search_attributes.get(CLIENT_KEY)
+        client = str(value[0]) if value else None
+    return InboxItem(
+        workflow_id=record.workflow_id,
+        process=process,
+        started_at=listed.start_time if listed is not None else None,
+        gate=WaitingGate(
+            gate=record.gate,
+            title=record.title,
+            summary=record.summary,
+            requested_at=record.requested_at,
+            expires_at=record.expires_at,
+            next_reminder_at=record.next_reminder_at,
+            reminders_sent=record.reminders_sent,
+            editable_fields=record.editable_fields,
+            amount=record.amount,
+            drafted_by=record.drafted_by,
+        ),
+        run_id=record.run_id,
+        client=client,
+        gate_key=record.gate_key,
+        amount_minor=record.amount_minor,
+        currency=record.currency,
+        source="projection",
+        record=record,
     )
-    return sorted(items, key=lambda i: i.age or timedelta(0), reverse=True)
+
+
+async def _asked(client: Client, execution: WorkflowExecution) -> list[InboxItem]:
+    """A run awaiting approval that the projection does not know: ask it."""
+    from aios.kernel.stores.gates import split_amount
+
+    process = execution.typed_search_attributes.get(PROCESS) or execution.workflow_type
+    value = execution.search_attributes.get(CLIENT_KEY)
+    client_key = str(value[0]) if value else None
+
+    def item(gate: WaitingGate | None, note: str = "") -> InboxItem:
+        minor, currency = split_amount(gate.amount if gate else None)
+        return InboxItem(
+            workflow_id=execution.id,
+            process=process,
+            started_at=execution.start_time,
+            gate=gate,
+            note=note,
+            run_id=execution.run_id,
+            client=client_key,
+            amount_minor=minor,
+            currency=currency,
+            source="query" if gate else "unanswered",
+        )
+
+    try:
+        gates = await waiting_gates(client, execution.id)
+    except (RPCError, WorkflowQueryFailedError):
+        return [item(None, await unanswered(client, execution.id))]
+    return [item(g) for g in gates]
+
+
+async def _ended(client: Client, workflow_id: str, run_id: str) -> str | None:
+    """How the run ended (``terminated``, ``canceled``...), or ``None`` while it runs."""
+    try:
+        desc = await client.get_workflow_handle(workflow_id, run_id=run_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return "not found"
+        return None  # cannot tell: keep showing it
+    if desc.status is None or desc.status == WorkflowExecutionStatus.RUNNING:
+        return None
+    return desc.status.name.lower()
+
+
+async def inbox(
+    client: Client, store: KernelStore | None = None, *, settings: Settings | None = None
+) -> list[InboxItem]:
+    """Every waiting gate across workflows, most urgent first (expiry, then amount).
+
+    With the kernel (``store``, or ``settings`` to open it) it reads the gate projection and
+    one visibility listing (see the module's docstring); without, it asks each run.
+    """
+    if store is None:
+        if settings is None:
+            return await _inbox_by_query(client)
+        opened = await asyncio.to_thread(open_store, settings)
+        try:
+            return await inbox(client, opened)
+        finally:
+            opened.close()
+
+    async def listing() -> list[WorkflowExecution]:
+        return [e async for e in client.list_workflows(AWAITING_QUERY)]
+
+    executions, rows = await asyncio.gather(listing(), asyncio.to_thread(store.gates.waiting))
+    listed = {(e.id, e.run_id): e for e in executions}
+    unlisted = sorted({(r.workflow_id, r.run_id) for r in rows} - set(listed))
+    if unlisted:
+        endings = await asyncio.gather(*(_ended(client, w, r) for w, r in unlisted))
+        ended = [(w, r, why) for (w, r), why in zip(unlisted, endings, strict=True) if why]
+        if ended:
+            await asyncio.to_thread(store.gates.close_runs, ended)
+            gone = {(w, r) for w, r, _ in ended}
+            rows = [row for row in rows if (row.workflow_id, row.run_id) not in gone]
+    items = [_from_record(row, listed.get((row.workflow_id, row.run_id))) for row in rows]
+    known = {(row.workflow_id, row.run_id) for row in rows}
+    missing = [e for key, e in listed.items() if key not in known]
+    for asked in await asyncio.gather(*(_asked(client, e) for e in missing)):
+        items.extend(asked)
+    return sorted(items, key=_urgency)
+
+
+async def _inbox_by_query(client: Client) -> list[InboxItem]:
+    """The inbox without the kernel: ask each run awaiting approval."""
+    executions = [e async for e in client.list_workflows(AWAITING_QUERY)]
+    items: list[InboxItem] = []
+    for asked in await asyncio.gather(*(_asked(client, e) for e in executions)):
+        items.extend(asked)
+    return sorted(items, key=_urgency)

@@ -93,7 +93,10 @@ class KickoffCancelledEmail(_Context):
 
 
 class GateReminderEmail(_Context):
-    """``gate_reminder``: to the operator, an approval is still waiting."""
+    """``gate_reminder``: to the operator, an approval waits: when the gate opens (``reminder``
+    0) and at each reminder (1, 2...). The ``*_url`` are signed one-click links to the console
+    (``""`` when the worker has none); each opens the gate with that decision pre-selected and
+    a confirm button, and expires with the gate."""
 
     reminder: int
     title: str
@@ -103,6 +106,12 @@ class GateReminderEmail(_Context):
     expires: str
     approve_command: str
     reject_command: str
+    gate: str = ""
+    amount: str = ""  # "USD 4,500.00", or "" when the gate is not about money
+    drafted_by: str = ""  # the model that wrote the draft, or "" / the template
+    open_url: str = ""
+    approve_url: str = ""
+    reject_url: str = ""
 
 
 class ProposalEmail(_Context):
@@ -193,6 +202,12 @@ _SAMPLES: dict[str, _Context] = {
         expires="Monday 18 March 2030 at 10:00 UTC",
         approve_command="aios approve onboarding/acme-ltd",
         reject_command='aios reject onboarding/acme-ltd --comment "why"',
+        gate="welcome",
+        amount="",
+        drafted_by="template",
+        open_url="http://127.0.0.1:8780/l/sample-open",
+        approve_url="http://127.0.0.1:8780/l/sample-approve",
+        reject_url="http://127.0.0.1:8780/l/sample-reject",
     ),
     "proposal": ProposalEmail(
         client_name="Acme Ltd",

@@ -41,6 +41,7 @@ from aios.kernel.stores import pool_size_for
 from aios.memory.embedders import WordLlamaEmbedder
 from aios.memory.store import MemoryStore
 from aios.secrets import Scrubber, install
+from aios.serve.links import GateLinks
 from aios.templates import EmailTemplates
 
 __all__ = [
@@ -141,6 +142,7 @@ class Services:
             templates=email_templates(s, identity),
             webhook=self.webhook,
             calendar=self.calendar,
+            gate_links=GateLinks.from_settings(s),
         )
         crm = CrmActivities(self.store, self.runtime, self.crm)
         proposals = ProposalActivities(

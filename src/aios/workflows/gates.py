@@ -21,10 +21,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from aios.activities.connectors import ConnectorActivities
@@ -38,10 +39,12 @@ with workflow.unsafe.imports_passed_through():
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE
     from aios.workflows.waiting import Schedule, wait_until
 
-__all__ = ["DECIDE_SIGNAL", "GateDecision", "GateHost", "GateOutcome", "PendingGate"]
+__all__ = ["DECIDE_SIGNAL", "GATE_EMAIL", "GateDecision", "GateHost", "GateOutcome", "PendingGate"]
 
 DECIDE_SIGNAL = "decide"
 PENDING_GATES_QUERY = "pending_gates"
+# Patch: the operator's gate email goes out when a gate opens (reminder 0), not only reminders.
+GATE_EMAIL = "gate-email"
 # Edited fields that end up in an email header: one line only.
 ONE_LINE_FIELDS = frozenset({"subject"})
 
@@ -195,8 +198,15 @@ class GateHost(SignalHost):
         amount: str | None = None,
         drafted_by: str | None = None,
         check_edits: Callable[[dict[str, str]], str | None] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> GateOutcome:
-        """Open ``gate`` and wait until the operator decides or the policy expires it."""
+        """Open ``gate`` and wait until the operator decides or the policy expires it.
+
+        ``details`` are the gate's own facts for the console (a budget gate's estimate and what
+        it pays for, an agent gate's reason and candidate answers, a connectors gate's failing
+        checks): small JSON values, recorded with ``gate.requested`` and in the gate projection.
+        The operator gets an email when the gate opens and again at each reminder.
+        """
         requested = workflow.now()
         # A gate opened again in the same run (a second budget gate, a counter-offer's
         # approval) gets its own step keys: "gate/<name>", then "gate/<name>#2"...
@@ -230,27 +240,45 @@ class GateHost(SignalHost):
                 "summary": summary,
                 "expires_at": expires.isoformat(),
                 **({"drafted_by": drafted_by} if drafted_by else {}),
+                # What the gate projection's row needs (kernel.stores.gates).
+                "gate_key": self._gate_key,
+                "requested_at": requested.isoformat(),
+                "next_reminder_at": reminders[0].isoformat() if reminders else None,
+                "editable_fields": list(editable_fields),
+                "amount": amount,
+                "details": details or {},
             },
         )
         schedule = Schedule(reminders=reminders, deadline=expires)
+
+        def email(n: int) -> SendGateReminderInput:
+            return SendGateReminderInput(
+                idempotency_key=step_key(f"{self._gate_key}/reminder/{n}"),
+                gate=gate,
+                title=title,
+                summary=summary,
+                requested_at=requested,
+                expires_at=expires,
+                reminder=n,
+                gate_key=self._gate_key,
+                amount=amount,
+                drafted_by=drafted_by,
+                next_reminder_at=schedule.next_reminder,
+            )
+
+        if self._decision is None and workflow.patched(GATE_EMAIL):
+            try:
+                await step(ConnectorActivities.send_gate_reminder, email(0), CONNECTOR_EFFECT)
+            except ActivityError as exc:  # the gate waits all the same; the inbox shows it
+                workflow.logger.warning(
+                    "gate %s: the operator's email could not be sent: %s", gate, exc.cause or exc
+                )
 
         async def remind(n: int) -> None:
             assert self._open is not None
             self._open.reminders_sent = n
             self._open.next_reminder_at = schedule.next_reminder
-            await step(
-                ConnectorActivities.send_gate_reminder,
-                SendGateReminderInput(
-                    idempotency_key=step_key(f"{self._gate_key}/reminder/{n}"),
-                    gate=gate,
-                    title=title,
-                    summary=summary,
-                    requested_at=requested,
-                    expires_at=expires,
-                    reminder=n,
-                ),
-                CONNECTOR_EFFECT,
-            )
+            await step(ConnectorActivities.send_gate_reminder, email(n), CONNECTOR_EFFECT)
 
         await wait_until(
             lambda: self._decision is not None,
@@ -268,7 +296,14 @@ class GateHost(SignalHost):
         waited = (workflow.now() - requested).total_seconds()
         if decision is None:
             await self._gate_event(
-                gate, "gate.expired", entity, {"waited_seconds": waited, "reminders_sent": sent}
+                gate,
+                "gate.expired",
+                entity,
+                {
+                    "waited_seconds": waited,
+                    "reminders_sent": sent,
+                    "expired_at": workflow.now().isoformat(),
+                },
             )
             return GateOutcome(gate=gate, status="expired", waited_seconds=waited)
         status: Literal["approved", "rejected", "edited"] = {
@@ -287,6 +322,7 @@ class GateHost(SignalHost):
                 "edited_fields": sorted(decision.edits),
                 "waited_seconds": waited,
                 "reminders_sent": sent,
+                "decided_at": workflow.now().isoformat(),
             },
         )
         return GateOutcome(

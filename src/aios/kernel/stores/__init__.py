@@ -11,6 +11,7 @@ from aios.kernel.stores.database import (
 )
 from aios.kernel.stores.drafts import DraftStore
 from aios.kernel.stores.events import EventLog
+from aios.kernel.stores.gates import GateRecord, GateStore
 from aios.kernel.stores.health import ConnectorHealth
 from aios.kernel.stores.invoices import InvoiceStore
 from aios.kernel.stores.operators import OperatorStore
@@ -26,6 +27,8 @@ __all__ = [
     "DraftStore",
     "EventLog",
     "ExternalRefs",
+    "GateRecord",
+    "GateStore",
     "InvoiceStore",
     "OperatorStore",
     "Outbox",
