@@ -1,7 +1,7 @@
 -- The console's operators: who may sign in (an argon2 hash of the password set with
 -- `aios operator set-password`, never the password), and failed sign-ins per address, so
 -- every replica of `aios serve` counts them against the same limit.
--- depends: 0005_external_refs
+-- depends: 0006_gates
 
 CREATE TABLE operators (
     name           text PRIMARY KEY,
