@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from temporalio.worker import Worker
 
 from aios import operations
 from aios.config import Settings
+from aios.connectors.contract import CheckResult
 from aios.errors import InvalidInput
 from aios.kernel.commerce import Invoice
 from aios.kernel.events import EventDraft
@@ -23,10 +25,19 @@ from aios.kernel.money import LineItem
 from aios.operations import console
 from aios.workers.main import build_worker
 from aios.workers.services import Services
+from aios.workflows.checks import SyntheticCheckInput, SyntheticCheckWorkflow
 from aios.workflows.gates import GateDecision
 from aios.workflows.proposal import ProposalInput, ProposalWorkflow
+from tests import test_agents_hosted
 from tests.helpers import start_at_gate, wait_for_gate
 from tests.money_helpers import bill, fast, known_client, propose
+from tests.openai_replay import ModelReplayServer
+from tests.test_agents_hosted import gate_named, onboard
+from tests.test_connector_fabric import probing
+
+# The replay server and the worker whose agents call it, as the hosted-agent tests use them.
+server = test_agents_hosted.server
+hosted_worker = test_agents_hosted.hosted_worker
 
 WEBSITE = "A new website for our bakery chain, with online ordering."  # USD 5,600 list
 
@@ -314,3 +325,79 @@ async def test_attention_lists_a_failed_run_and_an_overdue_invoice(
 
 def _event(key: str, kind: str) -> EventDraft:
     return EventDraft(event_key=key, workflow_id="test", run_id="test", process="test", kind=kind)
+
+
+async def test_connectors_gate_shows_the_failing_checks_and_is_an_attention_item(
+    client: Client, settings: Settings, services: Services, executor: ThreadPoolExecutor
+) -> None:
+    svc = probing(services, crm=CheckResult(ok=False, detail="not authorised: HTTP 401"))
+    workflow_id = f"synthetic-check/console-{uuid.uuid4().hex[:8]}"
+    async with build_worker(client, settings.task_queue, svc.activities(), executor):
+        handle = await client.start_workflow(
+            SyntheticCheckWorkflow.run,
+            SyntheticCheckInput(),
+            id=workflow_id,
+            task_queue=settings.task_queue,
+        )
+        await wait_for_gate(client, workflow_id)
+        view = await console.gate_view(client, services.store, settings, workflow_id)
+        assert view.document == console.ConnectorsGateDocument(
+            failing=[console.FailingCheck(connector="crm", detail="not authorised: HTTP 401")]
+        )
+        assert view.gate.details["failing"] == [
+            {"connector": "crm", "detail": "not authorised: HTTP 401"}
+        ]
+
+        async def listed() -> Any:
+            report = await console.attention(client, services.store, settings)
+            return [i for i in report.items if i.workflow_id == workflow_id]
+
+        [item] = await _until(listed)
+        assert item.kind == "connector_gate" and "not authorised" in item.detail
+        assert f"aios approve {workflow_id}" in item.what_to_do
+        await handle.signal("decide", GateDecision(decision="approve", approver="ops"))
+        await handle.result()
+    after = await console.gate_view(client, services.store, settings, workflow_id)
+    assert after.gate.status == "approved"
+    assert after.gate.answered is not None
+    assert after.gate.answered.startswith("already decided by ops at ")
+
+
+@pytest.mark.hosted(provider="azure")
+async def test_agent_gate_shows_the_reason_and_the_candidate_answers(
+    client: Client,
+    services: Services,
+    server: ModelReplayServer,
+    hosted_worker: tuple[Settings, Worker],
+) -> None:
+    s, _ = hosted_worker
+    server.queue("azure_content_filter_prompt")
+    handle, _ = await onboard(client, s, server)
+    await gate_named(client, handle.id, "agent")
+    view = await console.gate_view(client, services.store, s, handle.id)
+    doc = view.document
+    assert isinstance(doc, console.AgentGateDocument)
+    assert (doc.agent, "content filter" in doc.reason) == ("intake", True)
+    assert "template" in doc.fallback
+    [candidate] = doc.candidates
+    assert (candidate.model, candidate.outcome) == ("gpt-4o-mini", "refused")
+    await handle.terminate("test done")
+
+
+@pytest.mark.hosted(agent_budgets_usd={"intake": Decimal(0)})
+async def test_budget_gate_shows_the_estimate_and_what_it_pays_for(
+    client: Client,
+    services: Services,
+    server: ModelReplayServer,
+    hosted_worker: tuple[Settings, Worker],
+) -> None:
+    s, _ = hosted_worker
+    handle, _ = await onboard(client, s, server, "openai_intake_ok", "openai_welcome_ok")
+    gate = await gate_named(client, handle.id, "budget")
+    view = await console.gate_view(client, services.store, s, handle.id)
+    doc = view.document
+    assert isinstance(doc, console.BudgetGateDocument)
+    assert doc.estimate == gate.amount and doc.agent == "intake"
+    assert doc.pays_for.startswith("Intake for ")
+    assert "budget exceeded" in doc.reason
+    await handle.terminate("test done")

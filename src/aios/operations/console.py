@@ -110,9 +110,11 @@ async def gate_view(
     workflow_id: str,
     *,
     run_id: str | None = None,
+    gate_key: str | None = None,
 ) -> GateView:
     """The gate waiting in ``workflow_id`` (its latest run, or ``run_id``), else the last one
-    it decided, with the full document. ``NotFound`` when the run or its gate does not exist."""
+    it opened, with the full document; ``gate_key`` ("gate/welcome") picks one gate of the run.
+    ``NotFound`` when the run or its gate does not exist."""
     run_status, run_id, process = await _run(client, workflow_id, run_id)
     events = store.events.for_run(workflow_id, run_id or None)
     if not run_id and events:  # Temporal no longer has the run; the event log still does
@@ -128,9 +130,16 @@ async def gate_view(
             waiting = gates[0] if gates else None
         except (RPCError, WorkflowQueryFailedError):
             note = "no worker answered; the gate is shown from the event log"
+    if gate_key is not None:
+        events = [e for e in events if not e.kind.startswith("gate.") or _in_gate(e, gate_key)]
+        if waiting is not None and not any(e.kind == "gate.requested" for e in events):
+            waiting = None  # another gate of the run waits
     gate = _gate_state(settings, workflow_id, run_id, process, run_status, events, waiting)
     if gate is None:
-        raise NotFound(f"workflow {workflow_id!r} has no gate")
+        raise NotFound(
+            f"workflow {workflow_id!r} has no gate" + (f" {gate_key!r}" if gate_key else "")
+        )
+    _projected(store, gate)
     document, doc_note = await gate_document(client, store, settings, gate)
     view = GateView(gate=gate, document=document, note=note or doc_note)
     view.fields = editable_fields(view)
@@ -148,6 +157,31 @@ async def _run(client: Client, workflow_id: str, run_id: str | None) -> tuple[st
         raise
     status = desc.status.name.lower() if desc.status else "unknown"
     return status, desc.run_id, desc.typed_search_attributes.get(PROCESS) or process
+
+
+def _in_gate(event: Event, gate_key: str) -> bool:
+    return _gate_key(event, event.kind) == gate_key
+
+
+def _projected(store: KernelStore, gate: GateState) -> None:
+    """Fill in from the gate projection what the event log does not say: reminders sent, the
+    next reminder, a gate closed because its run ended, and how it was answered."""
+    record = store.gates.get(gate.workflow_id, gate.run_id or None, gate.gate_key)
+    if record is None:
+        if gate.status != "waiting":
+            when = f"{gate.decided_at:%Y-%m-%d %H:%M} UTC" if gate.decided_at else "an unknown time"
+            gate.answered = {
+                "expired": f"expired at {when} without a decision",
+                "closed": f"closed: the run ended ({gate.run_status})",
+            }.get(gate.status, f"already decided by {gate.approver or 'someone'} at {when}")
+        return
+    gate.reminders_sent = max(gate.reminders_sent, record.reminders_sent)
+    if gate.status == "waiting" and gate.next_reminder_at is None:
+        gate.next_reminder_at = record.next_reminder_at
+    if record.status == "closed" and gate.status in ("waiting", "closed"):
+        gate.status = "closed"
+    if record.status != "waiting":
+        gate.answered = record.answered()
 
 
 def _gate_key(event: Event, suffix: str) -> str:

@@ -84,6 +84,8 @@ class GateState(BaseModel):
     comment: str = ""
     edited_fields: list[str] = Field(default_factory=list)
     decided_at: datetime | None = None
+    # How a gate that no longer waits was answered, in words ("already decided by jo at ...").
+    answered: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     web_ui_url: str
 

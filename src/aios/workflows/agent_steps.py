@@ -95,6 +95,13 @@ async def run_agent_step(
                 editable_fields=[],
                 entity=entity,
                 amount=f"~${hold.estimate_usd:.4f}",
+                details={
+                    "agent": hold.agent,
+                    "reason": hold.reason,
+                    "estimate_usd": hold.estimate_usd,
+                    "pays_for": title,
+                    "call_key": hold.call_key,
+                },
             )
             if outcome.status == "approved":
                 controls = controls.model_copy(
@@ -115,6 +122,14 @@ async def run_agent_step(
             policy=gate_policy,
             editable_fields=[],
             entity=entity,
+            details={
+                "agent": hold.agent,
+                "reason": hold.reason,
+                "fallback": _fallback_text(hold),
+                # The candidate answers: which model, how sure; the console shows the start of
+                # each reply from the cost ledger, so the texts stay out of the history.
+                "attempts": [a.model_dump() for a in hold.attempts],
+            },
         )
         if outcome.status != "approved":
             comment = outcome.decision.comment if outcome.decision else ""

@@ -78,6 +78,13 @@ class SyntheticCheckWorkflow(GateHost):
                 policy=inp.gate_policy,
                 editable_fields=[],
                 entity="connectors",
+                details={
+                    "failing": [
+                        {"connector": r.connector, "detail": r.detail}
+                        for r in checked.results
+                        if not r.ok
+                    ]
+                },
             )
             if outcome.decision is not None:
                 acknowledged = outcome.decision.approver
