@@ -8,17 +8,22 @@ import json
 import signal
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from temporalio.client import Client
 
 from aios import operations
 from aios.config import Settings
 from aios.devstack import start_temporal, stop_temporal
 from aios.kernel.money import LineItem
 from aios.temporal import connect
+from aios.workers.main import build_worker
 from aios.workers.services import Services
 from aios.workflows.onboarding import OnboardingResult
 from tests.conftest import ROOT, dev_config, free_port, subprocess_env
+from tests.flaky_http import FlakyHttpServer
 from tests.helpers import start_at_gate
 from tests.money_helpers import known_client
 
@@ -147,3 +152,59 @@ async def test_ctrl_c_while_waiting_stops_the_worker_at_once(
     assert proc.returncode == 0
     last = json.loads(remaining.decode().strip().splitlines()[-1])
     assert last["event"] == "worker stopped before Temporal was reachable"
+
+
+async def test_sigterm_lets_the_effect_in_flight_finish_and_hands_the_run_on(
+    client: Client, settings: Settings, services: Services, tmp_path: Path
+) -> None:
+    """A worker told to stop (SIGTERM, as a deploy or `kubectl rollout` does) stops taking
+    work, lets the webhook delivery it is in the middle of finish, and exits cleanly; another
+    worker finishes the run, and the webhook was delivered once."""
+    with FlakyHttpServer() as hook:
+        hook.slow(4.0)  # the first delivery is answered 4 s late: the worker is mid-effect
+        env = subprocess_env(
+            settings,
+            AIOS_QDRANT_PATH=str(tmp_path / "qdrant"),
+            AIOS_WEBHOOK_URL=hook.url,
+            AIOS_WEBHOOK_SECRET="a-test-webhook-secret-0123456789",
+            AIOS_WORKER_SHUTDOWN_GRACE="20",
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "aios.cli",
+            "worker",
+            env=env,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stderr is not None
+        seen: list[Line] = []
+        try:
+            await read_until(proc.stderr, seen, lambda line: line["event"] == "worker started", 90)
+            handle, _, _, _ = await start_at_gate(client, settings, timeout=60)
+            await operations.decide(
+                client, handle.id, operations.Decision(decision="approve", approver="pat")
+            )
+            await asyncio.to_thread(hook.wait_for, 1, 60)  # the delivery is under way
+            proc.send_signal(signal.SIGTERM)
+            await read_until(
+                proc.stderr, seen, lambda line: line["event"] == "worker stopped", timeout=40
+            )
+            await asyncio.wait_for(proc.wait(), timeout=20)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.returncode == 0
+        events = [line["event"] for line in seen]
+        assert "worker stopping: finishing in-flight tasks" in events
+
+        with ThreadPoolExecutor(4) as pool:
+            async with build_worker(client, settings.task_queue, services.activities(), pool):
+                result = await asyncio.wait_for(handle.result(), timeout=60)
+        assert isinstance(result, OnboardingResult) and result.status == "completed"
+        deliveries = [r for r in hook.received if r.method == "POST"]
+        assert len(deliveries) == 1, [r.body[:80] for r in deliveries]
+        assert json.loads(deliveries[0].body)["type"] == "client.onboarded"

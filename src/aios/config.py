@@ -102,6 +102,15 @@ class Settings(BaseSettings):
     task_queue: str = "aios"
     # Activities one worker runs at once; its connection pool is sized from this.
     worker_activity_slots: int = Field(default=8, ge=1, le=256)
+    # Workflow tasks one worker runs at once, and its pollers per task queue and kind.
+    worker_workflow_slots: int = Field(default=50, ge=1, le=1000)
+    worker_pollers: int = Field(default=5, ge=1, le=100)
+    # Runs a worker keeps in memory between their tasks (Temporal's sticky cache). A run not
+    # in it is replayed from its history when it is next woken (a decision, a timer).
+    worker_cached_runs: int = Field(default=1000, ge=0, le=100_000)
+    # On SIGTERM, how long in-flight activities may take to finish before they are handed back
+    # to Temporal (cancelled, retried by another worker).
+    worker_shutdown_grace: Duration = timedelta(seconds=30)
 
     # Embedded stack
     state_dir: Path = Path(".aios")

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import functools
 import logging
+import pkgutil
 import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -28,10 +30,10 @@ from aios.config import Settings, identity_warning
 from aios.errors import StackError
 from aios.temporal import connect
 from aios.workers.services import Services, scrubber
-from aios.workflows import WORKFLOWS
 
 __all__ = [
     "ACTIVITY_THREADS",
+    "WorkerTuning",
     "build_worker",
     "connect_when_reachable",
     "run_worker",
@@ -44,14 +46,57 @@ CONNECT_RETRY_SECONDS = 5.0
 # Imported lazily by pydantic when a workflow validates an email address; they are pure and
 # deterministic, so the sandbox passes them through instead of re-importing them per run.
 PASSTHROUGH_MODULES = ("email_validator", "idna")
+# The process modules: the sandbox imports each afresh for every new run, so a run never sees
+# state another run left in its module. Every other aios module (models, policies, the
+# Process base, gates, saga, activities' contracts) holds no per-run state, is deterministic
+# where workflows use it, and is imported once per worker: re-importing those for every run
+# cost a third of the worker's CPU.
+PROCESS_MODULES = frozenset({"onboarding", "proposal", "billing", "checks", "memory_read"})
 log = structlog.get_logger("aios.worker")
+
+
+def shared_modules() -> list[str]:
+    """The aios modules the sandbox passes through: all but ``PROCESS_MODULES``."""
+    import aios
+    import aios.workflows
+
+    shared = [
+        f"aios.{m.name}" for m in pkgutil.iter_modules(aios.__path__) if m.name != "workflows"
+    ]
+    shared += [
+        f"aios.workflows.{m.name}"
+        for m in pkgutil.iter_modules(aios.workflows.__path__)
+        if m.name not in PROCESS_MODULES
+    ]
+    return sorted(shared)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
     """The sandbox every worker and replayer uses."""
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            *PASSTHROUGH_MODULES, *shared_modules()
+        )
     )
+
+
+@dataclass(frozen=True)
+class WorkerTuning:
+    """A worker's capacity (``AIOS_WORKER_*``); the defaults are the settings' defaults."""
+
+    workflow_slots: int = 50
+    pollers: int = 5
+    cached_runs: int = 1000
+    shutdown_grace: timedelta = timedelta(seconds=30)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkerTuning:
+        return cls(
+            workflow_slots=settings.worker_workflow_slots,
+            pollers=settings.worker_pollers,
+            cached_runs=settings.worker_cached_runs,
+            shutdown_grace=settings.worker_shutdown_grace,
+        )
 
 
 def build_worker(
@@ -60,20 +105,28 @@ def build_worker(
     activities: Sequence[Callable[..., Any]],
     executor: ThreadPoolExecutor,
     *,
-    workflows: Sequence[type] = WORKFLOWS,
+    workflows: Sequence[type] | None = None,
     activity_slots: int = ACTIVITY_THREADS,
+    tuning: WorkerTuning | None = None,
 ) -> Worker:
     """One worker with every workflow (or ``workflows``) and the given activities, running
     at most ``activity_slots`` activities at once (``executor`` needs as many threads)."""
+    from aios.workflows import WORKFLOWS
+
+    tune = tuning or WorkerTuning()
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=workflows,
+        workflows=WORKFLOWS if workflows is None else workflows,
         workflow_runner=workflow_runner(),
         activities=activities,
         activity_executor=executor,
         max_concurrent_activities=activity_slots,
-        graceful_shutdown_timeout=timedelta(seconds=10),
+        max_concurrent_workflow_tasks=tune.workflow_slots,
+        max_concurrent_workflow_task_polls=tune.pollers,
+        max_concurrent_activity_task_polls=tune.pollers,
+        max_cached_workflows=tune.cached_runs,
+        graceful_shutdown_timeout=tune.shutdown_grace,
     )
 
 
@@ -131,7 +184,12 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         slots = settings.worker_activity_slots
         with ThreadPoolExecutor(max_workers=slots) as executor:
             worker = build_worker(
-                client, settings.task_queue, services.activities(), executor, activity_slots=slots
+                client,
+                settings.task_queue,
+                services.activities(),
+                executor,
+                activity_slots=slots,
+                tuning=WorkerTuning.from_settings(settings),
             )
             async with worker:
                 log.info(

@@ -1,38 +1,115 @@
-"""Business processes as deterministic Temporal workflows, plus the shared Saga and Gate."""
+"""Business processes as deterministic Temporal workflows, plus the shared Saga and Gate.
 
-from aios.workflows.billing import (
-    PAYMENT_RECEIVED_SIGNAL,
-    BillingInput,
-    BillingResult,
-    BillingWorkflow,
-    PaymentReceived,
-    billing_workflow_id,
-)
-from aios.workflows.checks import SyntheticCheckInput, SyntheticCheckResult, SyntheticCheckWorkflow
-from aios.workflows.gates import DECIDE_SIGNAL, GateDecision, GateHost, GateOutcome, PendingGate
-from aios.workflows.onboarding import (
-    OnboardingInput,
-    OnboardingResult,
-    OnboardingWorkflow,
-    onboarding_workflow_id,
-)
-from aios.workflows.progress import (
-    BillingProgress,
-    OnboardingProgress,
-    ProposalProgress,
-    RunProgress,
-)
-from aios.workflows.proposal import (
-    CLIENT_RESPONSE_SIGNAL,
-    ClientResponse,
-    ProposalInput,
-    ProposalResult,
-    ProposalWorkflow,
-    proposal_workflow_id,
-)
-from aios.workflows.saga import Saga, SagaReport
+Names load on first use (PEP 562): the workflow sandbox re-runs this file for every new run,
+and importing one process must not load the others with their models.
+"""
 
-WORKFLOWS = [OnboardingWorkflow, ProposalWorkflow, BillingWorkflow, SyntheticCheckWorkflow]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aios.workflows.billing import (
+        PAYMENT_RECEIVED_SIGNAL,
+        BillingInput,
+        BillingResult,
+        BillingWorkflow,
+        PaymentReceived,
+        billing_workflow_id,
+    )
+    from aios.workflows.checks import (
+        SyntheticCheckInput,
+        SyntheticCheckResult,
+        SyntheticCheckWorkflow,
+    )
+    from aios.workflows.gates import (
+        DECIDE_SIGNAL,
+        GateDecision,
+        GateHost,
+        GateOutcome,
+        PendingGate,
+    )
+    from aios.workflows.memory_read import MemoryReadWorkflow
+    from aios.workflows.onboarding import (
+        OnboardingInput,
+        OnboardingResult,
+        OnboardingWorkflow,
+        onboarding_workflow_id,
+    )
+    from aios.workflows.progress import (
+        BillingProgress,
+        OnboardingProgress,
+        ProposalProgress,
+        RunProgress,
+    )
+    from aios.workflows.proposal import (
+        CLIENT_RESPONSE_SIGNAL,
+        ClientResponse,
+        ProposalInput,
+        ProposalResult,
+        ProposalWorkflow,
+        proposal_workflow_id,
+    )
+    from aios.workflows.saga import Saga, SagaReport
+
+    WORKFLOWS: list[type]
+
+# name -> the module (under aios.workflows) that defines it
+_HOMES = {
+    "billing": [
+        "PAYMENT_RECEIVED_SIGNAL",
+        "BillingInput",
+        "BillingResult",
+        "BillingWorkflow",
+        "PaymentReceived",
+        "billing_workflow_id",
+    ],
+    "checks": ["SyntheticCheckInput", "SyntheticCheckResult", "SyntheticCheckWorkflow"],
+    "gates": ["DECIDE_SIGNAL", "GateDecision", "GateHost", "GateOutcome", "PendingGate"],
+    "memory_read": ["MemoryReadWorkflow"],
+    "onboarding": [
+        "OnboardingInput",
+        "OnboardingResult",
+        "OnboardingWorkflow",
+        "onboarding_workflow_id",
+    ],
+    "progress": ["BillingProgress", "OnboardingProgress", "ProposalProgress", "RunProgress"],
+    "proposal": [
+        "CLIENT_RESPONSE_SIGNAL",
+        "ClientResponse",
+        "ProposalInput",
+        "ProposalResult",
+        "ProposalWorkflow",
+        "proposal_workflow_id",
+    ],
+    "saga": ["Saga", "SagaReport"],
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+# Every workflow a worker registers, in this order.
+_WORKFLOWS = [
+    ("onboarding", "OnboardingWorkflow"),
+    ("proposal", "ProposalWorkflow"),
+    ("billing", "BillingWorkflow"),
+    ("checks", "SyntheticCheckWorkflow"),
+    ("memory_read", "MemoryReadWorkflow"),
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WORKFLOWS":
+        value: Any = [
+            getattr(importlib.import_module(f"aios.workflows.{module}"), cls)
+            for module, cls in _WORKFLOWS
+        ]
+    elif name in _MODULE_OF:
+        value = getattr(importlib.import_module(f"aios.workflows.{_MODULE_OF[name]}"), name)
+    else:
+        raise AttributeError(f"module 'aios.workflows' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CLIENT_RESPONSE_SIGNAL",
@@ -47,6 +124,7 @@ __all__ = [
     "GateDecision",
     "GateHost",
     "GateOutcome",
+    "MemoryReadWorkflow",
     "OnboardingInput",
     "OnboardingProgress",
     "OnboardingResult",
