@@ -6,9 +6,7 @@ import importlib
 import re
 import socket
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from icalendar import Calendar
@@ -22,8 +20,6 @@ from aios.connectors.email import OutgoingEmail, SmtpConfig, SmtpEmailConnector,
 from aios.errors import InvalidInput, TransientConnectorError
 from aios.kernel.models import MAX_NOTES, ClientIntake
 from aios.kernel.policy import GatePolicy
-from aios.memory.embedders import WordLlamaEmbedder
-from aios.memory.store import MemoryStore
 from aios.workflows.gates import GateDecision
 from aios.workflows.onboarding import kickoff_time
 from aios.workflows.signals import describe_invalid
@@ -335,87 +331,6 @@ def test_welcome_agent_without_relevant_memories_cites_none():
     assert result.output.memory_ids_used == []
     assert "No similar engagements" in result.output.rationale
     assert result.output.plan[0].startswith("Kickoff call on Monday 06 January 2025 at 10:00")
-
-
-# --- memory ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def embedder() -> WordLlamaEmbedder:
-    return WordLlamaEmbedder()
-
-
-@pytest.fixture
-def memory(embedder: WordLlamaEmbedder, tmp_path: Path) -> Iterator[MemoryStore]:
-    store = MemoryStore(embedder, collection="t", path=tmp_path / "q")
-    yield store
-    store.close()
-
-
-def remember(store: MemoryStore, text: str, key: str, entity: str = "acme", kind: str = "note"):
-    return store.remember(
-        text,
-        entity=entity,
-        kind=kind,
-        source_workflow_id="onboarding/acme",
-        source_run_id="run-1",
-        idempotency_key=key,
-    )
-
-
-def test_remember_is_idempotent_per_key(memory: MemoryStore):
-    first = remember(memory, "The client wants a webshop.", "key-1")
-    again = remember(memory, "A different text on retry.", "key-1")
-    assert again.id == first.id
-    assert again.provenance.version == first.provenance.version == 1
-    assert again.text == "The client wants a webshop."
-    assert len(memory.history("acme", "note")) == 1
-
-
-def test_remember_versions_per_entity_and_kind(memory: MemoryStore):
-    v1 = remember(memory, "First summary.", "key-1")
-    v2 = remember(memory, "Second summary.", "key-2")
-    other_kind = remember(memory, "A decision.", "key-3", kind="decision")
-    other_entity = remember(memory, "Another client.", "key-4", entity="globex")
-    assert (v1.provenance.version, v2.provenance.version) == (1, 2)
-    assert v1.id != v2.id
-    assert other_kind.provenance.version == 1
-    assert other_entity.provenance.version == 1
-    assert [r.id for r in memory.history("acme", "note")] == [v1.id, v2.id]
-
-
-def test_remember_records_provenance(memory: MemoryStore, embedder: WordLlamaEmbedder):
-    before = datetime.now(UTC)
-    record = remember(memory, "  Kickoff went well.  ", "key-p", kind="decision")
-    p = record.provenance
-    assert record.text == "Kickoff went well."
-    assert p.source_workflow_id == "onboarding/acme"
-    assert p.source_run_id == "run-1"
-    assert p.entity == "acme"
-    assert p.kind == "decision"
-    assert p.version == 1
-    assert p.idempotency_key == "key-p"
-    assert p.embedder == embedder.name
-    assert before - timedelta(seconds=1) <= p.created_at <= datetime.now(UTC)
-    assert memory.get(record.id) == record
-
-
-def test_recall_returns_the_most_similar_text_first(memory: MemoryStore):
-    web = remember(memory, "The client wants a new website with a webshop", "k-web")
-    remember(memory, "Quarterly tax filing and bookkeeping for the accountant", "k-tax")
-    hits = memory.recall("build an online shop website")
-    assert len(hits) == 2
-    assert hits[0].id == web.id
-    assert hits[0].score > hits[1].score
-    assert hits[0].provenance.idempotency_key == "k-web"
-    assert memory.recall("   ") == []
-
-
-@pytest.mark.parametrize("text", ["", "   \n\t "])
-def test_remember_rejects_empty_text(memory: MemoryStore, text: str):
-    with pytest.raises(InvalidInput):
-        remember(memory, text, "key-empty")
-    assert memory.get(MemoryStore.point_id("key-empty")) is None
 
 
 # --- email -----------------------------------------------------------------------------------

@@ -122,11 +122,15 @@ class Settings(BaseSettings):
     # PostgreSQL: unset means the embedded server under state_dir/postgres
     database_url: SecretStr | None = None
 
-    # Qdrant: a server URL, else local mode on disk (default state_dir/qdrant)
+    # Memory: a Qdrant server URL (any worker serves memory), else the embedded Qdrant Edge
+    # shard under qdrant_path (default state_dir/qdrant; one process owns it: the memory worker)
     qdrant_url: str | None = None
     qdrant_api_key: SecretStr | None = None
     qdrant_path: Path | None = None
     qdrant_collection: str = "aios_memory"
+    # What `aios worker` runs (`--role` overrides): all = general work plus memory when this
+    # process can own the embedded shard; general = everything but memory; memory = memory only
+    worker_role: Literal["all", "general", "memory"] = "all"
 
     # SMTP: the defaults point at the embedded mail sink started by `aios dev up`
     smtp_host: str = "127.0.0.1"

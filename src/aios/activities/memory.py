@@ -1,4 +1,9 @@
-"""Memory activities: recall with provenance, remember idempotently."""
+"""Memory activities: recall with provenance, remember idempotently, look memory up.
+
+They run on the memory task queue (``<task queue>-memory``, ``aios-memory`` by default), served
+by the process that owns the memory store; ``MEMORY_ACTIVITY_NAMES`` lists them so worker
+assembly can put them there.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,12 @@ from aios.activities.models import (
     RememberResult,
 )
 from aios.kernel.store import KernelStore
-from aios.memory.store import MemoryStore
+from aios.memory.records import MemoryQuery, MemoryView
+from aios.memory.store import MemoryStore, lookup
 
-__all__ = ["MemoryActivities"]
+__all__ = ["MEMORY_ACTIVITY_NAMES", "MemoryActivities"]
+
+MEMORY_ACTIVITY_NAMES = frozenset({"recall_memory", "remember", "lookup_memory"})
 
 
 class MemoryActivities:
@@ -56,3 +64,9 @@ class MemoryActivities:
             )
         )
         return RememberResult(id=record.id, version=record.provenance.version)
+
+    @activity.defn(name="lookup_memory")
+    @translating_errors
+    def lookup_memory(self, inp: MemoryQuery) -> MemoryView:
+        """Read memory for a person (``aios memory``, the console): no effect."""
+        return lookup(self._memory, inp)

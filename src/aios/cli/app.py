@@ -19,12 +19,13 @@ from collections.abc import Callable, Coroutine
 from decimal import Decimal, InvalidOperation
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.text import Text
 
 from aios.cli import console as console_commands
+from aios.cli import memory as memory_commands
 from aios.cli import render
 from aios.cli.render import Col, age, bold, line, one_line, records
 
@@ -51,6 +52,7 @@ app.add_typer(dev_app, name="dev")
 checks_app = typer.Typer(help="Synthetic connector checks on a Temporal Schedule.")
 app.add_typer(checks_app, name="checks")
 app.add_typer(console_commands.operator_app, name="operator")
+app.add_typer(memory_commands.memory_app, name="memory")
 
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print a JSON document for scripts (see README)")
@@ -750,10 +752,25 @@ def cancel(
 
 @app.command()
 @command
-def worker() -> None:
+def worker(
+    role: Annotated[
+        Literal["all", "general", "memory"] | None,
+        typer.Option(
+            "--role",
+            help="all: general work, plus memory when this process can own the embedded "
+            "memory shard; general: all but memory; memory: memory only "
+            "(default: AIOS_WORKER_ROLE, else all)",
+        ),
+    ] = None,
+    count: Annotated[
+        int, typer.Option("--count", min=1, max=64, help="Run this many worker processes")
+    ] = 1,
+) -> None:
     """Run a worker for every workflow and activity until SIGINT/SIGTERM.
 
-    While Temporal is not reachable it waits and tries again every few seconds."""
+    Memory activities run on their own task queue (aios-memory), served by the one process
+    that owns the embedded memory shard. While Temporal is not reachable it waits and tries
+    again every few seconds."""
     import structlog
 
     from aios.errors import AiosError
@@ -763,8 +780,14 @@ def worker() -> None:
     s = settings()
     configure_logging(s.log_level)
     log = structlog.get_logger("aios.worker")
+    chosen = role or s.worker_role
     try:
-        run(run_worker(s))
+        if count > 1:
+            from aios.workers.pool import run_worker_processes
+
+            run(run_worker_processes(count, chosen))
+        else:
+            run(run_worker(s, role=chosen))
     except AiosError as exc:  # a JSON line, like everything a worker writes
         log.error(f"worker stopped: {exc}")
         raise typer.Exit(1) from None

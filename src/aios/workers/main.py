@@ -29,6 +29,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from aios.config import Settings, identity_warning
 from aios.errors import StackError
 from aios.temporal import connect
+from aios.workers.memory import WorkerRole, memory_queue_plugins, memory_service
 from aios.workers.services import Services, scrubber
 
 __all__ = [
@@ -121,6 +122,7 @@ def build_worker(
         workflow_runner=workflow_runner(),
         activities=activities,
         activity_executor=executor,
+        plugins=memory_queue_plugins(client, task_queue, activities, executor),
         max_concurrent_activities=activity_slots,
         max_concurrent_workflow_tasks=tune.workflow_slots,
         max_concurrent_workflow_task_polls=tune.pollers,
@@ -166,8 +168,14 @@ def worker_runtime() -> Runtime:
     )
 
 
-async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Run until SIGINT/SIGTERM (or ``stop``), then finish in-flight tasks and exit."""
+async def run_worker(
+    settings: Settings, *, stop: asyncio.Event | None = None, role: WorkerRole = "all"
+) -> None:
+    """Run until SIGINT/SIGTERM (or ``stop``), then finish in-flight tasks and exit.
+
+    ``role`` (see ``aios.workers.memory``): ``all`` and ``general`` run the workflows and
+    every activity but memory on the task queue; ``all`` and ``memory`` serve the memory task
+    queue when this process owns memory (``all`` stands by for it otherwise)."""
     scrubber(settings)  # installed process-wide first: logs and errors from here on know it
     if warning := identity_warning(settings):
         log.warning(warning)
@@ -179,27 +187,38 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     if client is None:
         log.info("worker stopped before Temporal was reachable")
         return
-    services = await asyncio.to_thread(Services.from_settings, settings)
+    services = await asyncio.to_thread(Services.from_settings, settings, with_memory=False)
     try:
-        slots = settings.worker_activity_slots
-        with ThreadPoolExecutor(max_workers=slots) as executor:
-            worker = build_worker(
-                client,
-                settings.task_queue,
-                services.activities(),
-                executor,
-                activity_slots=slots,
-                tuning=WorkerTuning.from_settings(settings),
-            )
-            async with worker:
-                log.info(
-                    "worker started",
-                    task_queue=settings.task_queue,
-                    namespace=settings.temporal_namespace,
-                    address=settings.temporal_address,
-                )
+        async with memory_service(client, settings, services, role, stop):
+            if role == "memory":
                 await stop.wait()
-                log.info("worker stopping: finishing in-flight tasks")
+            else:
+                await _run_general(client, settings, services, stop)
         log.info("worker stopped")
     finally:
         services.close()
+
+
+async def _run_general(
+    client: Client, settings: Settings, services: Services, stop: asyncio.Event
+) -> None:
+    """The worker on the task queue: every workflow, every activity but memory."""
+    slots = settings.worker_activity_slots
+    with ThreadPoolExecutor(max_workers=slots) as executor:
+        worker = build_worker(
+            client,
+            settings.task_queue,
+            services.activities(),
+            executor,
+            activity_slots=slots,
+            tuning=WorkerTuning.from_settings(settings),
+        )
+        async with worker:
+            log.info(
+                "worker started",
+                task_queue=settings.task_queue,
+                namespace=settings.temporal_namespace,
+                address=settings.temporal_address,
+            )
+            await stop.wait()
+            log.info("worker stopping: finishing in-flight tasks")

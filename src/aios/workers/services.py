@@ -34,15 +34,15 @@ from aios.connectors.payments.bank import BankDetails, BankTransferProvider
 from aios.connectors.payments.base import PaymentProvider
 from aios.connectors.runtime import ConnectorRuntime
 from aios.connectors.webhooks import WebhookConfig, WebhookConnector
-from aios.errors import StackError
 from aios.identity import BusinessIdentity
 from aios.kernel.store import KernelStore, apply_migrations
 from aios.kernel.stores import pool_size_for
-from aios.memory.embedders import WordLlamaEmbedder
+from aios.memory.backends import open_memory
 from aios.memory.store import MemoryStore
 from aios.secrets import Scrubber, install
 from aios.serve.links import GateLinks
 from aios.templates import EmailTemplates
+from aios.workers.memory import MemoryElsewhere
 
 __all__ = [
     "Services",
@@ -71,7 +71,9 @@ class Services:
     crm: HubSpotConnector | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Services:
+    def from_settings(
+        cls, settings: Settings, *, migrate: bool = True, with_memory: bool = True
+    ) -> Services:
         from aios.devstack import database_url
 
         scrub = scrubber(settings)
@@ -80,25 +82,13 @@ class Services:
         if migrate:
             apply_migrations(url)
         store = KernelStore(url, max_size=pool_size_for(settings.worker_activity_slots))
-        try:
-            memory = MemoryStore(
-                WordLlamaEmbedder(),
-                collection=settings.qdrant_collection,
-                url=settings.qdrant_url,
-                api_key=(
-                    settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-                ),
-                path=None if settings.qdrant_url else settings.resolved_qdrant_path,
-            )
-        except RuntimeError as exc:
-            store.close()
-            if "already accessed by another instance" in str(exc):
-                raise StackError(
-                    f"Qdrant local storage {settings.resolved_qdrant_path} is in use by another "
-                    "process (an `aios worker`?); local mode allows one process at a time. Stop "
-                    "it, or point AIOS_QDRANT_URL at a Qdrant server"
-                ) from exc
-            raise
+        memory: MemoryStore = MemoryElsewhere()
+        if with_memory:  # this process owns memory (embedded), or memory is a Qdrant server
+            try:
+                memory = open_memory(settings)
+            except BaseException:
+                store.close()
+                raise
         email = SmtpEmailConnector(
             SmtpConfig(
                 host=settings.smtp_host,
@@ -131,6 +121,11 @@ class Services:
             self.store, runner, operator_name=s.operator_name, timezone=s.business_timezone
         )
         memory = MemoryActivities(self.memory, self.store)
+        memory_steps: list[Callable[..., Any]] = (
+            []
+            if isinstance(self.memory, MemoryElsewhere)  # served by another process
+            else [memory.recall_memory, memory.remember, memory.lookup_memory]
+        )
         identity = s.business_identity
         connectors = ConnectorActivities(
             self.store,
@@ -176,8 +171,7 @@ class Services:
             agents.classify_intake,
             agents.draft_welcome,
             agents.revise_draft,
-            memory.recall_memory,
-            memory.remember,
+            *memory_steps,
             connectors.send_welcome,
             connectors.cancel_kickoff,
             connectors.send_gate_reminder,

@@ -29,10 +29,14 @@ async def step(
 
     Every activity gets a summary the Web UI shows in the run's timeline: ``summary`` when
     given, otherwise what it does and its step name (``record event: gate/welcome/...``).
+    A step whose options name a task queue suffix (memory) runs on the run's task queue plus
+    that suffix.
     """
+    suffix = options.task_queue_suffix
     return await workflow.execute_activity_method(
         fn,
         arg,
+        task_queue=workflow.info().task_queue + suffix if suffix else None,
         start_to_close_timeout=options.start_to_close,
         schedule_to_close_timeout=options.schedule_to_close,
         retry_policy=options.retry,

@@ -6,6 +6,10 @@ step may make up to four HTTP requests (two tiers, each with one repair), each b
 ``MODEL_REQUEST_TIMEOUT`` (the ``openai`` client's timeout); the step heartbeats before each,
 so a lost worker is noticed within ``MODEL_CALL.heartbeat`` rather than at the end of the step.
 Kernel and memory writes are local and fast.
+
+Memory steps run on their own task queue, ``memory_task_queue(<the run's task queue>)``
+(``aios-memory`` for the default ``aios``), served by the one process that owns the memory
+store; every other step runs on the run's own task queue.
 """
 
 from __future__ import annotations
@@ -22,10 +26,20 @@ __all__ = [
     "CONNECTOR_EFFECT",
     "KERNEL_WRITE",
     "MEMORY",
+    "MEMORY_QUEUE_SUFFIX",
+    "MEMORY_READ",
     "MODEL_CALL",
     "MODEL_REQUEST_TIMEOUT",
     "StepOptions",
+    "memory_task_queue",
 ]
+
+MEMORY_QUEUE_SUFFIX = "-memory"
+
+
+def memory_task_queue(task_queue: str) -> str:
+    """The task queue of memory steps for runs on ``task_queue``."""
+    return task_queue + MEMORY_QUEUE_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,8 @@ class StepOptions:
     schedule_to_close: timedelta
     retry: RetryPolicy
     heartbeat: timedelta | None = None
+    # Appended to the run's task queue for steps that run elsewhere (memory); None: the same.
+    task_queue_suffix: str | None = None
 
 
 def _retry(initial: float, maximum: float, attempts: int = 0) -> RetryPolicy:
@@ -47,7 +63,11 @@ def _retry(initial: float, maximum: float, attempts: int = 0) -> RetryPolicy:
 
 
 KERNEL_WRITE = StepOptions(timedelta(seconds=30), timedelta(hours=1), _retry(1, 30))
-MEMORY = StepOptions(timedelta(seconds=60), timedelta(hours=1), _retry(1, 30))
+MEMORY = StepOptions(
+    timedelta(seconds=60), timedelta(hours=1), _retry(1, 30), task_queue_suffix=MEMORY_QUEUE_SUFFIX
+)
+# A person waits for a memory read (`aios memory`, the console): a few quick tries.
+MEMORY_READ = StepOptions(timedelta(seconds=20), timedelta(seconds=45), _retry(1, 5, attempts=3))
 MODEL_REQUEST_TIMEOUT = timedelta(seconds=90)
 MODEL_CALL = StepOptions(
     timedelta(minutes=8),
