@@ -401,3 +401,30 @@ async def test_budget_gate_shows_the_estimate_and_what_it_pays_for(
     assert doc.pays_for.startswith("Intake for ")
     assert "budget exceeded" in doc.reason
     await handle.terminate("test done")
+
+
+async def test_attention_lists_a_stuck_run(
+    client: Client, settings: Settings, services: Services, executor: ThreadPoolExecutor
+) -> None:
+    from aios.workflows import WORKFLOWS
+    from tests.broken_workflows import BrokenOnDecision
+
+    others = [w for w in WORKFLOWS if w.__name__ != "OnboardingWorkflow"]
+    async with build_worker(
+        client,
+        settings.task_queue,
+        services.activities(),
+        executor,
+        workflows=[BrokenOnDecision, *others],
+    ):
+        handle, _, _, _ = await start_at_gate(client, settings)
+        await handle.signal("decide", {"decision": "approve", "approver": "op", "comment": "boom"})
+
+        async def listed() -> Any:
+            report = await console.attention(client, services.store, settings)
+            return [i for i in report.items if i.workflow_id == handle.id]
+
+        [item] = await _until(listed)
+    assert item.kind == "stuck_run" and "deliberate bug in the decide handler" in item.detail
+    assert item.what_to_do.startswith("a bug in workflow code")
+    await handle.terminate("test done")

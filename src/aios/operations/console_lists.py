@@ -466,11 +466,19 @@ def _overdue_invoices(store: KernelStore, settings: Settings, now: datetime) -> 
 
 async def _stuck_runs(client: Client, settings: Settings) -> list[AttentionItem]:
     """Running runs whose workflow task keeps failing (a bug, or a payload the code cannot
-    handle): the first ``STUCK_SCAN_LIMIT`` running runs are described."""
+    handle): those Temporal marks with ``TemporalReportedProblems`` (after a few failed
+    attempts), and among the newest ``STUCK_SCAN_LIMIT`` running runs those failing already."""
     query = "ExecutionStatus = 'Running' AND " + " AND ".join(
         f"WorkflowType != '{t}'" for t in HIDDEN_TYPES
     )
-    running = [e async for e in client.list_workflows(query, limit=STUCK_SCAN_LIMIT)]
+    running = {
+        e.id: e
+        async for e in client.list_workflows(
+            f"{query} AND TemporalReportedProblems IS NOT NULL", limit=STUCK_SCAN_LIMIT
+        )
+    }
+    async for e in client.list_workflows(query, limit=STUCK_SCAN_LIMIT):
+        running.setdefault(e.id, e)
     limit = asyncio.Semaphore(16)
 
     async def check(e: WorkflowExecution) -> AttentionItem | None:
@@ -496,7 +504,7 @@ async def _stuck_runs(client: Client, settings: Settings) -> list[AttentionItem]
             when=e.start_time,
         )
 
-    found = await asyncio.gather(*(check(e) for e in running))
+    found = await asyncio.gather(*(check(e) for e in running.values()))
     return [item for item in found if item is not None]
 
 
