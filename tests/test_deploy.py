@@ -36,7 +36,7 @@ from pydantic import SecretStr
 from aios.config import Settings
 from aios.devstack import DevServerConfig, start_temporal, stop_temporal
 from aios.workflows.attributes import REQUIRED
-from tests.conftest import ROOT, RecordingSmtp, dev_config
+from tests.conftest import ROOT, RecordingSmtp, dev_config, free_port
 
 DEPLOY = ROOT / "deploy"
 KUBE = DEPLOY / "kubernetes"
@@ -568,9 +568,10 @@ def tail(folder: Path, service: str) -> str:
 
 
 async def probe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``aios-probe ARGS`` as the healthcheck runs it."""
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, str(DEPLOY / "probe.py"), "worker", *args],
+        [sys.executable, str(DEPLOY / "probe.py"), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -578,7 +579,7 @@ async def probe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[
     )
 
 
-async def test_the_worker_polls_with_the_environment_compose_gives_it(
+async def test_workers_and_console_run_with_the_environment_compose_gives_them(
     own_temporal: DevServerConfig,
     database_url: str,
     smtp: RecordingSmtp,
@@ -586,40 +587,48 @@ async def test_the_worker_polls_with_the_environment_compose_gives_it(
     tmp_path: Path,
 ) -> None:
     services = compose()["services"]
-    env = on_this_machine(
-        container_env("worker", made_env), own_temporal, database_url, smtp, tmp_path
-    )
-    before = await probe(env)
+    envs = {
+        service: on_this_machine(
+            container_env(service, made_env), own_temporal, database_url, smtp, tmp_path
+        )
+        for service in AIOS_SERVICES
+    }
+    envs["serve"]["AIOS_SERVE_PORT"] = str(free_port())  # 8780 may be taken on this machine
+    before = await probe(envs["worker"], "worker")
     assert before.returncode == 1
     assert "no worker on" in before.stderr and "'aios'" in before.stderr
+    before = await probe(envs["serve"], "serve")
+    assert before.returncode == 1 and "does not answer" in before.stderr
 
     started: list[tuple[str, asyncio.subprocess.Process]] = []
     try:
-        for service in ("worker", "memory-worker"):
-            service_env = on_this_machine(
-                container_env(service, made_env), own_temporal, database_url, smtp, tmp_path
-            )
-            log = (tmp_path / f"{service}.log").open("wb")
-            proc = await asyncio.create_subprocess_exec(
-                str(BIN / "aios"),
-                *services[service]["command"],
-                env=service_env,
-                cwd=tmp_path,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=log,
-            )
+        for service in AIOS_SERVICES:  # in compose's start order
+            with (tmp_path / f"{service}.log").open("wb") as log:
+                proc = await asyncio.create_subprocess_exec(
+                    str(BIN / "aios"),
+                    *services[service]["command"],
+                    env=envs[service],
+                    cwd=tmp_path,
+                    stdout=log,
+                    stderr=log,
+                )
             started.append((service, proc))
-            check = services[service]["healthcheck"]["test"][2:]  # after CMD aios-probe
-            assert check[0] == "worker"
+            check = services[service]["healthcheck"]["test"]
+            assert check[:2] == ["CMD", "aios-probe"]
             async with asyncio.timeout(90):
-                while (await probe(service_env, *check[1:])).returncode != 0:
+                while (await probe(envs[service], *check[2:])).returncode != 0:
                     assert proc.returncode is None, f"{service} exited: {tail(tmp_path, service)}"
                     await asyncio.sleep(0.5)
-        for _, proc in started:  # SIGTERM, as `docker compose stop` sends it
+        for _, proc in reversed(started):  # SIGTERM, as `docker compose stop` sends it
             proc.send_signal(signal.SIGTERM)
         for service, proc in started:
             await asyncio.wait_for(proc.wait(), timeout=60)
-            assert proc.returncode == 0, tail(tmp_path, service)
+            if service == "serve":  # uvicorn shuts down, then re-raises the signal it got
+                assert "Application shutdown complete" in tail(tmp_path, service)
+                assert proc.returncode in (0, -signal.SIGTERM), tail(tmp_path, service)
+            else:
+                assert proc.returncode == 0, tail(tmp_path, service)
+                assert '"worker stopped"' in tail(tmp_path, service)
     finally:
         for _, proc in started:
             if proc.returncode is None:
