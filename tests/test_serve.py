@@ -462,3 +462,23 @@ async def test_get_never_changes_state(
     assert smtp.to(email) == []
     assert (await http.get("/inbox")).status_code == 200  # still signed in
     await handle.cancel()
+
+
+async def test_runs_client_and_attention_pages(
+    module_worker: Worker, client: Client, console_settings: Settings, http: httpx.AsyncClient
+) -> None:
+    handle, wid, _email = await at_gate(client, console_settings)
+    key = wid.split("/", 1)[1]
+    runs = await http.get("/runs", params={"client": key})
+    assert runs.status_code == 200
+    assert wid in runs.text and "/namespaces/aios/workflows/" in runs.text  # Web UI links
+    assert "waiting for you: decide" in runs.text
+    bad = await http.get("/runs", params={"process": "bogus"})
+    assert bad.status_code == 400 and "process: &#39;bogus&#39; is not one of" in bad.text
+    page = await http.get(f"/clients/{key}")
+    assert page.status_code == 200
+    assert "gate.requested" in page.text and wid in page.text
+    assert (await http.get("/clients/nobody-at-all")).status_code == 404
+    attention = await http.get("/attention")
+    assert attention.status_code == 200 and "Attention" in attention.text
+    await handle.cancel()
