@@ -94,6 +94,9 @@ async def test_welcome_gate_shows_the_full_draft_and_checks_edits_as_the_workflo
         "plan": "not an editable field (editable: subject, body)"
     }
     assert console.FORM_ERROR in console.check_edits(view, {})
+    assert console.check_edits(view, {"body": "  "}) == {
+        "body": "must not be empty (the run would keep the current text)"
+    }
 
     # Accepted, and shown as a diff; a browser's CRLF line breaks become plain ones.
     new_body = draft.body.replace("\n", "\r\n", 1) + "\r\nP.S. See you at the kickoff."
@@ -400,6 +403,20 @@ async def test_budget_gate_shows_the_estimate_and_what_it_pays_for(
     assert doc.estimate == gate.amount and doc.agent == "intake"
     assert doc.pays_for.startswith("Intake for ")
     assert "budget exceeded" in doc.reason
+
+    # Once the budget gate is answered the welcome gate waits; the budget gate is still there.
+    await handle.signal("decide", GateDecision(decision="approve", approver="pat"))
+    await gate_named(client, handle.id, "welcome")
+    now = await console.gate_view(client, services.store, s, handle.id)
+    assert (now.gate.gate, now.gate.status) == ("welcome", "waiting")
+    before = await console.gate_view(client, services.store, s, handle.id, gate_key="gate/budget")
+    assert (before.gate.gate, before.gate.status, before.gate.approver) == (
+        "budget",
+        "approved",
+        "pat",
+    )
+    with pytest.raises(console.NotFound, match="no gate 'gate/invoice'"):
+        await console.gate_view(client, services.store, s, handle.id, gate_key="gate/invoice")
     await handle.terminate("test done")
 
 

@@ -131,9 +131,10 @@ async def gate_view(
         except (RPCError, WorkflowQueryFailedError):
             note = "no worker answered; the gate is shown from the event log"
     if gate_key is not None:
+        opened = [e for e in events if e.kind == "gate.requested"]
+        if waiting is not None and opened and not _in_gate(opened[-1], gate_key):
+            waiting = None  # another gate of the run waits, not this one
         events = [e for e in events if not e.kind.startswith("gate.") or _in_gate(e, gate_key)]
-        if waiting is not None and not any(e.kind == "gate.requested" for e in events):
-            waiting = None  # another gate of the run waits
     gate = _gate_state(settings, workflow_id, run_id, process, run_status, events, waiting)
     if gate is None:
         raise NotFound(

@@ -73,7 +73,8 @@ def check_edits(view: GateView, edits: dict[str, str]) -> dict[str, str]:
 
     The same checks as the run: the ``decide`` payload (``Decision``, the fields and rules of
     ``GateDecision``), the gate's editable fields, and the gate's own check of edited values
-    (a proposal's ``_parse_edits``)."""
+    (a proposal's ``_parse_edits``). One more for the welcome email: a field left empty is
+    refused, since the run would keep the current text rather than send an empty one."""
     errors: dict[str, str] = {}
     if view.gate.status != "waiting":
         return {FORM_ERROR: f"gate {view.gate.gate!r} is not waiting ({view.gate.status})"}
@@ -93,6 +94,10 @@ def check_edits(view: GateView, edits: dict[str, str]) -> dict[str, str]:
         _put(errors, name, f"not an editable field (editable: {', '.join(allowed) or 'none'})")
     if errors:
         return errors
+    if view.gate.gate == "welcome":  # the run keeps a field left empty: say so, not a diff
+        for name, value in edits.items():
+            if not value.strip():
+                _put(errors, name, "must not be empty (the run would keep the current text)")
     problem = _gate_check(view, edits)
     if problem:
         _put_message(errors, problem)
