@@ -143,8 +143,9 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 async def screenshots(page: Page, shots: Path, name: str) -> None:
-    """``name``-1280.png and ``name``-375.png of the whole page; docs/console-<name>.png too
-    with AIOS_DOCS_SCREENSHOTS=1."""
+    """``name``-1280.png and ``name``-375.png of the whole page; with AIOS_DOCS_SCREENSHOTS=1
+    the inbox and the gate also go to docs/ (console-inbox.png, console-gate.png and
+    console-gate-phone.png, which the README shows)."""
     await page.wait_for_load_state("networkidle")  # the PDF frame too
     await page.set_viewport_size(PHONE)  # type: ignore[arg-type]
     width = await page.evaluate("document.documentElement.scrollWidth")
@@ -154,7 +155,8 @@ async def screenshots(page: Page, shots: Path, name: str) -> None:
     await page.screenshot(path=shots / f"{name}-1280.png", full_page=True)
     if os.environ.get("AIOS_DOCS_SCREENSHOTS") == "1" and name in ("inbox", "gate"):
         await page.screenshot(path=ROOT / "docs" / f"console-{name}.png", full_page=True)
-        shutil.copy(shots / f"{name}-375.png", ROOT / "docs" / f"console-{name}-phone.png")
+        if name == "gate":
+            shutil.copy(shots / f"{name}-375.png", ROOT / "docs" / "console-gate-phone.png")
 
 
 async def sign_in(page: Page, settings: Settings) -> None:
