@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Health probe of an AiOs container (installed in the image as ``aios-probe``).
 
-    aios-probe worker [--task-queue QUEUE]   this host's worker polls QUEUE (default
-                                             AIOS_TASK_QUEUE): it reached Temporal with its
-                                             settings, applied migrations and took work
+    aios-probe worker [--memory]             this host's worker polls its task queue
+                                             (AIOS_TASK_QUEUE; with --memory the memory queue,
+                                             <task queue>-memory): it reached Temporal with
+                                             its settings, applied migrations and took work
     aios-probe serve                         the console answers HTTP on AIOS_SERVE_PORT
 
 Exit 0 when healthy, 1 with one line on stderr saying why not. A worker is known to Temporal
@@ -23,7 +24,7 @@ import sys
 TIMEOUT_SECONDS = 8.0
 
 
-async def _worker_polls(task_queue: str | None) -> str | None:
+async def _worker_polls(memory: bool) -> str | None:
     from temporalio.api.enums.v1 import TaskQueueType
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -31,9 +32,10 @@ async def _worker_polls(task_queue: str | None) -> str | None:
     from aios.config import get_settings
     from aios.errors import StackError
     from aios.temporal import connect
+    from aios.workflows.timeouts import memory_task_queue
 
     settings = get_settings()
-    queue = task_queue or settings.task_queue
+    queue = memory_task_queue(settings.task_queue) if memory else settings.task_queue
     try:
         client = await connect(settings)
     except StackError as exc:
@@ -71,12 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aios-probe", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     worker = sub.add_parser("worker", help="this host's worker polls its task queue")
-    worker.add_argument("--task-queue", help="default: AIOS_TASK_QUEUE (aios)")
+    worker.add_argument("--memory", action="store_true", help="the memory worker's queue")
     sub.add_parser("serve", help="the console answers HTTP")
     args = parser.parse_args(argv)
     try:
         if args.what == "worker":
-            problem = asyncio.run(asyncio.wait_for(_worker_polls(args.task_queue), TIMEOUT_SECONDS))
+            problem = asyncio.run(asyncio.wait_for(_worker_polls(args.memory), TIMEOUT_SECONDS))
         else:
             problem = _serve_answers()
     except TimeoutError:

@@ -203,8 +203,7 @@ def test_compose_start_order_and_healthchecks() -> None:
         "CMD",
         "aios-probe",
         "worker",
-        "--task-queue",
-        "aios-memory",
+        "--memory",
     ]
     for name in ("worker", "memory-worker"):
         grace = services[name]["stop_grace_period"]
@@ -421,7 +420,7 @@ def test_deployments_have_probes_resources_and_a_sigterm_grace() -> None:
     ]
     memory = deployments()["aios-memory-worker"]["spec"]["template"]["spec"]["containers"][0]
     assert memory["args"] == ["worker", "--role", "memory"]
-    assert memory["readinessProbe"]["exec"]["command"][-2:] == ["--task-queue", "aios-memory"]
+    assert memory["readinessProbe"]["exec"]["command"] == ["aios-probe", "worker", "--memory"]
 
 
 def test_the_serve_service_reaches_the_console_port() -> None:
