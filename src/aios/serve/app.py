@@ -26,12 +26,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from temporalio.service import RPCError
 
 from aios.config import Settings
-from aios.errors import AiosError
+from aios.errors import AiosError, StackError
 from aios.serve import auth
 from aios.serve.context import HERE, ConsoleState, SignInRequired, state_of
-from aios.serve.security import SecurityHeaders, safe_next
+from aios.serve.security import SecurityHeaders, loggable_path, safe_next
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -122,7 +123,25 @@ def create_app(
             "message.html",
             {"title": "Cannot do that", "message": str(exc)},
             session=console.cookies.read(request),
-            status_code=503 if type(exc).__name__ == "StackError" else 400,
+            status_code=503 if isinstance(exc, StackError) else 400,
+        )
+
+    @app.exception_handler(RPCError)
+    async def _temporal(request: Request, exc: RPCError) -> Response:
+        console = state_of(request)
+        log.warning(
+            "Temporal did not answer", path=loggable_path(request.url.path), error=exc.message
+        )
+        return console.page(
+            request,
+            "message.html",
+            {
+                "title": "Temporal did not answer",
+                "message": f"Temporal at {settings.temporal_address} did not answer "
+                f"({exc.message}); nothing was changed. Try again in a moment.",
+            },
+            session=console.cookies.read(request),
+            status_code=503,
         )
 
     return app
