@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
@@ -15,7 +14,7 @@ from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from aios.config import Settings
-from aios.errors import InvalidInput
+from aios.errors import InvalidInput, StackError
 from aios.kernel.models import Client as ClientRecord
 from aios.kernel.models import Event
 from aios.kernel.money import format_amount
@@ -66,8 +65,8 @@ STATUSES = {
     "continued_as_new": "ContinuedAsNew",
 }
 CLIENT_KEY_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-# Runs that only read for the console stay out of its lists.
-HIDDEN_TYPES = ("MemoryReadWorkflow",)
+# Runs that only read memory for a person stay out of the console's lists.
+HIDDEN_TYPES = ("MemoryLookupWorkflow",)
 MEMORY_WAIT = timedelta(seconds=10)
 STUCK_SCAN_LIMIT = 200
 IDEMPOTENCY_KEY_RE = re.compile(r"^(?P<wid>.+)/(?P<rid>[0-9a-f]{8}-[0-9a-f-]{27})/(?P<step>.+)$")
@@ -218,25 +217,18 @@ class ClientView(BaseModel):
 async def memory_points(
     client: Client, settings: Settings, entity: str, *, wait: timedelta = MEMORY_WAIT
 ) -> list[MemoryPoint]:
-    """The memory points of ``entity`` (up to 20), read by the worker that owns the memory
-    (workflow ``MemoryReadWorkflow``, id ``aios-memory-read/<uuid>``). ``TimeoutError`` when no
-    worker answers within ``wait``."""
-    from aios.activities.models import RecallMemoryInput, RecallMemoryResult
-    from aios.workflows.memory_read import MEMORY_READ_PREFIX
+    """The memory points of ``entity`` (the newest 100), newest first, read as ``aios memory``
+    reads them (``operations.memory.lookup_memory``: directly, or through the memory worker).
+    ``TimeoutError`` when the memory worker does not answer within ``wait``."""
+    from aios.memory.records import MemoryQuery
+    from aios.operations.memory import lookup_memory
 
-    handle = await client.start_workflow(
-        "MemoryReadWorkflow",
-        RecallMemoryInput(query=f"{entity} history", entity=entity, limit=20),
-        id=f"{MEMORY_READ_PREFIX}/{uuid.uuid4()}",
-        task_queue=settings.task_queue,
-        result_type=RecallMemoryResult,
-        execution_timeout=wait + timedelta(seconds=50),
-        static_summary=f"Console: memory of {entity}",
+    view = await asyncio.wait_for(
+        lookup_memory(settings, MemoryQuery(entity=entity, limit=100), client=client),
+        wait.total_seconds(),
     )
-    result = await asyncio.wait_for(handle.result(), wait.total_seconds())
-    records = sorted(result.memories, key=lambda m: (m.provenance.kind, -m.provenance.version))
     latest: dict[str, int] = {}
-    for m in records:
+    for m in view.entries:
         latest[m.provenance.kind] = max(latest.get(m.provenance.kind, 0), m.provenance.version)
     return [
         MemoryPoint(
@@ -251,7 +243,7 @@ async def memory_points(
             created_at=m.provenance.created_at,
             embedder=m.provenance.embedder,
         )
-        for m in records
+        for m in view.entries
     ]
 
 
@@ -302,8 +294,8 @@ async def client_view(
     try:
         memories = await memory_points(client, settings, f"client:{client_key}")
     except TimeoutError:
-        memories, note = [], "no worker answered; memory is read by the worker (`aios worker`)"
-    except RPCError as exc:
+        memories, note = [], "the memory worker did not answer; start one with `aios worker`"
+    except (StackError, RPCError) as exc:
         memories, note = [], f"memory could not be read: {one_line(str(exc), 200)}"
     return ClientView(
         client=record,

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
         GateOutcome,
         PendingGate,
     )
-    from aios.workflows.memory_read import MemoryReadWorkflow
     from aios.workflows.onboarding import (
         OnboardingInput,
         OnboardingResult,
@@ -67,7 +66,6 @@ _HOMES = {
     ],
     "checks": ["SyntheticCheckInput", "SyntheticCheckResult", "SyntheticCheckWorkflow"],
     "gates": ["DECIDE_SIGNAL", "GateDecision", "GateHost", "GateOutcome", "PendingGate"],
-    "memory_read": ["MemoryReadWorkflow"],
     "onboarding": [
         "OnboardingInput",
         "OnboardingResult",
@@ -93,7 +91,6 @@ _WORKFLOWS = [
     ("proposal", "ProposalWorkflow"),
     ("billing", "BillingWorkflow"),
     ("checks", "SyntheticCheckWorkflow"),
-    ("memory_read", "MemoryReadWorkflow"),
 ]
 
 
@@ -124,7 +121,6 @@ __all__ = [
     "GateDecision",
     "GateHost",
     "GateOutcome",
-    "MemoryReadWorkflow",
     "OnboardingInput",
     "OnboardingProgress",
     "OnboardingResult",
