@@ -61,13 +61,17 @@ def answered(gate: GateState) -> str:
     return f"closed: the run is {gate.run_status}"
 
 
-async def _view(console: ConsoleState, workflow_id: str) -> GateView:
+async def _view(
+    console: ConsoleState, workflow_id: str, run_id: str | None = None, gate_key: str | None = None
+) -> GateView:
     from aios.operations.console import NotFound, gate_view
 
     store = await console.store()
     client = await console.client()
     try:
-        return await gate_view(client, store, console.settings, workflow_id)
+        return await gate_view(
+            client, store, console.settings, workflow_id, run_id=run_id, gate_key=gate_key
+        )
     except NotFound as exc:
         raise HTTPException(404, f"No such gate: {exc}") from None
 
@@ -226,7 +230,7 @@ async def edit_check(request: Request, workflow_id: str) -> Response:
 
     console, session, form = await _checked(request)
     view = await _view(console, workflow_id)
-    stale = _stale(view, form)
+    stale = await _stale(console, view, form)
     if stale:
         return _gate_page(request, console, session, view, notices=[stale], status_code=409)
     values = {f.name: _text(form, f.name) for f in view.fields if f.name in form}
@@ -254,18 +258,29 @@ async def edit_check(request: Request, workflow_id: str) -> Response:
 # --- deciding ----------------------------------------------------------------------------------
 
 
-def _stale(view: GateView, form: FormData) -> Notice | None:
+async def _stale(console: ConsoleState, view: GateView, form: FormData) -> Notice | None:
     """A notice when the form was for a gate that no longer waits (a second click or tab)."""
     gate = view.gate
-    if gate.status != "waiting":
-        return Notice("problem", f"Not sent: this gate was {answered(gate)}.")
     key, run = form.get("gate_key"), form.get("run_id")
-    if (key and key != gate.gate_key) or (run and run != gate.run_id):
+    if (isinstance(key, str) and key and key != gate.gate_key) or (
+        isinstance(run, str) and run and run != gate.run_id
+    ):
+        try:
+            decided = await _view(
+                console,
+                gate.workflow_id,
+                run if isinstance(run, str) and run else None,
+                key if isinstance(key, str) and key else None,
+            )
+        except HTTPException:
+            decided = None
+        if decided is not None and decided.gate.status != "waiting":
+            return Notice("problem", f"Not sent: {answered(decided.gate)}.")
         return Notice(
-            "problem",
-            "Not sent: the gate you decided on is no longer waiting (already decided); "
-            "this is the gate waiting now.",
+            "problem", "Not sent: the gate you decided on no longer waits; this one waits now."
         )
+    if gate.status != "waiting":
+        return Notice("problem", f"Not sent: {answered(gate)}.")
     return None
 
 
@@ -275,7 +290,7 @@ async def decide(request: Request, workflow_id: str) -> Response:
 
     console, session, form = await _checked(request)
     view = await _view(console, workflow_id)
-    stale = _stale(view, form)
+    stale = await _stale(console, view, form)
     if stale:
         return _gate_page(request, console, session, view, notices=[stale], status_code=409)
     decision = str(form.get("decision") or "")
@@ -341,7 +356,7 @@ async def _send(
     except InvalidInput as exc:
         fresh = await _view(console, gate.workflow_id)
         text = (
-            f"Not sent: this gate was {answered(fresh.gate)}."
+            f"Not sent: {answered(fresh.gate)}."
             if fresh.gate.status != "waiting"
             else f"Not sent: {exc}"
         )
@@ -387,18 +402,15 @@ def _claim(console: ConsoleState, token: str) -> LinkClaim:
 
 async def _link_view(console: ConsoleState, claim: LinkClaim) -> tuple[GateView, str | None]:
     """The gate a link points to, and why it can no longer be used (``None``: it can)."""
-    view = await _view(console, claim.workflow_id)
+    view = await _view(console, claim.workflow_id, claim.run_id, claim.gate_key)
     gate = view.gate
-    if gate.run_id != claim.run_id or gate.gate_key != claim.gate_key:
-        store = await console.store()
-        record = await run_in_threadpool(
-            store.gates.get, claim.workflow_id, claim.run_id, claim.gate_key
-        )
-        if record is not None and record.status != "waiting":
-            return view, f"This link was already used: {record.answered()}; it decides nothing."
-        return view, "This link's gate is no longer waiting; it decides nothing."
-    if gate.status != "waiting":
+    if gate.status in ("approved", "rejected", "edited"):
         return view, f"This link was already used: {answered(gate)}; it decides nothing."
+    if gate.status != "waiting" or gate.gate_key != claim.gate_key:
+        return (
+            view,
+            f"This link's gate is no longer waiting ({answered(gate)}); it decides nothing.",
+        )
     return view, None
 
 
