@@ -130,10 +130,11 @@ async def decide(
     )
     answered = record if record is not None and record.status != "waiting" else None
     if desc.status != WorkflowExecutionStatus.RUNNING:
-        if answered is not None:
-            raise InvalidInput(f"{workflow_id}: gate {answered.gate!r} {answered.answered()}")
         status = desc.status.name.lower() if desc.status else "closed"
-        raise InvalidInput(f"workflow {workflow_id!r} is {status}; nothing waits for a decision")
+        why = f": gate {answered.gate!r} {answered.answered()}" if answered is not None else ""
+        raise InvalidInput(
+            f"workflow {workflow_id!r} is {status}; nothing waits for a decision{why}"
+        )
     gate_name = ""
     try:
         gates: list[WaitingGate] | None = await waiting_gates(client, workflow_id)
