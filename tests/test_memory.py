@@ -326,3 +326,21 @@ async def test_a_reader_opens_the_shard_itself_when_no_worker_has_it(
     view = await lookup_memory(s, MemoryQuery(entity="client:initech"))
     assert [e.id for e in view.entries] == [record.id]
     assert shard_owner(s) is None  # the reader let go of it
+
+
+def test_a_worker_without_memory_hands_memory_steps_on_until_it_owns_memory(
+    embedder: WordLlamaEmbedder, tmp_path: Path
+):
+    from aios.workers.memory import DeferredMemory, MemoryNotHere
+
+    deferred = DeferredMemory()
+    with pytest.raises(MemoryNotHere, match="served by the process that owns it") as refused:
+        deferred.recall("anything")
+    assert refused.value.retryable  # Temporal retries it, so it reaches the owner
+    store = EdgeMemoryStore(embedder, path=tmp_path / "edge" / "t")
+    try:
+        deferred.serve(store)
+        record = remember(deferred, "Now served here.", "d1")
+        assert store.get(record.id) == record and deferred.count() == 1
+    finally:
+        store.close()

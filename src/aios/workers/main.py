@@ -109,9 +109,11 @@ def build_worker(
     workflows: Sequence[type] | None = None,
     activity_slots: int = ACTIVITY_THREADS,
     tuning: WorkerTuning | None = None,
+    memory_queue: bool = True,
 ) -> Worker:
     """One worker with every workflow (or ``workflows``) and the given activities, running
-    at most ``activity_slots`` activities at once (``executor`` needs as many threads)."""
+    at most ``activity_slots`` activities at once (``executor`` needs as many threads).
+    With ``memory_queue``, memory activities among them also serve the memory task queue."""
     from aios.workflows import WORKFLOWS
 
     tune = tuning or WorkerTuning()
@@ -122,7 +124,9 @@ def build_worker(
         workflow_runner=workflow_runner(),
         activities=activities,
         activity_executor=executor,
-        plugins=memory_queue_plugins(client, task_queue, activities, executor),
+        plugins=memory_queue_plugins(client, task_queue, activities, executor)
+        if memory_queue
+        else [],
         max_concurrent_activities=activity_slots,
         max_concurrent_workflow_tasks=tune.workflow_slots,
         max_concurrent_workflow_task_polls=tune.pollers,
@@ -212,6 +216,7 @@ async def _run_general(
             executor,
             activity_slots=slots,
             tuning=WorkerTuning.from_settings(settings),
+            memory_queue=False,  # the memory task queue is memory_service's
         )
         async with worker:
             log.info(

@@ -13,6 +13,10 @@ Roles (``aios worker --role``):
 - ``general``: workflows and every activity but memory.
 - ``memory``: memory only (waits, with one log line, while another process owns the shard).
 
+Every worker also registers the memory activities on the task queue itself, where an earlier
+build scheduled them, over a ``DeferredMemory``: served once the process owns memory, a
+retryable ``MemoryNotHere`` until then, so such a step moves on until the owner takes it.
+
 ``build_worker`` (tests, the demo) serves both queues from one ``Worker``: when its activities
 include memory ones, ``memory_queue_plugins`` runs a companion worker on the memory queue for
 as long as the main one runs.
@@ -37,6 +41,7 @@ from aios.activities.memory import MEMORY_ACTIVITY_NAMES, MemoryActivities
 from aios.errors import StackError
 from aios.memory.backends import open_memory, shard_lock, shard_path
 from aios.memory.edge import ShardOwned
+from aios.memory.records import MemoryRecord, RecalledMemory
 from aios.memory.store import MemoryStore
 from aios.workflows.timeouts import memory_task_queue
 
@@ -47,7 +52,8 @@ if TYPE_CHECKING:
 __all__ = [
     "MEMORY_THREADS",
     "STANDBY_RETRY_SECONDS",
-    "MemoryElsewhere",
+    "DeferredMemory",
+    "MemoryNotHere",
     "WorkerRole",
     "is_memory_activity",
     "memory_queue_plugins",
@@ -158,16 +164,10 @@ async def _serve(
                 [acts.recall_memory, acts.remember, acts.lookup_memory],
                 executor,
             )
-            # Memory steps scheduled on the task queue itself by an earlier build (before
-            # memory had its own queue) are still served, by the owner only.
-            earlier = Worker(
-                client,
-                task_queue=settings.task_queue,
-                activities=[acts.recall_memory, acts.remember],
-                activity_executor=executor,
-                max_concurrent_activities=MEMORY_THREADS,
-            )
-            async with worker, earlier:
+            deferred = services.memory if isinstance(services.memory, DeferredMemory) else None
+            if deferred is not None:
+                deferred.serve(memory)  # the task queue's own memory activities, too
+            async with worker:
                 log.info(
                     f"memory worker started on task queue {worker.task_queue} ({memory.backend})",
                     task_queue=worker.task_queue,
@@ -176,6 +176,8 @@ async def _serve(
                 await done.wait()
         log.info("memory worker stopped")
     finally:
+        if isinstance(services.memory, DeferredMemory):
+            services.memory.serve(None)
         await asyncio.to_thread(memory.close)
 
 
@@ -216,18 +218,78 @@ async def _own_memory(
     return None
 
 
-class MemoryElsewhere:
-    """The memory of a process that does not serve memory (``aios worker --role general``,
-    or a standby): every use is a ``StackError`` saying where memory is served."""
+class MemoryNotHere(StackError):
+    """This process does not serve memory (now): retried, so the step reaches the owner."""
 
-    backend = "elsewhere"
+    retryable = True
 
-    def _refuse(self, *_: object, **__: object) -> Any:
-        raise StackError(
-            "memory is served on the memory task queue by the process that owns it, not here"
+
+class DeferredMemory:
+    """The memory of a worker that does not own it at start: every call goes to the store
+    this process took over (``serve``), or is a retryable ``MemoryNotHere`` until then.
+
+    Memory activities on the task queue itself (where an earlier build scheduled them, before
+    memory had its own queue) use it, so they end up served by the owner."""
+
+    backend = "deferred"
+
+    def __init__(self) -> None:
+        self._store: MemoryStore | None = None
+
+    def serve(self, store: MemoryStore | None) -> None:
+        self._store = store
+
+    def _here(self) -> MemoryStore:
+        if self._store is None:
+            raise MemoryNotHere(
+                "memory is served by the process that owns it (task queue <queue>-memory), "
+                "not by this worker"
+            )
+        return self._store
+
+    def remember(
+        self,
+        text: str,
+        *,
+        entity: str,
+        kind: str,
+        source_workflow_id: str,
+        source_run_id: str,
+        idempotency_key: str,
+    ) -> MemoryRecord:
+        return self._here().remember(
+            text,
+            entity=entity,
+            kind=kind,
+            source_workflow_id=source_workflow_id,
+            source_run_id=source_run_id,
+            idempotency_key=idempotency_key,
         )
 
-    remember = recall = get = history = entries = count = _refuse
+    def recall(
+        self,
+        query: str,
+        *,
+        kinds: list[str] | None = None,
+        entity: str | None = None,
+        limit: int = 5,
+        min_score: float = 0.0,
+    ) -> list[RecalledMemory]:
+        return self._here().recall(
+            query, kinds=kinds, entity=entity, limit=limit, min_score=min_score
+        )
+
+    def get(self, point_id: str) -> MemoryRecord | None:
+        return self._here().get(point_id)
+
+    def history(self, entity: str, kind: str) -> list[MemoryRecord]:
+        return self._here().history(entity, kind)
+
+    def entries(self, entity: str, limit: int = 100) -> list[MemoryRecord]:
+        return self._here().entries(entity, limit)
+
+    def count(self) -> int:
+        return self._here().count()
 
     def close(self) -> None:
-        pass
+        self._store = None

@@ -42,7 +42,7 @@ from aios.memory.store import MemoryStore
 from aios.secrets import Scrubber, install
 from aios.serve.links import GateLinks
 from aios.templates import EmailTemplates
-from aios.workers.memory import MemoryElsewhere
+from aios.workers.memory import DeferredMemory
 
 __all__ = [
     "Services",
@@ -82,7 +82,7 @@ class Services:
         if migrate:
             apply_migrations(url)
         store = KernelStore(url, max_size=pool_size_for(settings.worker_activity_slots))
-        memory: MemoryStore = MemoryElsewhere()
+        memory: MemoryStore = DeferredMemory()  # until this process takes memory over
         if with_memory:  # this process owns memory (embedded), or memory is a Qdrant server
             try:
                 memory = open_memory(settings)
@@ -121,11 +121,6 @@ class Services:
             self.store, runner, operator_name=s.operator_name, timezone=s.business_timezone
         )
         memory = MemoryActivities(self.memory, self.store)
-        memory_steps: list[Callable[..., Any]] = (
-            []
-            if isinstance(self.memory, MemoryElsewhere)  # served by another process
-            else [memory.recall_memory, memory.remember, memory.lookup_memory]
-        )
         identity = s.business_identity
         connectors = ConnectorActivities(
             self.store,
@@ -171,7 +166,9 @@ class Services:
             agents.classify_intake,
             agents.draft_welcome,
             agents.revise_draft,
-            *memory_steps,
+            memory.recall_memory,
+            memory.remember,
+            memory.lookup_memory,
             connectors.send_welcome,
             connectors.cancel_kickoff,
             connectors.send_gate_reminder,
