@@ -166,7 +166,7 @@ def supervised_worker(env: dict[str, str], state: Path) -> None:
 
     supervisor = int((state / "run" / "worker.pid").read_text())
     down = aios(env, "dev", "down")
-    assert down.returncode == 0 and down.stdout.startswith("Stopped: worker, smtp, temporal")
+    assert down.returncode == 0 and down.stdout.startswith("Stopped: worker, console, smtp, temporal")
     for pid in (supervisor, second):
         assert (
             not Path(f"/proc/{pid}").exists()
