@@ -166,7 +166,8 @@ def supervised_worker(env: dict[str, str], state: Path) -> None:
 
     supervisor = int((state / "run" / "worker.pid").read_text())
     down = aios(env, "dev", "down")
-    assert down.returncode == 0 and down.stdout.startswith("Stopped: worker, console, smtp, temporal")
+    assert down.returncode == 0
+    assert down.stdout.startswith("Stopped: worker, console, smtp, temporal")
     for pid in (supervisor, second):
         assert (
             not Path(f"/proc/{pid}").exists()
