@@ -482,3 +482,15 @@ async def test_runs_client_and_attention_pages(
     attention = await http.get("/attention")
     assert attention.status_code == 200 and "Attention" in attention.text
     await handle.cancel()
+
+
+async def test_over_https_the_cookie_is_secure_and_other_hosts_are_refused(
+    console_settings: Settings, client: Client, store: KernelStore
+) -> None:
+    behind_tls = console_settings.model_copy(update={"serve_url": "https://console.example"})
+    async with http_client(behind_tls, client, store, address="10.0.5.1") as http:
+        done = await sign_in(http, console_settings.operator_name, PASSWORD)
+        assert done.status_code == 303
+        assert "Secure" in done.headers["set-cookie"]
+        other = await http.get("/signin", headers={"host": "rebound.example"})
+        assert other.status_code == 400
