@@ -212,7 +212,11 @@ def test_the_shard_has_one_owner_and_keeps_what_it_stored(
     again = EdgeMemoryStore(embedder, path=path)
     try:
         assert again.get(record.id) == record
-        assert remember(again, "Next.", "k-next").provenance.version == 2
+        nxt = remember(again, "Next.", "k-next")
+        assert nxt.provenance.version == 2
+        again.optimize()  # indexing keeps every point and what recall finds
+        assert again.count() == 2 and again.get(nxt.id) == nxt
+        assert again.recall("kept across restarts")[0].id == record.id
     finally:
         again.close()
 
@@ -302,6 +306,8 @@ def test_aios_memory_migrate_moves_old_data_once_and_refuses_while_a_worker_owns
     assert (json.loads(moved.stdout)["found"], json.loads(moved.stdout)["added"]) == (1, 1)
     twice = cli("migrate", "--json")
     assert (json.loads(twice.stdout)["found"], json.loads(twice.stdout)["added"]) == (1, 0)
+    indexed = cli("optimize")
+    assert indexed.returncode == 0 and "Indexed: 1 points" in indexed.stdout, indexed.stderr
     shown = cli("show", first.id, "--json")  # no worker: the CLI opens the shard itself
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["record"]["provenance"]["idempotency_key"] == "c1"

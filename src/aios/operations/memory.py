@@ -37,7 +37,7 @@ LOOKUP_TIMEOUT = timedelta(seconds=30)
 def read_directly(settings: Settings, query: MemoryQuery) -> MemoryView:
     """Open memory in this process, answer ``query``, close it (``ShardOwned`` when a worker
     has the embedded shard)."""
-    store = open_memory(settings)
+    store = open_memory(settings, optimize=False)  # a reader does not stop to index
     try:
         return lookup(store, query)
     finally:
