@@ -180,16 +180,9 @@ def onboard(
 @command
 def inbox(as_json: JsonOpt = False) -> None:
     """Every gate waiting for your decision, across workflows."""
-    from aios.operations.gates import InboxItem
-    from aios.operations.gates import inbox as list_inbox
-    from aios.temporal import connect
+    from aios.operations.gates import inbox_for
 
-    s = settings()
-
-    async def go() -> list[InboxItem]:
-        return await list_inbox(await connect(s), settings=s)
-
-    items = run(go())
+    items = run(inbox_for(settings()))
     if as_json:
         from aios.cli.shapes import inbox_json
 

@@ -17,16 +17,12 @@ module, the Temporal client and the kernel store, not the workflows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from temporalio.client import (
-    Client,
-    WorkflowExecution,
-    WorkflowExecutionStatus,
-    WorkflowQueryFailedError,
-)
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from aios.errors import InvalidInput
@@ -41,15 +37,75 @@ from aios.operations.messages import (
 )
 
 if TYPE_CHECKING:
+    from temporalio.api.workflow.v1 import WorkflowExecutionInfo
+
     from aios.config import Settings
     from aios.kernel.store import KernelStore
     from aios.kernel.stores.gates import GateRecord
     from aios.workflows.gates import GateDecision, PendingGate
 
-__all__ = ["InboxItem", "decide", "inbox", "pending_gates", "waiting_gates"]
+__all__ = ["InboxItem", "decide", "inbox", "inbox_for", "pending_gates", "waiting_gates"]
 
 AWAITING_QUERY = f"{AWAITING_APPROVAL.name} = true AND ExecutionStatus = 'Running'"
 CLIENT_KEY = "AiosClient"
+LIST_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """A run the visibility listing returned; its search attributes are decoded on demand."""
+
+    raw: WorkflowExecutionInfo
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.raw.execution.workflow_id, self.raw.execution.run_id
+
+    @property
+    def start_time(self) -> datetime | None:
+        return (
+            self.raw.start_time.ToDatetime(tzinfo=UTC) if self.raw.HasField("start_time") else None
+        )
+
+    @property
+    def process(self) -> str:
+        from temporalio.converter import decode_typed_search_attributes
+
+        attrs = decode_typed_search_attributes(self.raw.search_attributes)
+        return attrs.get(PROCESS) or self.raw.type.name
+
+    @property
+    def client(self) -> str | None:
+        from temporalio.converter import decode_search_attributes
+
+        value = decode_search_attributes(self.raw.search_attributes).get(CLIENT_KEY)
+        return str(value[0]) if value else None
+
+
+async def _awaiting(client: Client) -> list[_Listed]:
+    """Every running run awaiting approval: one visibility listing, page by page.
+
+    The raw listing, decoded only where needed: with a thousand runs, converting each into
+    the SDK's ``WorkflowExecution`` costs more than the request itself.
+    """
+    from temporalio.api.workflowservice.v1 import ListWorkflowExecutionsRequest
+
+    runs: list[_Listed] = []
+    token = b""
+    while True:
+        page = await client.workflow_service.list_workflow_executions(
+            ListWorkflowExecutionsRequest(
+                namespace=client.namespace,
+                query=AWAITING_QUERY,
+                page_size=LIST_PAGE_SIZE,
+                next_page_token=token,
+            ),
+            retry=True,
+        )
+        runs.extend(_Listed(raw) for raw in page.executions)
+        token = page.next_page_token
+        if not token or not page.executions:
+            return runs
 
 
 @dataclass(frozen=True)
@@ -161,16 +217,13 @@ def _urgency(item: InboxItem) -> tuple[int, datetime, int]:
     return (0, item.gate.expires_at, -(item.amount_minor or 0))
 
 
-def _from_record(record: GateRecord, listed: WorkflowExecution | None) -> InboxItem:
-    attrs = listed.typed_search_attributes if listed is not None else None
-    process = (attrs.get(PROCESS) if attrs else None) or record.process
+def _from_record(record: GateRecord, listed: _Listed | None) -> InboxItem:
     client = record.client_key
     if client is None and listed is not None:
-        value = listed.search_attributes.get(CLIENT_KEY)
-        client = str(value[0]) if value else None
+        client = listed.client
     return InboxItem(
         workflow_id=record.workflow_id,
-        process=process,
+        process=record.process,
         started_at=listed.start_time if listed is not None else None,
         gate=WaitingGate(
             gate=record.gate,
@@ -194,23 +247,22 @@ def _from_record(record: GateRecord, listed: WorkflowExecution | None) -> InboxI
     )
 
 
-async def _asked(client: Client, execution: WorkflowExecution) -> list[InboxItem]:
+async def _asked(client: Client, listed: _Listed) -> list[InboxItem]:
     """A run awaiting approval that the projection does not know: ask it."""
     from aios.kernel.stores.gates import split_amount
 
-    process = execution.typed_search_attributes.get(PROCESS) or execution.workflow_type
-    value = execution.search_attributes.get(CLIENT_KEY)
-    client_key = str(value[0]) if value else None
+    workflow_id, run_id = listed.key
+    process, client_key, started = listed.process, listed.client, listed.start_time
 
     def item(gate: WaitingGate | None, note: str = "") -> InboxItem:
         minor, currency = split_amount(gate.amount if gate else None)
         return InboxItem(
-            workflow_id=execution.id,
+            workflow_id=workflow_id,
             process=process,
-            started_at=execution.start_time,
+            started_at=started,
             gate=gate,
             note=note,
-            run_id=execution.run_id,
+            run_id=run_id,
             client=client_key,
             amount_minor=minor,
             currency=currency,
@@ -218,9 +270,11 @@ async def _asked(client: Client, execution: WorkflowExecution) -> list[InboxItem
         )
 
     try:
-        gates = await waiting_gates(client, execution.id)
+        gates = await waiting_gates(client, workflow_id)
     except (RPCError, WorkflowQueryFailedError):
-        return [item(None, await unanswered(client, execution.id))]
+        if await _ended(client, workflow_id, run_id):
+            return []  # it ended after the listing was made
+        return [item(None, await unanswered(client, workflow_id))]
     return [item(g) for g in gates]
 
 
@@ -254,11 +308,10 @@ async def inbox(
         finally:
             opened.close()
 
-    async def listing() -> list[WorkflowExecution]:
-        return [e async for e in client.list_workflows(AWAITING_QUERY)]
-
-    executions, rows = await asyncio.gather(listing(), asyncio.to_thread(store.gates.waiting))
-    listed = {(e.id, e.run_id): e for e in executions}
+    executions, rows = await asyncio.gather(
+        _awaiting(client), asyncio.to_thread(store.gates.waiting)
+    )
+    listed = {e.key: e for e in executions}
     unlisted = sorted({(r.workflow_id, r.run_id) for r in rows} - set(listed))
     if unlisted:
         endings = await asyncio.gather(*(_ended(client, w, r) for w, r in unlisted))
@@ -275,9 +328,27 @@ async def inbox(
     return sorted(items, key=_urgency)
 
 
+async def inbox_for(settings: Settings) -> list[InboxItem]:
+    """``inbox`` as ``aios inbox`` runs it: connects to Temporal while it opens the kernel."""
+    from aios.temporal import connect
+
+    opening = asyncio.create_task(asyncio.to_thread(open_store, settings))
+    try:
+        client = await connect(settings)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            (await opening).close()
+        raise
+    store = await opening
+    try:
+        return await inbox(client, store)
+    finally:
+        store.close()
+
+
 async def _inbox_by_query(client: Client) -> list[InboxItem]:
     """The inbox without the kernel: ask each run awaiting approval."""
-    executions = [e async for e in client.list_workflows(AWAITING_QUERY)]
+    executions = await _awaiting(client)
     items: list[InboxItem] = []
     for asked in await asyncio.gather(*(_asked(client, e) for e in executions)):
         items.extend(asked)
