@@ -3,9 +3,10 @@
 ``GateStore.apply`` appends a gate event and updates the row in one transaction:
 ``gate.requested`` opens the row (a retried write changes nothing), ``gate.decided`` and
 ``gate.expired`` close it with the decision, approver, comment and time. ``reminded`` counts a
-reminder the operator was sent, ``close_runs`` marks the waiting gates of runs that ended
-without a decision (terminated, cancelled, reset) as ``closed``. ``waiting`` lists every
-waiting gate in one query, most urgent first (expiry, then the larger amount).
+reminder the operator was sent. ``waiting`` lists every waiting gate in one query, most urgent
+first (expiry, then the larger amount). The inbox (``operations.gates.inbox``) reconciles the
+rows with Temporal and ``close_runs`` marks the waiting gates of runs that ended without a
+decision (terminated, cancelled, reset) ``closed``.
 
 ``GateRecord`` is the row; it imports nothing of Temporal, so the console and the CLI can use
 it without loading the workflows.
@@ -254,18 +255,6 @@ class GateStore(Store):
                 )
                 closed += cur.rowcount
         return closed
-
-    def reconcile(
-        self, running: Iterable[tuple[str, str]], ended: Iterable[tuple[str, str, str]]
-    ) -> tuple[list[GateRecord], int]:
-        """The waiting gates after closing those of ``ended`` runs, and how many were closed.
-
-        ``running`` (workflow id, run id) are runs Temporal lists as awaiting approval; a
-        waiting row of an ``ended`` run that is also listed there is left alone.
-        """
-        alive = set(running)
-        closed = self.close_runs((w, r, why) for w, r, why in ended if (w, r) not in alive)
-        return self.waiting(), closed
 
     def waiting(self, limit: int | None = None) -> list[GateRecord]:
         """Every waiting gate, most urgent first: expiry, then the larger amount."""
