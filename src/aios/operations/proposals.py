@@ -124,7 +124,7 @@ async def respond(client: Client, proposal_ref: str, response: ClientResponse) -
     await require_running(client, workflow_id)
     progress = await proposal_progress(client, workflow_id)
     if progress is not None:
-        if progress.waiting_for != CLIENT_RESPONSE_SIGNAL:
+        if progress.waiting_for != CLIENT_RESPONSE_SIGNAL and not progress.takes_answer:
             where = progress.steps_done[-1] if progress.steps_done else "starting"
             raise InvalidInput(
                 f"{workflow_id} is not waiting for the client's answer (last step: {where})"

@@ -51,6 +51,9 @@ class ProposalProgress(RunProgress):
     total: str = ""
     total_minor: int | None = None
     currency: str = ""
+    # The client's answer is taken now: while the run waits for it, and while the version is
+    # being sent (its email may be out before the run hears the send finished).
+    takes_answer: bool = False
 
     def details(self) -> dict[str, str]:
         return _shown({"version": str(self.version) if self.version else "", "total": self.total})

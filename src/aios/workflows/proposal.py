@@ -56,6 +56,9 @@ __all__ = [
 PROCESS_NAME = "proposal"
 CLIENT_RESPONSE_SIGNAL = "client_response"
 OUTCOME_KIND = "proposal_outcome"
+# A client's answer that arrives while its version is being sent (the email is out, the run has
+# not yet heard that the send step finished: a slow or killed worker) is kept, not rejected.
+EARLY_ANSWER = "early-client-answer"
 
 
 def proposal_workflow_id(proposal_id: str) -> str:
@@ -145,6 +148,9 @@ class ProposalWorkflow(Process):
         self._sent: ProposalVersionRef | None = None
         self._awaiting_client = False
         self._response: ClientResponse | None = None
+        # The version whose send step runs, and the version an early answer is for.
+        self._sending: ProposalVersionRef | None = None
+        self._early_for: int | None = None
         self.accept(CLIENT_RESPONSE_SIGNAL, ClientResponse, self._client_response)
 
     # --- messages ----------------------------------------------------------------------
@@ -153,13 +159,27 @@ class ProposalWorkflow(Process):
         problem = self._check_response(response)
         if problem is None:
             self._response = response
+            if not self._awaiting_client and self._sending is not None:
+                self._early_for = self._sending.version
         return problem
 
+    def _version_out(self) -> ProposalVersionRef | None:
+        """The version the client may be answering: the one out while the run waits for the
+        answer, else the one being sent (its email may already be out)."""
+        if self._awaiting_client:
+            return self._sent
+        if self._sending is not None and workflow.patched(EARLY_ANSWER):
+            return self._sending
+        return None
+
     def _check_response(self, response: ClientResponse) -> str | None:
-        sent = self._sent
-        if not self._awaiting_client or sent is None:
+        sent = self._version_out()
+        if sent is None:
             return "the proposal is not waiting for the client's answer"
-        if self._response is not None:
+        # An answer already taken in this round (the response of an earlier round, to an
+        # earlier version, does not count).
+        taken = self._response is not None if self._awaiting_client else self._early_for is not None
+        if taken:
             return "the client's answer is already recorded"
         if response.version is not None and response.version != sent.version:
             return f"version: {response.version} is not the version out (v{sent.version})"
@@ -188,6 +208,7 @@ class ProposalWorkflow(Process):
             pending_gates=self.pending_gates(),
             compensations_pending=self._saga.pending,
             waiting_for="client_response" if self._awaiting_client else None,
+            takes_answer=self._awaiting_client or self._sending is not None,
             version=current.version if current else 0,
             total=format_amount(current.total_minor, current.currency) if current else "",
             total_minor=current.total_minor if current else None,
@@ -303,6 +324,7 @@ class ProposalWorkflow(Process):
                     version = await self._apply_edit(version, outcome)
                     self._current = version
 
+            self._sending = version
             await step(
                 ConnectorActivities.send_proposal,
                 SendProposalInput(
@@ -455,7 +477,9 @@ class ProposalWorkflow(Process):
         version: ProposalVersionRef,
         valid_until: datetime,
     ) -> ClientResponse | None:
-        self._response = None
+        early = self._early_for == version.version
+        self._response = self._response if early else None
+        self._early_for = None
         self._awaiting_client = True
         sent_at = workflow.now()
         schedule = Schedule(
@@ -487,6 +511,7 @@ class ProposalWorkflow(Process):
             summary=f"client answer to v{version.version}",
         )
         self._awaiting_client = False
+        self._sending = None
         await self.signal_log.flush()
         response = self._response if answered else None
         await record(
