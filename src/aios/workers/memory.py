@@ -163,6 +163,7 @@ async def _serve(
                 settings.task_queue,
                 [acts.recall_memory, acts.remember, acts.lookup_memory],
                 executor,
+                shutdown_grace=settings.worker_shutdown_grace,
             )
             deferred = services.memory if isinstance(services.memory, DeferredMemory) else None
             if deferred is not None:
