@@ -323,3 +323,91 @@ def test_the_projection_lists_the_most_urgent_first(services: Services) -> None:
         [(f"test/{tag}-{n}", "r1", "test") for n in ("later", "small", "large", "none")]
     )
     assert closed == 4
+
+
+async def test_a_run_awaiting_approval_without_a_row_is_asked(
+    client: Client, qsettings: Settings, services: Services, shared_worker: Worker
+) -> None:
+    store = services.store
+    handle, gate, key, _ = await start_at_gate(client, qsettings)
+    row = await row_for(store, handle.id)
+    assert row.run_started_at is not None
+    # As for a run that opened its gate before the projection existed.
+    with store.db.transaction() as conn:
+        conn.execute("DELETE FROM gates WHERE workflow_id = %s", (handle.id,))
+    try:
+        [item] = [i for i in await operations.inbox(client, store) if i.workflow_id == handle.id]
+        assert (item.source, item.run_id, item.client) == ("query", handle.run_id, key)
+        assert item.gate is not None and item.gate.title == gate.title
+        assert item.started_at is not None
+    finally:
+        await handle.terminate(reason="test: done")
+
+
+def test_a_gate_opened_twice_keeps_one_row_each_and_a_missed_gate_is_adopted(
+    services: Services,
+) -> None:
+    store = services.store
+    run = uuid.uuid4().hex
+    workflow_id = f"test/{run}"
+    at = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+    def event(kind: str, key: str, **payload: object) -> EventDraft:
+        return EventDraft(
+            event_key=f"{workflow_id}/{run}/{key}/{kind}",
+            workflow_id=workflow_id,
+            run_id=run,
+            process="test",
+            kind=kind,
+            entity="client:acme-ltd",
+            payload={"gate": "budget", "gate_key": key, **payload},
+        )
+
+    def times(hours: int) -> dict[str, str]:
+        opened = at + timedelta(hours=hours)
+        return {
+            "requested_at": opened.isoformat(),
+            "expires_at": (opened + timedelta(days=1)).isoformat(),
+        }
+
+    store.gates.apply(event("gate.requested", "gate/budget", title="first", **times(0)))
+    store.gates.apply(
+        event(
+            "gate.decided",
+            "gate/budget",
+            decision="approve",
+            approver="jo",
+            decided_at=at.isoformat(),
+        )
+    )
+    store.gates.apply(event("gate.requested", "gate/budget#2", title="second", **times(1)))
+    assert [(g.gate_key, g.status) for g in store.gates.for_run(workflow_id)] == [
+        ("gate/budget", "decided"),
+        ("gate/budget#2", "waiting"),
+    ]
+    store.gates.apply(event("gate.expired", "gate/budget#2", expired_at=at.isoformat()))
+    assert [g.status for g in store.gates.for_run(workflow_id)] == ["decided", "expired"]
+
+    # A gate whose gate.requested carried no times (older code) has no row until adopted.
+    store.gates.apply(event("gate.requested", "gate/budget#3", title="third"))
+    assert len(store.gates.for_run(workflow_id)) == 2
+    adopted = store.gates.adopt(
+        GateRecord(
+            workflow_id=workflow_id,
+            run_id=run,
+            gate_key="",
+            gate="budget",
+            process="test",
+            title="third",
+            requested_at=at + timedelta(hours=2),
+            expires_at=at + timedelta(days=1),
+        )
+    )
+    assert (adopted.gate_key, adopted.entity, adopted.client_key) == (
+        "gate/budget#3",
+        "client:acme-ltd",
+        "acme-ltd",
+    )
+    row = store.gates.get(workflow_id, run)
+    assert row is not None and (row.gate_key, row.status) == ("gate/budget#3", "waiting")
+    store.gates.close_runs([(workflow_id, run, "test")])

@@ -1,14 +1,17 @@
 """Human gates across runs: the inbox, and answering a gate (signal ``decide``).
 
 The inbox reads the gate projection (``kernel.stores.gates``: one row per gate, kept by the
-gate events) in one query and makes one visibility listing of the runs Temporal says await
-approval (``AiosAwaitingApproval = true AND ExecutionStatus = 'Running'``), so it never asks
-each run in turn and lists every waiting gate in full even while no worker runs. The two are
-reconciled: a row whose run Temporal reports closed (terminated, cancelled, reset, continued)
-is marked ``closed`` and left out; a run listed as awaiting without a row (started before the
-projection existed, or its gate is being recorded right now) is asked with query
-``pending_gates``. A row whose run is not listed but still running is shown: the listing may
-lag, and the projection is written with the gate's events.
+gate events) in one query, so it never asks each run in turn and lists every waiting gate in
+full even while no worker runs or a worker restarts. It is reconciled with Temporal's
+visibility at the same time: a count of the runs awaiting approval (``AiosAwaitingApproval =
+true AND ExecutionStatus = 'Running'``) and a listing of the runs that closed while a gate
+waited (terminated, cancelled, reset: their ``AiosAwaitingApproval`` stays true), usually
+empty. Rows of closed runs are marked ``closed`` and left out. When the count differs from
+the runs with a waiting row, one listing of the runs awaiting approval says which: a run
+without a row (started before the projection existed, or its gate is being recorded right
+now) is asked with query ``pending_gates``; a row whose run is not listed is closed only when
+Temporal says that run is closed, and shown otherwise (the listing may lag, and the projection
+is written with the gate's events).
 
 Light on purpose (``operations.messages``): ``aios inbox`` and ``aios approve`` import this
 module, the Temporal client and the kernel store, not the workflows.
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
+import structlog
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -49,6 +53,12 @@ __all__ = ["InboxItem", "decide", "inbox", "inbox_for", "pending_gates", "waitin
 AWAITING_QUERY = f"{AWAITING_APPROVAL.name} = true AND ExecutionStatus = 'Running'"
 CLIENT_KEY = "AiosClient"
 LIST_PAGE_SIZE = 1000
+# A row the listing confirmed within this long counts as awaiting when the counts agree.
+CONFIRMED_FOR = timedelta(minutes=10)
+# A run awaiting approval without a row for this long opened its gate before the projection.
+ADOPT_AFTER = timedelta(minutes=5)
+
+log = structlog.get_logger("aios.gates")
 
 
 @dataclass(frozen=True)
@@ -224,7 +234,7 @@ def _from_record(record: GateRecord, listed: _Listed | None) -> InboxItem:
     return InboxItem(
         workflow_id=record.workflow_id,
         process=record.process,
-        started_at=listed.start_time if listed is not None else None,
+        started_at=record.run_started_at or (listed.start_time if listed is not None else None),
         gate=WaitingGate(
             gate=record.gate,
             title=record.title,
@@ -308,24 +318,119 @@ async def inbox(
         finally:
             opened.close()
 
-    executions, rows = await asyncio.gather(
-        _awaiting(client), asyncio.to_thread(store.gates.waiting)
+    rows, running = await asyncio.gather(
+        asyncio.to_thread(store.gates.waiting), _count_awaiting(client)
     )
-    listed = {e.key: e for e in executions}
-    unlisted = sorted({(r.workflow_id, r.run_id) for r in rows} - set(listed))
-    if unlisted:
+    keys = {(row.workflow_id, row.run_id) for row in rows}
+    ended: dict[tuple[str, str], str] = {}
+    if rows:
+        closed = await _closed_awaiting(client, min(row.requested_at for row in rows))
+        ended = {key: why for key, why in closed.items() if key in keys}
+    listed: dict[tuple[str, str], _Listed] = {}
+    missing: list[_Listed] = []
+    now = datetime.now(UTC)
+    confirmed = all(r.confirmed_at and now - r.confirmed_at < CONFIRMED_FOR for r in rows)
+    if running is None or not confirmed or running != len(keys) - len(ended):
+        # Some run awaiting approval has no row yet, a row's run no longer awaits, or a row
+        # was not seen in a listing lately: list them all, ask the runs without a row; a row
+        # whose run is not listed is closed only when Temporal says that run is closed.
+        listed = {e.key: e for e in await _awaiting(client)}
+        missing = [e for key, e in listed.items() if key not in keys]
+        unlisted = sorted(keys - set(listed) - set(ended))
         endings = await asyncio.gather(*(_ended(client, w, r) for w, r in unlisted))
-        ended = [(w, r, why) for (w, r), why in zip(unlisted, endings, strict=True) if why]
-        if ended:
-            await asyncio.to_thread(store.gates.close_runs, ended)
-            gone = {(w, r) for w, r, _ in ended}
-            rows = [row for row in rows if (row.workflow_id, row.run_id) not in gone]
+        ended.update({key: why for key, why in zip(unlisted, endings, strict=True) if why})
+        await asyncio.to_thread(store.gates.confirm, keys & set(listed))
+    if ended:
+        await asyncio.to_thread(
+            store.gates.close_runs, [(w, r, why) for (w, r), why in ended.items()]
+        )
+        rows = [row for row in rows if (row.workflow_id, row.run_id) not in ended]
     items = [_from_record(row, listed.get((row.workflow_id, row.run_id))) for row in rows]
-    known = {(row.workflow_id, row.run_id) for row in rows}
-    missing = [e for key, e in listed.items() if key not in known]
-    for asked in await asyncio.gather(*(_asked(client, e) for e in missing)):
-        items.extend(asked)
-    return sorted(items, key=_urgency)
+    asked = [
+        i for found in await asyncio.gather(*(_asked(client, e) for e in missing)) for i in found
+    ]
+    old = [i for i in asked if i.gate is not None and now - i.gate.requested_at > ADOPT_AFTER]
+    if old:
+        await asyncio.to_thread(_adopt, store, old, listed)
+    return sorted(items + asked, key=_urgency)
+
+
+def _adopt(
+    store: KernelStore, items: list[InboxItem], listed: dict[tuple[str, str], _Listed]
+) -> None:
+    """Write the rows of gates the projection missed (opened before it existed), so the next
+    inbox reads them like any other."""
+    from aios.kernel.stores.gates import GateRecord
+
+    for item in items:
+        gate = item.gate
+        assert gate is not None
+        run = listed.get((item.workflow_id, item.run_id))
+        try:
+            store.gates.adopt(
+                GateRecord(
+                    workflow_id=item.workflow_id,
+                    run_id=item.run_id,
+                    gate_key="",
+                    gate=gate.gate,
+                    process=item.process,
+                    workflow_type=run.raw.type.name if run is not None else "",
+                    client_key=item.client,
+                    title=gate.title,
+                    summary=gate.summary,
+                    amount=gate.amount,
+                    amount_minor=item.amount_minor,
+                    currency=item.currency,
+                    drafted_by=gate.drafted_by,
+                    editable_fields=gate.editable_fields,
+                    requested_at=gate.requested_at,
+                    expires_at=gate.expires_at,
+                    next_reminder_at=gate.next_reminder_at,
+                    reminders_sent=gate.reminders_sent,
+                    run_started_at=item.started_at,
+                    confirmed_at=None,
+                )
+            )
+        except Exception:  # the inbox shows the gate all the same; the next one adopts it
+            log.warning("could not adopt gate into the projection", workflow_id=item.workflow_id)
+
+
+async def _count_awaiting(client: Client) -> int | None:
+    """How many running runs await approval (``None`` when Temporal cannot say)."""
+    try:
+        return (await client.count_workflows(AWAITING_QUERY)).count
+    except RPCError:
+        return None
+
+
+async def _closed_awaiting(client: Client, since: datetime) -> dict[tuple[str, str], str]:
+    """Runs that closed since ``since`` while a gate waited (terminated, cancelled, reset),
+    and how each ended. Their ``AiosAwaitingApproval`` stays true, so visibility names them."""
+    from temporalio.api.workflowservice.v1 import ListWorkflowExecutionsRequest
+
+    after = (since - timedelta(seconds=1)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    query = (
+        f"{AWAITING_APPROVAL.name} = true AND ExecutionStatus != 'Running' "
+        f"AND CloseTime >= '{after}'"
+    )
+    found: dict[tuple[str, str], str] = {}
+    token = b""
+    while True:
+        page = await client.workflow_service.list_workflow_executions(
+            ListWorkflowExecutionsRequest(
+                namespace=client.namespace,
+                query=query,
+                page_size=LIST_PAGE_SIZE,
+                next_page_token=token,
+            ),
+            retry=True,
+        )
+        for raw in page.executions:
+            status = WorkflowExecutionStatus(raw.status).name.lower()
+            found[(raw.execution.workflow_id, raw.execution.run_id)] = status
+        token = page.next_page_token
+        if not token or not page.executions:
+            return found
 
 
 async def inbox_for(settings: Settings) -> list[InboxItem]:

@@ -241,8 +241,8 @@ class GateHost(SignalHost):
                 "expires_at": expires.isoformat(),
                 **({"drafted_by": drafted_by} if drafted_by else {}),
                 # What the gate projection's row needs (kernel.stores.gates).
-                "gate_key": self._gate_key,
                 "requested_at": requested.isoformat(),
+                "run_started_at": workflow.info().workflow_start_time.isoformat(),
                 "next_reminder_at": reminders[0].isoformat() if reminders else None,
                 "editable_fields": list(editable_fields),
                 "amount": amount,
@@ -340,7 +340,8 @@ class GateHost(SignalHost):
                 idempotency_key=step_key(f"{self._gate_key}/{kind}"),
                 kind=kind,
                 entity=entity,
-                payload={"gate": gate, **payload},
+                # gate_key names the gate's row in the projection ("gate/budget#2").
+                payload={"gate": gate, "gate_key": self._gate_key, **payload},
             ),
             KERNEL_WRITE,
         )

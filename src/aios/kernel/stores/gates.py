@@ -56,6 +56,9 @@ class GateRecord(BaseModel):
     expires_at: datetime
     next_reminder_at: datetime | None = None
     reminders_sent: int = 0
+    run_started_at: datetime | None = None
+    # When Temporal's listing last showed the run awaiting approval (the inbox sets it).
+    confirmed_at: datetime | None = None
     status: GateStatus = "waiting"
     decision: str | None = None
     approver: str | None = None
@@ -65,7 +68,15 @@ class GateRecord(BaseModel):
     closed_reason: str | None = None
     updated_at: datetime | None = None
 
-    @field_validator("requested_at", "expires_at", "next_reminder_at", "decided_at", "updated_at")
+    @field_validator(
+        "requested_at",
+        "expires_at",
+        "next_reminder_at",
+        "decided_at",
+        "updated_at",
+        "run_started_at",
+        "confirmed_at",
+    )
     @classmethod
     def _in_utc(cls, value: datetime | None) -> datetime | None:
         return value.astimezone(UTC) if value is not None and value.tzinfo else value
@@ -138,45 +149,113 @@ class GateStore(Store):
         requested = _time(p.get("requested_at"))
         expires = _time(p.get("expires_at"))
         if requested is None or expires is None:
-            # A gate opened by code older than the projection: the inbox asks the run instead.
+            # A gate opened by code older than the projection: the inbox asks the run (and
+            # ``adopt`` writes its row then).
             return
         amount = p.get("amount") or None
         minor, currency = p.get("amount_minor"), p.get("currency")
         if minor is None:
             minor, currency = split_amount(amount)
         details = p.get("details")
+        self._insert(
+            conn,
+            GateRecord(
+                workflow_id=event.workflow_id,
+                run_id=event.run_id,
+                gate_key=self._gate_key(event),
+                gate=str(p.get("gate", "")),
+                process=event.process,
+                workflow_type=workflow_type,
+                entity=event.entity,
+                client_key=self._client_key(conn, event.entity),
+                title=str(p.get("title", "")),
+                summary=str(p.get("summary", "")),
+                amount=amount,
+                amount_minor=minor,
+                currency=currency,
+                drafted_by=p.get("drafted_by") or None,
+                editable_fields=_strings(p.get("editable_fields")),
+                details=details if isinstance(details, dict) else {},
+                requested_at=requested,
+                expires_at=expires,
+                next_reminder_at=_time(p.get("next_reminder_at")),
+                run_started_at=_time(p.get("run_started_at")),
+            ),
+        )
+
+    @staticmethod
+    def _insert(conn: psycopg.Connection[dict[str, Any]], r: GateRecord) -> None:
         conn.execute(
             """
             INSERT INTO gates (
                 workflow_id, run_id, gate_key, gate, process, workflow_type, entity, client_key,
                 title, summary, amount, amount_minor, currency, drafted_by, editable_fields,
-                details, requested_at, expires_at, next_reminder_at
+                details, requested_at, expires_at, next_reminder_at, reminders_sent,
+                run_started_at
             )
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            VALUES (
+                %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                %s
+            )
             ON CONFLICT (workflow_id, run_id, gate_key) DO NOTHING
             """,
             (
-                event.workflow_id,
-                event.run_id,
-                self._gate_key(event),
-                str(p.get("gate", "")),
-                event.process,
-                workflow_type,
-                event.entity,
-                self._client_key(conn, event.entity),
-                str(p.get("title", "")),
-                str(p.get("summary", "")),
-                amount,
-                minor,
-                currency,
-                p.get("drafted_by") or None,
-                Jsonb(_strings(p.get("editable_fields"))),
-                Jsonb(details if isinstance(details, dict) else {}),
-                requested,
-                expires,
-                _time(p.get("next_reminder_at")),
+                r.workflow_id,
+                r.run_id,
+                r.gate_key,
+                r.gate,
+                r.process,
+                r.workflow_type,
+                r.entity,
+                r.client_key,
+                r.title,
+                r.summary,
+                r.amount,
+                r.amount_minor,
+                r.currency,
+                r.drafted_by,
+                Jsonb(r.editable_fields),
+                Jsonb(r.details),
+                r.requested_at,
+                r.expires_at,
+                r.next_reminder_at,
+                r.reminders_sent,
+                r.run_started_at,
             ),
         )
+
+    def adopt(self, record: GateRecord) -> GateRecord:
+        """Write the row of a waiting gate the projection missed (its run opened it before the
+        projection existed), as the run describes it; a row already there wins.
+
+        Without a ``gate_key`` it is found from the run's ``gate.requested`` events (the
+        second opening of a gate is ``gate/<name>#2``), and the entity and client from the
+        latest of them.
+        """
+        with self.transaction() as conn:
+            opened = conn.execute(
+                """
+                SELECT count(*) AS n, max(id) AS last FROM events
+                WHERE workflow_id = %s AND run_id = %s AND kind = 'gate.requested'
+                  AND payload->>'gate' = %s
+                """,
+                (record.workflow_id, record.run_id, record.gate),
+            ).fetchone()
+            n = int(opened["n"]) if opened else 0
+            update: dict[str, Any] = {}
+            if not record.gate_key:
+                update["gate_key"] = f"gate/{record.gate}" + (f"#{n}" if n > 1 else "")
+            if record.entity is None and opened and opened["last"] is not None:
+                row = conn.execute(
+                    "SELECT entity FROM events WHERE id = %s", (opened["last"],)
+                ).fetchone()
+                entity = row["entity"] if row else None
+                update["entity"] = entity
+                if record.client_key is None:
+                    update["client_key"] = self._client_key(conn, entity)
+            adopted = record.model_copy(update=update)
+            self._insert(conn, adopted)
+        return adopted
 
     @staticmethod
     def _client_key(conn: psycopg.Connection[dict[str, Any]], entity: str | None) -> str | None:
@@ -240,6 +319,25 @@ class GateStore(Store):
                 (reminder, next_reminder_at, workflow_id, run_id, gate_key, reminder),
             )
 
+    def confirm(self, runs: Iterable[tuple[str, str]]) -> None:
+        """Note that Temporal lists these runs ``(workflow_id, run_id)`` awaiting approval."""
+        workflow_ids, run_ids = [], []
+        for workflow_id, run_id in runs:
+            workflow_ids.append(workflow_id)
+            run_ids.append(run_id)
+        if not workflow_ids:
+            return
+        with self.transaction() as conn:
+            conn.execute(
+                """
+                UPDATE gates SET confirmed_at = now()
+                FROM unnest(%s::text[], %s::text[]) AS listed (workflow_id, run_id)
+                WHERE gates.status = 'waiting' AND gates.workflow_id = listed.workflow_id
+                  AND gates.run_id = listed.run_id
+                """,
+                (workflow_ids, run_ids),
+            )
+
     def close_runs(self, runs: Iterable[tuple[str, str, str]]) -> int:
         """Mark the waiting gates of ended runs ``(workflow_id, run_id, reason)`` closed."""
         closed = 0
@@ -282,7 +380,9 @@ class GateStore(Store):
             query += " AND gate_key = %s"
             params.append(gate_key)
         with self.transaction() as conn:
-            row = conn.execute(query + " ORDER BY requested_at DESC LIMIT 1", params).fetchone()
+            row = conn.execute(
+                query + " ORDER BY requested_at DESC, updated_at DESC LIMIT 1", params
+            ).fetchone()
         return GateRecord.model_validate(row) if row else None
 
     def for_run(self, workflow_id: str, run_id: str | None = None) -> list[GateRecord]:
