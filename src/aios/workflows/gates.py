@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from aios.activities.connectors import ConnectorActivities
@@ -270,6 +270,8 @@ class GateHost(SignalHost):
             try:
                 await step(ConnectorActivities.send_gate_reminder, email(0), CONNECTOR_EFFECT)
             except ActivityError as exc:  # the gate waits all the same; the inbox shows it
+                if isinstance(exc.cause, CancelledError):
+                    raise
                 workflow.logger.warning(
                     "gate %s: the operator's email could not be sent: %s", gate, exc.cause or exc
                 )
