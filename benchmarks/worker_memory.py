@@ -59,10 +59,18 @@ async def open_gates(client: Client, count: int, tag: str, parallel: int) -> lis
     return handles
 
 
-def start_worker(cached_runs: int) -> subprocess.Popen[bytes]:
+def start_worker(cached_runs: int, role: str) -> list[subprocess.Popen[bytes]]:
+    """The worker measured, and with ``--role general`` the memory worker it needs."""
     env = {**os.environ, "AIOS_WORKER_CACHED_RUNS": str(cached_runs)}
+    procs = [_worker(env, role)]
+    if role == "general":
+        procs.append(_worker(env, "memory"))
+    return procs
+
+
+def _worker(env: dict[str, str], role: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "aios.cli", "worker"],
+        [sys.executable, "-m", "aios.cli", "worker", "--role", role],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -74,7 +82,8 @@ async def bench(opts: argparse.Namespace) -> None:
     from aios.temporal import connect
 
     client = await connect(get_settings())
-    worker = start_worker(opts.cached_runs)
+    procs = start_worker(opts.cached_runs, opts.role)
+    worker = procs[0]
     tag = uuid.uuid4().hex[:6]
     load_before = os.getloadavg()
     handles: list[WorkflowHandle] = []
@@ -92,8 +101,10 @@ async def bench(opts: argparse.Namespace) -> None:
         for handle in handles:
             with contextlib.suppress(RPCError):  # the run may have ended
                 await handle.terminate("benchmark done")
-        worker.terminate()
-        worker.wait(timeout=60)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
     cached = min(opts.runs, opts.cached_runs)
     per_run_kb = (rss1 - rss0) * 1024 / max(cached, 1)
     projected = rss0 + per_run_kb * min(10_000, opts.cached_runs) / 1024
@@ -102,7 +113,7 @@ async def bench(opts: argparse.Namespace) -> None:
         f"{[round(x, 2) for x in os.getloadavg()]}"
     )
     print(
-        f"{opts.runs} runs opened at their gates in {took:.1f} s "
+        f"worker --role {opts.role}: {opts.runs} runs opened at their gates in {took:.1f} s "
         f"({opts.runs / took:.2f}/s), cache limit {opts.cached_runs}"
     )
     print(f"worker RSS: {rss0:.0f} MB after warm-up, {rss1:.0f} MB with the runs waiting")
@@ -120,6 +131,12 @@ def main() -> None:
         "--cached-runs", type=int, default=1000, help="AIOS_WORKER_CACHED_RUNS (default 1000)"
     )
     parser.add_argument("--parallel", type=int, default=20, help="runs started at once")
+    parser.add_argument(
+        "--role",
+        choices=["all", "general"],
+        default="all",
+        help="the worker measured: all (memory in it) or general (a memory worker beside it)",
+    )
     opts = parser.parse_args()
     asyncio.run(bench(opts))
 
