@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import Message
 
 import pytest
+from pydantic import SecretStr
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
@@ -411,3 +412,39 @@ def test_a_gate_opened_twice_keeps_one_row_each_and_a_missed_gate_is_adopted(
     row = store.gates.get(workflow_id, run)
     assert row is not None and (row.gate_key, row.status) == ("gate/budget#3", "waiting")
     store.gates.close_runs([(workflow_id, run, "test")])
+
+
+async def test_with_the_database_down_the_inbox_asks_the_runs_and_approve_still_decides(
+    client: Client, qsettings: Settings, services: Services, shared_worker: Worker
+) -> None:
+    """PostgreSQL unreachable: `aios inbox` lists the gate from the run itself and `aios
+    approve` decides (the run checks the decision), each with one line on stderr saying so."""
+    handle, _, _, _ = await start_at_gate(client, qsettings)
+    down = qsettings.model_copy(
+        update={"database_url": SecretStr("postgresql://aios@127.0.0.1:9/none")}
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aios.cli",
+        "inbox",
+        "--json",
+        env=subprocess_env(down),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err.decode()
+    [doc] = [d for d in json.loads(out)["items"] if d["workflow_id"] == handle.id]
+    assert (doc["source"], doc["gate"]["gate"]) == ("query", "welcome")
+    assert err.decode().strip().splitlines() == [
+        "cannot reach the database (AIOS_DATABASE_URL); start it with `aios dev up` or check "
+        "AIOS_DATABASE_URL; asking each run awaiting approval instead"
+    ]
+
+    gate = await operations.decide(
+        client, handle.id, Decision(decision="approve", approver="pat"), settings=down
+    )
+    assert gate == "welcome"
+    result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status == "completed"

@@ -35,8 +35,8 @@ __all__ = ["KernelStore", "OutboxResult", "apply_migrations"]
 class KernelStore:
     """The kernel's stores over one pool of ``max_size`` connections."""
 
-    def __init__(self, database_url: str, *, max_size: int = 4) -> None:
-        self.db = Database(database_url, max_size=max_size)
+    def __init__(self, database_url: str, *, max_size: int = 4, connect_wait: float = 15.0) -> None:
+        self.db = Database(database_url, max_size=max_size, connect_wait=connect_wait)
         self.clients = ClientStore(self.db)
         self.drafts = DraftStore(self.db)
         self.events = EventLog(self.db)

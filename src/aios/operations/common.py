@@ -7,6 +7,7 @@ typed progress models are imported when a progress query is made.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Iterator
@@ -261,16 +262,22 @@ class Session:
         self.close()
 
 
-def open_store(settings: Settings) -> KernelStore:
+# How long an operator action waits for PostgreSQL before it says the database is down.
+OPERATOR_DB_WAIT = 5.0
+
+
+def open_store(settings: Settings, *, connect_wait: float = OPERATOR_DB_WAIT) -> KernelStore:
     """A small kernel store for one operator action; a clear error when PostgreSQL is down."""
     from psycopg_pool import PoolTimeout
 
     from aios.devstack import database_url
     from aios.kernel.store import KernelStore
 
+    # Each failed try would print a warning; the one line below says it once.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     url = database_url(settings)
     try:
-        return KernelStore(url, max_size=1)
+        return KernelStore(url, max_size=1, connect_wait=connect_wait)
     except PoolTimeout:
         where = "AIOS_DATABASE_URL" if settings.database_url else "the embedded PostgreSQL"
         raise StackError(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -29,7 +30,7 @@ import structlog
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from aios.errors import InvalidInput
+from aios.errors import InvalidInput, StackError
 from aios.operations.common import QUERY_TIMEOUT, describe_run, open_store, unanswered
 from aios.operations.messages import (
     AWAITING_APPROVAL,
@@ -59,6 +60,8 @@ CONFIRMED_FOR = timedelta(minutes=10)
 ADOPT_AFTER = timedelta(minutes=5)
 
 log = structlog.get_logger("aios.gates")
+# What an operator action must say on stderr even where logging is not set up (the CLI).
+warn = logging.getLogger("aios.gates")
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,12 @@ async def decide(
     when a worker runs it.
     """
     if store is None and settings is not None:
-        opened = await asyncio.to_thread(open_store, settings)
+        try:
+            opened = await asyncio.to_thread(open_store, settings)
+        except StackError as exc:
+            # The run checks every decision itself; only the "already decided by" line is lost.
+            warn.warning("%s; deciding without the gate projection", exc)
+            return await decide(client, workflow_id, decision)
         try:
             return await decide(client, workflow_id, decision, opened)
         finally:
@@ -444,7 +452,11 @@ async def inbox_for(settings: Settings) -> list[InboxItem]:
         with contextlib.suppress(Exception):
             (await opening).close()
         raise
-    store = await opening
+    try:
+        store = await opening
+    except StackError as exc:
+        warn.warning("%s; asking each run awaiting approval instead", exc)
+        return await _inbox_by_query(client)
     try:
         return await inbox(client, store)
     finally:

@@ -55,7 +55,14 @@ def pool_size_for(activity_slots: int) -> int:
 class Database:
     """A connection pool of ``max_size`` connections to ``database_url``."""
 
-    def __init__(self, database_url: str, *, max_size: int = 4, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        max_size: int = 4,
+        timeout: float = 30.0,
+        connect_wait: float = 15.0,
+    ) -> None:
         self.max_size = max_size
         self._pool = ConnectionPool(
             database_url,
@@ -66,7 +73,7 @@ class Database:
             open=True,
             name="aios-kernel",
         )
-        self._pool.wait(timeout=15)
+        self._pool.wait(timeout=connect_wait)
 
     def close(self) -> None:
         self._pool.close()
