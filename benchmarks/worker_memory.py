@@ -30,14 +30,24 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 
-async def open_gates(client: Client, count: int, tag: str, parallel: int) -> list[WorkflowHandle]:
+async def sample(pid: int, handles: list[WorkflowHandle], every: float = 15.0) -> None:
+    """Print the worker's RSS as runs open, so a leak shows as a rising line once the cache is
+    full (a plateau is what the cache limit promises)."""
+    while True:
+        await asyncio.sleep(every)
+        print(f"  {len(handles):>6} runs opened: worker RSS {rss_mb(pid):.0f} MB", flush=True)
+
+
+async def open_gates(
+    client: Client, count: int, tag: str, parallel: int, handles: list[WorkflowHandle] | None = None
+) -> list[WorkflowHandle]:
     from aios import operations
     from aios.config import get_settings
     from aios.kernel import ClientIntake
 
     settings = get_settings()
     gate = asyncio.Semaphore(parallel)
-    handles: list[WorkflowHandle] = []
+    handles = [] if handles is None else handles
 
     async def one(n: int) -> None:
         async with gate:
@@ -93,7 +103,13 @@ async def bench(opts: argparse.Namespace) -> None:
         await asyncio.sleep(2)
         rss0, cpu0 = rss_mb(worker.pid), cpu_seconds(worker.pid)
         began = time.perf_counter()
-        handles += await open_gates(client, opts.runs, tag, opts.parallel)
+        opened: list[WorkflowHandle] = []
+        sampler = asyncio.create_task(sample(worker.pid, opened))
+        try:
+            await open_gates(client, opts.runs, tag, opts.parallel, opened)
+        finally:
+            sampler.cancel()
+            handles += opened
         took = time.perf_counter() - began
         await asyncio.sleep(2)
         rss1, cpu1 = rss_mb(worker.pid), cpu_seconds(worker.pid)

@@ -106,8 +106,10 @@ class Settings(BaseSettings):
     worker_workflow_slots: int = Field(default=50, ge=1, le=1000)
     worker_pollers: int = Field(default=5, ge=1, le=100)
     # Runs a worker keeps in memory between their tasks (Temporal's sticky cache). A run not
-    # in it is replayed from its history when it is next woken (a decision, a timer).
-    worker_cached_runs: int = Field(default=1000, ge=0, le=100_000)
+    # in it is replayed from its history when it is next woken (a decision, a timer). About
+    # 370 KB each once the cache is full (benchmarks/worker_memory.py): 150 keeps a worker
+    # with thousands of runs waiting at gates under 400 MB.
+    worker_cached_runs: int = Field(default=150, ge=0, le=100_000)
     # On SIGTERM, how long in-flight activities may take to finish before they are handed back
     # to Temporal (cancelled, retried by another worker).
     worker_shutdown_grace: Duration = timedelta(seconds=30)

@@ -87,7 +87,7 @@ class WorkerTuning:
 
     workflow_slots: int = 50
     pollers: int = 5
-    cached_runs: int = 1000
+    cached_runs: int = 150
     shutdown_grace: timedelta = timedelta(seconds=30)
 
     @classmethod
