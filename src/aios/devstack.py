@@ -38,7 +38,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from aios.config import Settings
@@ -77,6 +76,8 @@ class DevServerConfig(BaseModel):
     log_level: Literal["debug", "info", "warn", "error"] = "warn"
     search_attributes: dict[str, SearchAttributeType] = Field(default_factory=dict)
     dynamic_config: dict[str, bool | int | float | str] = Field(default_factory=dict)
+    # SQLite pragmas of the dev server's database file (journal_mode, synchronous...)
+    sqlite_pragmas: dict[str, str] = Field(default_factory=dict)
 
     @property
     def address(self) -> str:
@@ -89,6 +90,8 @@ class DevServerConfig(BaseModel):
 
 
 def load_dev_config(path: Path) -> DevServerConfig:
+    import yaml  # only here: `aios inbox` reads the database URL from this module
+
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except OSError as exc:
@@ -259,6 +262,8 @@ def start_temporal(state: Path, config: DevServerConfig, *, timeout: float = 60.
             argv += ["--search-attribute", f"{name}={kind}"]
         for key, value in config.dynamic_config.items():
             argv += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
+        for pragma, value in config.sqlite_pragmas.items():
+            argv += ["--sqlite-pragma", f"{pragma}={value}"]
         proc = _spawn(state, "temporal", argv, state / "logs" / "temporal.log")
         pid = proc.pid
     asyncio.run(_await_temporal(state, config, proc, wait_seconds=timeout))

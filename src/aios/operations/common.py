@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from pydantic import AfterValidator, BaseModel
@@ -32,7 +32,10 @@ from aios.temporal import connect
 
 if TYPE_CHECKING:
     from aios.kernel.store import KernelStore
+    from aios.kernel.stores.gates import GateStore
     from aios.workflows.progress import RunProgress
+
+T = TypeVar("T")
 
 __all__ = [
     "QUERY_TIMEOUT",
@@ -268,16 +271,48 @@ OPERATOR_DB_WAIT = 5.0
 
 def open_store(settings: Settings, *, connect_wait: float = OPERATOR_DB_WAIT) -> KernelStore:
     """A small kernel store for one operator action; a clear error when PostgreSQL is down."""
+    from aios.kernel.store import KernelStore
+
+    return _reach(settings, lambda url: KernelStore(url, max_size=1, connect_wait=connect_wait))
+
+
+class HasGates(Protocol):
+    """What reads the gate projection: the kernel store, or ``GateKernel`` alone."""
+
+    @property
+    def gates(self) -> GateStore: ...
+
+
+class GateKernel:
+    """The gate projection alone over one connection: what ``aios inbox`` and ``aios
+    approve`` read, without loading the other stores."""
+
+    def __init__(self, database_url: str, *, connect_wait: float = OPERATOR_DB_WAIT) -> None:
+        from aios.kernel.stores.database import Database
+        from aios.kernel.stores.gates import GateStore
+
+        self.db = Database(database_url, max_size=1, connect_wait=connect_wait)
+        self.gates = GateStore(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_gates(settings: Settings, *, connect_wait: float = OPERATOR_DB_WAIT) -> GateKernel:
+    """``GateKernel`` for one operator action; a clear error when PostgreSQL is down."""
+    return _reach(settings, lambda url: GateKernel(url, connect_wait=connect_wait))
+
+
+def _reach(settings: Settings, make: Callable[[str], T]) -> T:
     from psycopg_pool import PoolTimeout
 
     from aios.devstack import database_url
-    from aios.kernel.store import KernelStore
 
     # Each failed try would print a warning; the one line below says it once.
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     url = database_url(settings)
     try:
-        return KernelStore(url, max_size=1, connect_wait=connect_wait)
+        return make(url)
     except PoolTimeout:
         where = "AIOS_DATABASE_URL" if settings.database_url else "the embedded PostgreSQL"
         raise StackError(

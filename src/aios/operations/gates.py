@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-import structlog
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from aios.errors import InvalidInput, StackError
-from aios.operations.common import QUERY_TIMEOUT, describe_run, open_store, unanswered
+from aios.operations.common import QUERY_TIMEOUT, describe_run, open_gates, unanswered
 from aios.operations.messages import (
     AWAITING_APPROVAL,
     DECIDE_SIGNAL,
@@ -45,8 +44,8 @@ if TYPE_CHECKING:
     from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 
     from aios.config import Settings
-    from aios.kernel.store import KernelStore
     from aios.kernel.stores.gates import GateRecord
+    from aios.operations.common import HasGates
     from aios.workflows.gates import GateDecision, PendingGate
 
 __all__ = ["InboxItem", "decide", "inbox", "inbox_for", "pending_gates", "waiting_gates"]
@@ -59,8 +58,8 @@ CONFIRMED_FOR = timedelta(minutes=10)
 # A run awaiting approval without a row for this long opened its gate before the projection.
 ADOPT_AFTER = timedelta(minutes=5)
 
-log = structlog.get_logger("aios.gates")
-# What an operator action must say on stderr even where logging is not set up (the CLI).
+# Stdlib logging: an operator action says it on stderr even where logging is not set up (the
+# CLI); in a worker or the console it is a JSON line like every other.
 warn = logging.getLogger("aios.gates")
 
 
@@ -174,51 +173,40 @@ async def decide(
     client: Client,
     workflow_id: str,
     decision: Decision | GateDecision,
-    store: KernelStore | None = None,
+    store: HasGates | None = None,
     *,
     settings: Settings | None = None,
 ) -> str:
     """Send ``decide`` to a running workflow; returns the gate it answers.
 
-    With the kernel (``store``, or ``settings`` to open it) a gate the projection shows
-    answered is refused: "already decided by X at T". Returns ``""`` when no worker answered
-    the gate query: the signal is still recorded in the workflow's history and is validated
-    when a worker runs it.
+    When no gate waits, the gate projection (``store``, or ``settings`` to open it) says who
+    answered it: "already decided by X at T". The usual case, a gate waiting and a worker
+    answering the query, needs no database. Returns ``""`` when no worker answered the gate
+    query: the signal is still recorded in the workflow's history and is validated when a
+    worker runs it.
     """
-    if store is None and settings is not None:
-        try:
-            opened = await asyncio.to_thread(open_store, settings)
-        except StackError as exc:
-            # The run checks every decision itself; only the "already decided by" line is lost.
-            warn.warning("%s; deciding without the gate projection", exc)
-            return await decide(client, workflow_id, decision)
-        try:
-            return await decide(client, workflow_id, decision, opened)
-        finally:
-            opened.close()
     desc = await describe_run(client, workflow_id)
-    record = (
-        await asyncio.to_thread(store.gates.get, workflow_id, desc.run_id)
-        if store is not None and desc.run_id
-        else None
-    )
-    answered = record if record is not None and record.status != "waiting" else None
-    if desc.status != WorkflowExecutionStatus.RUNNING:
-        status = desc.status.name.lower() if desc.status else "closed"
-        why = f": gate {answered.gate!r} {answered.answered()}" if answered is not None else ""
-        raise InvalidInput(
-            f"workflow {workflow_id!r} is {status}; nothing waits for a decision{why}"
-        )
-    gate_name = ""
-    try:
-        gates: list[WaitingGate] | None = await waiting_gates(client, workflow_id)
-    except (RPCError, WorkflowQueryFailedError):
-        gates = None  # no worker to answer the query; the signal still waits in history
-    if not gates and answered is not None:
-        raise InvalidInput(f"{workflow_id}: gate {answered.gate!r} {answered.answered()}")
-    if gates is not None:
-        if not gates:
+    running = desc.status == WorkflowExecutionStatus.RUNNING
+    gates: list[WaitingGate] | None = None
+    if running:
+        try:
+            gates = await waiting_gates(client, workflow_id)
+        except (RPCError, WorkflowQueryFailedError):
+            gates = None  # no worker to answer the query; the signal still waits in history
+    if not gates:
+        answered = await _answered(store, settings, workflow_id, desc.run_id)
+        if not running:
+            status = desc.status.name.lower() if desc.status else "closed"
+            why = f": gate {answered.gate!r} {answered.answered()}" if answered else ""
+            raise InvalidInput(
+                f"workflow {workflow_id!r} is {status}; nothing waits for a decision{why}"
+            )
+        if answered is not None:
+            raise InvalidInput(f"{workflow_id}: gate {answered.gate!r} {answered.answered()}")
+        if gates is not None:
             raise InvalidInput(f"workflow {workflow_id!r} has no gate waiting for a decision")
+    gate_name = ""
+    if gates:
         gate_name = gates[0].gate
         unknown = sorted(set(decision.edits) - set(gates[0].editable_fields))
         if unknown:
@@ -226,6 +214,29 @@ async def decide(
             raise InvalidInput(f"cannot edit {unknown[0]!r} at this gate (editable: {allowed})")
     await client.get_workflow_handle(workflow_id).signal(DECIDE_SIGNAL, decision)
     return gate_name
+
+
+async def _answered(
+    store: HasGates | None, settings: Settings | None, workflow_id: str, run_id: str | None
+) -> GateRecord | None:
+    """The run's latest gate when the projection shows it answered (else ``None``)."""
+    if not run_id:
+        return None
+    if store is None:
+        if settings is None:
+            return None
+        try:
+            opened = await asyncio.to_thread(open_gates, settings)
+        except StackError as exc:
+            # The run checks every decision itself; only the "already decided by" line is lost.
+            warn.warning("%s; deciding without the gate projection", exc)
+            return None
+        try:
+            return await _answered(opened, None, workflow_id, run_id)
+        finally:
+            opened.close()
+    record = await asyncio.to_thread(store.gates.get, workflow_id, run_id)
+    return record if record is not None and record.status != "waiting" else None
 
 
 def _urgency(item: InboxItem) -> tuple[int, datetime, int]:
@@ -310,7 +321,7 @@ async def _ended(client: Client, workflow_id: str, run_id: str) -> str | None:
 
 
 async def inbox(
-    client: Client, store: KernelStore | None = None, *, settings: Settings | None = None
+    client: Client, store: HasGates | None = None, *, settings: Settings | None = None
 ) -> list[InboxItem]:
     """Every waiting gate across workflows, most urgent first (expiry, then amount).
 
@@ -320,7 +331,7 @@ async def inbox(
     if store is None:
         if settings is None:
             return await _inbox_by_query(client)
-        opened = await asyncio.to_thread(open_store, settings)
+        opened = await asyncio.to_thread(open_gates, settings)
         try:
             return await inbox(client, opened)
         finally:
@@ -363,9 +374,7 @@ async def inbox(
     return sorted(items + asked, key=_urgency)
 
 
-def _adopt(
-    store: KernelStore, items: list[InboxItem], listed: dict[tuple[str, str], _Listed]
-) -> None:
+def _adopt(store: HasGates, items: list[InboxItem], listed: dict[tuple[str, str], _Listed]) -> None:
     """Write the rows of gates the projection missed (opened before it existed), so the next
     inbox reads them like any other."""
     from aios.kernel.stores.gates import GateRecord
@@ -400,7 +409,7 @@ def _adopt(
                 )
             )
         except Exception:  # the inbox shows the gate all the same; the next one adopts it
-            log.warning("could not adopt gate into the projection", workflow_id=item.workflow_id)
+            warn.warning("could not adopt the gate of %s into the projection", item.workflow_id)
 
 
 async def _count_awaiting(client: Client) -> int | None:
@@ -445,7 +454,7 @@ async def inbox_for(settings: Settings) -> list[InboxItem]:
     """``inbox`` as ``aios inbox`` runs it: connects to Temporal while it opens the kernel."""
     from aios.temporal import connect
 
-    opening = asyncio.create_task(asyncio.to_thread(open_store, settings))
+    opening = asyncio.create_task(asyncio.to_thread(open_gates, settings))
     try:
         client = await connect(settings)
     except BaseException:
