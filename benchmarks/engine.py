@@ -1,7 +1,7 @@
 """The embedded engine under load: AiOs onboarding against a bare Temporal workflow.
 
     aios dev up                      # the stack, without a worker (this script starts its own)
-    .venv/bin/python benchmarks/engine.py [--pairs 12] [--batch 10] [--json]
+    .venv/bin/python benchmarks/engine.py [--pairs 12] [--batch 10] [--serial 20] [--json]
 
 In one process tree on the same dev server it starts two workers, ``aios worker`` (the real
 one: Postgres, memory, SMTP sink, template agents) and a bare worker
@@ -11,12 +11,13 @@ bare runs at once, then as many onboardings, ``--pairs`` times. Each run gets it
 (signal ``decide``) as soon as its gate opens: the script follows the run's history and signals
 at the event that sets ``AiosAwaitingApproval=true``.
 
-Printed, for each kind: throughput (runs/s over a batch, median of the batches) and the ratio
-onboarding/bare; start-to-gate and signal-to-completed p50/p99 as the client sees them;
-signal-to-next-activity p50/p99 from the server's history (signal event to the next activity's
-start); CPU seconds per run of the worker and of the dev server (from /proc, over that kind's
-batches); each worker's RSS at the end. The machine's load before and after is printed too.
-Figures only: nothing here passes or fails.
+First ``--serial`` runs of each kind go one at a time (latency with nothing else running),
+then the batches. Printed, for each kind: throughput (runs/s over a batch, median of the
+batches) and the ratio onboarding/bare; start-to-gate and signal-to-completed p50/p99 as the
+client sees them; signal-to-next-activity p50/p99 from the server's history (signal event to
+the next activity's start); CPU seconds per run of the worker and of the dev server (from
+/proc, over that kind's batches); each worker's RSS at the end. The machine's load before and
+after is printed too. Figures only: nothing here passes or fails.
 """
 
 from __future__ import annotations
@@ -246,6 +247,13 @@ async def bench(opts: argparse.Namespace) -> dict[str, Any]:
         starts = {"bare": start_bare, "onboarding": start_onboarding}
         await warm_up(client, starts)
         kinds = {name: Kind(name) for name in starts}
+        # Latency with nothing else running: one run at a time, interleaved.
+        serial = {name: Kind(name) for name in starts}
+        for _ in range(opts.serial):
+            await batch(client, serial["bare"], 1, start_bare, (bare_worker.pid, server))
+            await batch(
+                client, serial["onboarding"], 1, start_onboarding, (aios_worker.pid, server)
+            )
         for _ in range(opts.pairs):
             await batch(client, kinds["bare"], opts.batch, start_bare, (bare_worker.pid, server))
             await batch(
@@ -278,6 +286,17 @@ async def bench(opts: argparse.Namespace) -> dict[str, Any]:
             "server_cpu_s_per_run": round(k.server_cpu / k.runs, 3),
             "worker_rss_mb": round(rss[name]),
         }
+    report["one_at_a_time"] = {
+        name: {
+            "runs": k.runs,
+            "signal_to_next_activity_ms": [
+                round(pct(k.signal_to_activity, q) * 1000) for q in (0.5, 0.99)
+            ],
+            "signal_to_completed_ms": [round(pct(k.signal_to_done, q) * 1000) for q in (0.5, 0.99)],
+        }
+        for name, k in serial.items()
+        if k.runs
+    }
     ratios = [
         o / b for o, b in zip(kinds["onboarding"].throughput, kinds["bare"].throughput, strict=True)
     ]
@@ -304,6 +323,12 @@ def show(report: dict[str, Any]) -> None:
             f"{k['worker_cpu_s_per_run']:>13.3f} s {k['server_cpu_s_per_run']:>13.3f} s "
             f"{k['worker_rss_mb']:>4} MB"
         )
+    for name, k in report["one_at_a_time"].items():
+        print(
+            f"{name}, one at a time ({k['runs']} runs): signal-to-next-activity p50/p99 "
+            f"{'/'.join(map(str, k['signal_to_next_activity_ms']))} ms, signal-to-completed "
+            f"{'/'.join(map(str, k['signal_to_completed_ms']))} ms"
+        )
     print(
         f"onboarding / bare throughput: median {report['throughput_ratio_median']} "
         f"(range {report['throughput_ratio_range'][0]}-{report['throughput_ratio_range'][1]})"
@@ -314,6 +339,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=12, help="interleaved pairs (default 12)")
     parser.add_argument("--batch", type=int, default=10, help="runs per batch (default 10)")
+    parser.add_argument(
+        "--serial", type=int, default=20, help="runs of each kind one at a time (default 20)"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--bare-worker", action="store_true", help=argparse.SUPPRESS)
     opts = parser.parse_args()
