@@ -22,6 +22,7 @@ DURATIONS = [
     "billing_payment_terms",
     "billing_remind_every",
     "synthetic_check_every",
+    "worker_shutdown_grace",
 ]
 
 
