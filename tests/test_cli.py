@@ -285,12 +285,14 @@ async def test_help_inbox_and_approve_import_no_heavy_library(
     client: Client, settings: Settings, worker
 ) -> None:
     """What keeps them fast (benchmarks/cli_start.py measures it): no model SDK, vector store,
-    PDF or calendar library, and no workflow code, is imported to list or answer gates."""
+    PDF or calendar library, and no workflow code (the gate contract aside), is imported to
+    list or answer gates."""
     handle, _, _, _ = await start_at_gate(client, settings)
+    contract = {"aios.workflows", "aios.workflows.contract"}
     for args in (["--help"], ["inbox"], ["approve", handle.id, "--approver", "sam"]):
         modules = await imported_by(settings, *args)
         heavy = {m for m in modules if m.split(".")[0] in HEAVY or m.startswith("aios.workflows")}
-        assert heavy == set(), (args, sorted(heavy))
+        assert heavy - contract == set(), (args, sorted(heavy))
     assert (await handle.result()).status == "completed"  # the approve above really decided
 
 
