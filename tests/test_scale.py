@@ -197,10 +197,20 @@ async def test_three_workers_and_a_memory_worker_survive_sigkill_every_ten_secon
     statuses = [r.status for r in results]
     assert statuses.count("completed") == ONBOARDINGS, statuses
     assert statuses.count("declined") == PROPOSALS, statuses
-    for _, email in onboarding.values():
-        assert len(smtp.to(email)) == 1, email  # the welcome, once
-    for _, email in proposals.values():
-        assert len(smtp.to(email)) == 1, email  # the proposal, once
+    # Each client got one email: the welcome or the proposal. A worker killed after the SMTP
+    # server took a message but before the outbox recorded it leaves the effect in doubt; the
+    # retry sends it again with the same Message-ID (a mail client shows one message), and
+    # only such an effect (its outbox row tried more than once) may arrive twice.
+    resent = 0
+    for _, email in [*onboarding.values(), *proposals.values()]:
+        received = smtp.to(email)
+        assert len({m["Message-ID"] for m in received}) == 1, (email, len(received))
+        if len(received) > 1:
+            key = str(make_header(decode_header(str(received[0]["X-Aios-Idempotency-Key"]))))
+            entry = services.store.outbox.entry(key)
+            assert entry is not None and entry["attempts"] >= len(received), (email, entry)
+            resent += 1
+    assert resent <= workers.kills, (resent, workers.kills)
     requested = [
         e
         for e in services.store.events.since(since, ["gate.requested"], limit=10_000)
@@ -216,8 +226,15 @@ async def test_three_workers_and_a_memory_worker_survive_sigkill_every_ten_secon
         str(make_header(decode_header(str(m["X-Aios-Idempotency-Key"]))))
         for m in smtp.to(settings.operator_email)
     ]
-    gate_mails = [k.removesuffix("/reminder/0") for k in keys if workflow_of(k) in ours]
-    assert len(gate_mails) == len(set(gate_mails))
+    mine = [k for k in keys if workflow_of(k) in ours]
+    gate_mails = [k.removesuffix("/reminder/0") for k in mine]
+    for key in set(mine):  # twice only when in doubt (as above)
+        count = mine.count(key)
+        if count > 1:
+            entry = services.store.outbox.entry(key)
+            assert entry is not None and entry["attempts"] >= count, (key, entry)
+            resent += 1
+    assert resent <= workers.kills, (resent, workers.kills)
     assert set(gate_mails) <= {e.event_key.removesuffix("/gate.requested") for e in requested}
     # ... and exactly the gates whose email the run recorded as sent (none is skipped or lost).
     emailed = [
@@ -225,7 +242,7 @@ async def test_three_workers_and_a_memory_worker_survive_sigkill_every_ten_secon
         for e in services.store.events.since(since, ["gate.emailed"], limit=10_000)
         if e.workflow_id in ours
     ]
-    assert len(gate_mails) == len(emailed) > 0
+    assert len(set(gate_mails)) == len(emailed) > 0
     in_doubt = [
         e
         for e in services.store.outbox.in_doubt(older_than_seconds=0)
