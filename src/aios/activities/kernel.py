@@ -10,6 +10,7 @@ from aios.activities.errors import translating_errors
 from aios.activities.models import RecordEventInput, UpsertClientInput, UpsertClientResult
 from aios.kernel.store import KernelStore
 from aios.kernel.stores.gates import GATE_EVENTS
+from aios.kernel.stores.notices import NoticeDraft, NoticeResolution
 
 __all__ = ["KernelActivities"]
 
@@ -53,3 +54,16 @@ class KernelActivities:
                 edited_fields=p.get("edited_fields"),
                 waited_seconds=p.get("waited_seconds"),
             )
+
+    @activity.defn(name="open_notice")
+    @translating_errors
+    def open_notice(self, draft: NoticeDraft) -> int:
+        """Open a notice in the inbox (idempotent by its key); a run's notice names the run."""
+        if draft.workflow_id is None:
+            draft = draft.model_copy(update={"workflow_id": activity.info().workflow_id})
+        return self._store.notices.open(draft).id
+
+    @activity.defn(name="resolve_notice")
+    @translating_errors
+    def resolve_notice(self, request: NoticeResolution) -> None:
+        self._store.notices.resolve(request.key, by=request.by, resolution=request.resolution)

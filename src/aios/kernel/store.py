@@ -5,9 +5,9 @@ Each store owns its tables and nothing else, and all share one connection pool
 (the cost ledger of model calls), ``outbox``, ``refs`` (links to outside mirrors), ``health``
 (connector guards and synthetic checks), ``proposals``, ``invoices`` (with payments and credit
 notes), ``operators`` (the console's sign-in), ``gates`` (the gate projection the inbox
-reads). Every write is idempotent: clients upsert by key, drafts and events insert by a
-deterministic id and ignore a repeat, and the outbox runs an outside effect at most once per
-key.
+reads), ``notices`` (the inbox's items that are not gates). Every write is idempotent: clients
+upsert by key, drafts and events insert by a deterministic id and ignore a repeat, notices
+open once per key, and the outbox runs an outside effect at most once per key.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from aios.kernel.stores import (
     ExternalRefs,
     GateStore,
     InvoiceStore,
+    NoticeStore,
     OperatorStore,
     Outbox,
     OutboxResult,
@@ -48,6 +49,7 @@ class KernelStore:
         self.invoices = InvoiceStore(self.db)
         self.gates = GateStore(self.db)
         self.operators = OperatorStore(self.db)
+        self.notices = NoticeStore(self.db)
 
     def close(self) -> None:
         self.db.close()

@@ -163,6 +163,8 @@ class Services:
             connectors.send_invoice_email,
             kernel.upsert_client,
             kernel.record_event,
+            kernel.open_notice,
+            kernel.resolve_notice,
             agents.classify_intake,
             agents.draft_welcome,
             agents.revise_draft,

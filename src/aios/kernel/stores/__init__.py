@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from aios.kernel.stores.gates import GateRecord, GateStore
     from aios.kernel.stores.health import ConnectorHealth
     from aios.kernel.stores.invoices import InvoiceStore
+    from aios.kernel.stores.notices import Notice, NoticeDraft, NoticeStore
     from aios.kernel.stores.operators import OperatorStore
     from aios.kernel.stores.outbox import Outbox
     from aios.kernel.stores.proposals import ProposalStore
@@ -38,6 +39,7 @@ _HOMES = {
     "gates": ["GateRecord", "GateStore"],
     "health": ["ConnectorHealth"],
     "invoices": ["InvoiceStore"],
+    "notices": ["Notice", "NoticeDraft", "NoticeStore"],
     "operators": ["OperatorStore"],
     "outbox": ["Outbox"],
     "proposals": ["ProposalStore"],
@@ -66,6 +68,9 @@ __all__ = [
     "GateRecord",
     "GateStore",
     "InvoiceStore",
+    "Notice",
+    "NoticeDraft",
+    "NoticeStore",
     "OperatorStore",
     "Outbox",
     "OutboxResult",
