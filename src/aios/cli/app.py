@@ -179,18 +179,35 @@ def onboard(
 @app.command()
 @command
 def inbox(as_json: JsonOpt = False) -> None:
-    """Every gate waiting for your decision, across workflows."""
+    """Every gate waiting for your decision, across workflows, and what needs a look."""
     from aios.operations.gates import inbox_for
 
-    items = run(inbox_for(settings()))
+    box = run(inbox_for(settings()))
+    items, notices = box.items, box.notices
     if as_json:
         from aios.cli.shapes import inbox_json
 
-        render.emit_json(inbox_json(items))
+        render.emit_json(inbox_json(items, notices))
         return
-    if not items:
+    if not items and not notices:
         line("Inbox empty: nothing waits for your decision.")
         return
+    if items:
+        _gate_rows(items)
+        line(GATES_HINT)
+    else:
+        line("No gate waits for your decision.")
+    if notices:
+        _notice_rows(notices)
+        line("Dismiss one with `aios dismiss <key> --reason ..` once it is handled.")
+
+
+GATES_HINT = (
+    "Read a draft in full with `aios show <workflow>`; decide with `aios approve` or reject."
+)
+
+
+def _gate_rows(items: list[Any]) -> None:
     rows: list[list[render.Cell]] = []
     for item in items:
         gate = item.gate
@@ -221,7 +238,65 @@ def inbox(as_json: JsonOpt = False) -> None:
         ],
         rows,
     )
-    line("Read a draft in full with `aios show <workflow>`; decide with `aios approve` or reject.")
+
+
+def _notice_rows(notices: list[Any]) -> None:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    line("")
+    line(bold("Needs a look"), f" ({len(notices)})")
+    rows: list[list[render.Cell]] = [
+        [
+            n.key,
+            n.kind + (" (suspicious)" if n.suspicious else ""),
+            n.client_key or "",
+            age(now - n.opened_at),
+            one_line(n.title),
+        ]
+        for n in notices
+    ]
+    records(
+        [
+            Col("key", key=True),
+            Col("kind", key=True),
+            Col("client", key=True),
+            Col("waiting", key=True),
+            Col("what", min_width=12, max_width=90),
+        ],
+        rows,
+    )
+
+
+@app.command()
+@command
+def dismiss(
+    key: Annotated[str, typer.Argument(help="The notice's key, as `aios inbox` shows it.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why; kept with the notice.")] = "",
+    approver: Annotated[
+        str | None, typer.Option("--by", help="Who dismisses it (default: you).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Dismiss a notice in the inbox (something that needed a look, not a decision)."""
+    from aios.operations.common import open_gates
+    from aios.operations.notices import dismiss as dismiss_notice
+
+    s = settings()
+    kernel = open_gates(s)
+    try:
+        done = dismiss_notice(kernel.notices, key, by=_who(approver, s), reason=reason)
+    finally:
+        kernel.close()
+    n = done.notice
+    if as_json:
+        render.emit_json({"notice": n.model_dump(mode="json"), "already": done.already})
+        return
+    when = f"{n.resolved_at:%Y-%m-%d %H:%M} UTC" if n.resolved_at else "earlier"
+    if done.already:
+        line(f"Already resolved by {n.resolved_by} at {when} ({n.resolution}); nothing changed.")
+    else:
+        line(f"Dismissed {n.key} ({n.resolution}).")
 
 
 def _decide(

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from aios.kernel.stores.notices import Notice
     from aios.operations.costs import CostReport
     from aios.operations.gates import InboxItem
     from aios.operations.health import HealthReport
@@ -29,7 +30,7 @@ def when(value: datetime | None) -> str | None:
     return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
 
 
-def inbox_json(items: list[InboxItem]) -> dict[str, Any]:
+def inbox_json(items: list[InboxItem], notices: list[Notice] | None = None) -> dict[str, Any]:
     now = datetime.now(UTC)
     rows = []
     for item in items:
@@ -52,7 +53,8 @@ def inbox_json(items: list[InboxItem]) -> dict[str, Any]:
                 "source": item.source,
             }
         )
-    return {"items": rows}
+    listed = None if notices is None else [n.model_dump(mode="json") for n in notices]
+    return {"items": rows, "notices": listed}
 
 
 def status_json(status: RunStatus, web_ui: str) -> dict[str, Any]:

@@ -284,15 +284,17 @@ class HasGates(Protocol):
 
 
 class GateKernel:
-    """The gate projection alone over one connection: what ``aios inbox`` and ``aios
-    approve`` read, without loading the other stores."""
+    """The gate projection and the notices over one connection: what ``aios inbox``, ``aios
+    approve`` and ``aios dismiss`` read, without loading the other stores."""
 
     def __init__(self, database_url: str, *, connect_wait: float = OPERATOR_DB_WAIT) -> None:
         from aios.kernel.stores.database import Database
         from aios.kernel.stores.gates import GateStore
+        from aios.kernel.stores.notices import NoticeStore
 
         self.db = Database(database_url, max_size=1, connect_wait=connect_wait)
         self.gates = GateStore(self.db)
+        self.notices = NoticeStore(self.db)
 
     def close(self) -> None:
         self.db.close()

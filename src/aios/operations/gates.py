@@ -45,10 +45,19 @@ if TYPE_CHECKING:
 
     from aios.config import Settings
     from aios.kernel.stores.gates import GateRecord
+    from aios.kernel.stores.notices import Notice
     from aios.operations.common import HasGates
     from aios.workflows.gates import GateDecision, PendingGate
 
-__all__ = ["InboxItem", "decide", "inbox", "inbox_for", "pending_gates", "waiting_gates"]
+__all__ = [
+    "Inbox",
+    "InboxItem",
+    "decide",
+    "inbox",
+    "inbox_for",
+    "pending_gates",
+    "waiting_gates",
+]
 
 AWAITING_QUERY = f"{AWAITING_APPROVAL.name} = true AND ExecutionStatus = 'Running'"
 CLIENT_KEY = "AiosClient"
@@ -450,8 +459,18 @@ async def _closed_awaiting(client: Client, since: datetime) -> dict[tuple[str, s
             return found
 
 
-async def inbox_for(settings: Settings) -> list[InboxItem]:
-    """``inbox`` as ``aios inbox`` runs it: connects to Temporal while it opens the kernel."""
+@dataclass(frozen=True)
+class Inbox:
+    """What ``aios inbox`` shows: the waiting gates and the open notices. ``notices`` is None
+    when the kernel could not be reached (the gates then come from the runs themselves)."""
+
+    items: list[InboxItem]
+    notices: list[Notice] | None
+
+
+async def inbox_for(settings: Settings) -> Inbox:
+    """``inbox`` as ``aios inbox`` runs it: connects to Temporal while it opens the kernel, and
+    reads the open notices over the same connection."""
     from aios.temporal import connect
 
     opening = asyncio.create_task(asyncio.to_thread(open_gates, settings))
@@ -465,9 +484,11 @@ async def inbox_for(settings: Settings) -> list[InboxItem]:
         store = await opening
     except StackError as exc:
         warn.warning("%s; asking each run awaiting approval instead", exc)
-        return await _inbox_by_query(client)
+        return Inbox(await _inbox_by_query(client), None)
     try:
-        return await inbox(client, store)
+        items = await inbox(client, store)
+        notices = await asyncio.to_thread(store.notices.open_notices)
+        return Inbox(items, notices)
     finally:
         store.close()
 

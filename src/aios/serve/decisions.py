@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from aios.operations.console import GateState, GateView
 
-__all__ = ["CONFIRM_WAIT", "answered", "router"]
+__all__ = ["CONFIRM_WAIT", "answered", "checked_form", "router"]
 
 router = APIRouter()
 log = structlog.get_logger("aios.console")
@@ -76,7 +76,7 @@ async def _view(
         raise HTTPException(404, f"No such gate: {exc}") from None
 
 
-async def _checked(request: Request) -> tuple[ConsoleState, Session, FormData]:
+async def checked_form(request: Request) -> tuple[ConsoleState, Session, FormData]:
     """A POST's console, session and form, after the session and CSRF checks."""
     console = state_of(request)
     session = await console.require(request)
@@ -228,7 +228,7 @@ async def edit_check(request: Request, workflow_id: str) -> Response:
     """Check the edit form on the server: errors next to the fields, or the diff to confirm."""
     from aios.operations.console import check_edits, edit_diff, form_edits
 
-    console, session, form = await _checked(request)
+    console, session, form = await checked_form(request)
     view = await _view(console, workflow_id)
     stale = await _stale(console, view, form)
     if stale:
@@ -288,7 +288,7 @@ async def _stale(console: ConsoleState, view: GateView, form: FormData) -> Notic
 async def decide(request: Request, workflow_id: str) -> Response:
     from aios.operations.console import check_edits
 
-    console, session, form = await _checked(request)
+    console, session, form = await checked_form(request)
     view = await _view(console, workflow_id)
     stale = await _stale(console, view, form)
     if stale:
@@ -441,7 +441,7 @@ async def link_page(request: Request, token: str, again: str = "") -> Response:
 
 @router.post("/l/{token}")
 async def link_confirm(request: Request, token: str) -> Response:
-    console, session, form = await _checked(request)
+    console, session, form = await checked_form(request)
     claim = _claim(console, token)
     if claim.action == "open":
         return RedirectResponse(_gate_url(claim.workflow_id), 303)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import structlog
 from fastapi import APIRouter, HTTPException
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -21,8 +22,21 @@ log = structlog.get_logger("aios.console")
 async def inbox(request: Request) -> Response:
     console = state_of(request)
     session = await console.require(request)
-    items = await operations_inbox(await console.client(), await console.store())
-    return console.page(request, "inbox.html", {"items": items, "nav": "inbox"}, session=session)
+    store = await console.store()
+    items = await operations_inbox(await console.client(), store)
+    notices = await run_in_threadpool(store.notices.open_notices)
+    said = ""
+    dismissed = request.query_params.get("dismissed", "")
+    if dismissed:  # after Dismiss: said from the record, never from the URL's text
+        notice = await run_in_threadpool(store.notices.get, dismissed[:300])
+        if notice is not None and notice.status == "resolved":
+            said = f"{notice.key}: {notice.resolution} by {notice.resolved_by}."
+    return console.page(
+        request,
+        "inbox.html",
+        {"items": items, "notices": notices, "said": said, "nav": "inbox"},
+        session=session,
+    )
 
 
 @router.get("/runs")

@@ -14,7 +14,6 @@ from typing import Any, Literal
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field, field_validator
 
-from aios.errors import InvalidInput
 from aios.kernel.events import EventDraft
 from aios.kernel.stores.database import Store
 
@@ -175,11 +174,3 @@ class NoticeStore(Store):
                 (client_key, limit),
             ).fetchall()
         return [_notice(r) for r in rows]
-
-
-def require_key(key: str) -> str:
-    """``key`` as the CLI takes it: stripped, non-empty."""
-    key = key.strip()
-    if not key:
-        raise InvalidInput("notice key: empty")
-    return key
