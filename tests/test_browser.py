@@ -31,6 +31,7 @@ from temporalio.worker import Worker
 
 from aios.config import Settings
 from aios.kernel.money import format_amount
+from aios.kernel.stores.notices import NoticeDraft
 from aios.serve.app import create_app
 from aios.serve.auth import set_password
 from aios.workers.main import build_worker
@@ -176,6 +177,7 @@ def text_of(message: Message) -> str:
 
 async def test_sign_in_edit_the_welcome_body_see_the_diff_and_approve(
     module_worker: Worker,
+    services: Services,
     client: Client,
     console_settings: Settings,
     base: str,
@@ -185,6 +187,16 @@ async def test_sign_in_edit_the_welcome_body_see_the_diff_and_approve(
 ) -> None:
     handle, _gate, key, email = await start_at_gate(client, console_settings)
     wid = handle.id
+    notice_key = f"email/{uuid.uuid4().hex}.a-long-message-id@mail.client-with-a-long-name.example"
+    services.store.notices.open(
+        NoticeDraft(
+            key=notice_key,
+            kind="suspicious_email",
+            title="A reply to a gate email from an address that is not the operator's",
+            summary="From: someone@elsewhere.example; it decided nothing.",
+            suspicious=True,
+        )
+    )
 
     await page.goto(f"{base}/inbox")
     await page.wait_for_url(f"{base}/signin?next=/inbox")
@@ -193,6 +205,8 @@ async def test_sign_in_edit_the_welcome_body_see_the_diff_and_approve(
     row = page.locator("table.inbox tbody tr", has_text=wid)
     await row.wait_for()
     assert "welcome" in await row.inner_text()
+    notice_row = page.locator("table.notices tbody tr", has_text=notice_key)
+    assert "suspicious" in await notice_row.inner_text()
     await screenshots(page, shots, "inbox")
 
     await row.locator(f"a[href='/gates/{wid}']").click()
