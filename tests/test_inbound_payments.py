@@ -16,6 +16,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from aios import operations
+from aios.activities.billing import BillingActivities
 from aios.config import Settings
+from aios.connectors.payments.stripe import StripeProvider
 from aios.kernel.store import KernelStore
 from aios.operations.inbound import import_statement
 from aios.serve.app import create_app
@@ -35,7 +38,10 @@ from aios.workers.main import build_worker
 from aios.workers.services import Services
 from aios.workflows.billing import BillingResult
 from tests.conftest import subprocess_env
+from tests.helpers import RUNS
 from tests.money_helpers import bill, known_client, progress_until, waiting_for
+from tests.stripe_replay import Cassette, Expected, Interaction, StripeReplayServer
+from tests.test_payment_runtime import API_KEY, LINES
 from tests.test_statements import camt, entry, stripe_event, stripe_signature
 
 SECRET = "whsec_" + uuid.uuid4().hex
@@ -142,6 +148,44 @@ async def test_a_signed_invoice_paid_delivered_three_times_pays_once(
     assert payments(store, invoice_id) == [("payment", 62_000)]
 
 
+async def test_an_event_interrupted_before_its_outcome_is_settled_on_redelivery_once(
+    http: httpx.AsyncClient, client: Client, hook_settings: Settings, services: Services
+) -> None:
+    """The crash the order guards against: the event was recorded and the run signalled, but
+    the process died before the outcome was written. Stripe redelivers; the run refuses the
+    payment id it already has, the outcome is written, and the money is recorded once."""
+    store = services.store
+    handle, invoice_id, _ = await issued(client, hook_settings, store, 100_000)
+    event_id = f"evt_{uuid.uuid4().hex[:16]}"
+    stripe_invoice = f"in_{event_id[4:]}"
+    body = invoice_paid(event_id, invoice_id, 30_000)
+    # What the first delivery did before it died: recorded, then signalled.
+    store.inbound.receive("stripe", event_id, "invoice.paid", refs=[stripe_invoice])
+    await operations.record_payment(
+        client,
+        store,
+        invoice_id,
+        amount=Decimal(300),
+        reference=f"Stripe {stripe_invoice}",
+        recorded_by="stripe",
+        payment_id=f"stripe:{stripe_invoice}",
+    )
+    await progress_until(client, handle.id, lambda p: p.balance_minor == 70_000)
+
+    response = await deliver(http, body, stripe_signature(body, SECRET))
+    assert response.status_code == 200, response.text
+    assert (response.json()["outcome"], response.json()["duplicate"]) == ("signalled", False)
+    progress = await progress_until(client, handle.id, lambda p: p.rejected_signals == 1)
+    assert progress.last_rejection == (
+        "payment_received: payment_id: this payment was already received"
+    )
+    assert progress.balance_minor == 70_000
+    assert payments(store, invoice_id) == [("payment", 30_000)]
+    row = store.inbound.get("stripe", event_id)
+    assert row is not None and row.outcome == "signalled"
+    await handle.cancel()
+
+
 async def test_a_bad_or_missing_signature_is_400_and_records_nothing(
     http: httpx.AsyncClient, client: Client, hook_settings: Settings, services: Services
 ) -> None:
@@ -243,6 +287,83 @@ async def test_a_stripe_refund_is_recorded_by_the_run_and_the_balance_grows_agai
     )
     result = await asyncio.wait_for(handle.result(), timeout=60)
     assert (result.status, result.paid) == ("paid", "USD 1,000.00")
+
+
+def stripe_cassette() -> Cassette:
+    """Creating the EUR 6,200.00 invoice at "Stripe" (the recorded responses, requests matched
+    by method, path, amounts and the presence of an idempotency key), then the retrieve that
+    finds it paid when the run marks it paid."""
+    cassette = Cassette.load("create_new_customer")
+    kept = ("currency", "quantity", "unit_amount_decimal", "collection_method")
+    for interaction in cassette.interactions:
+        request = interaction.request
+        request.query = {}
+        request.form = {k: v for k, v in request.form.items() if k in kept}
+        if isinstance(request.idempotency_key, str):
+            request.idempotency_key = True
+    paid = Cassette.load("mark_paid").interactions[1].response
+    cassette.interactions.append(
+        Interaction(Expected("GET", f"/v1/invoices/{paid.body['id']}", idempotency_key=False), paid)
+    )
+    return cassette
+
+
+async def test_a_signed_invoice_paid_ends_a_stripe_billing_run_paid(
+    http: httpx.AsyncClient,
+    client: Client,
+    hook_settings: Settings,
+    services: Services,
+    executor: ThreadPoolExecutor,
+) -> None:
+    store = services.store
+    settings = hook_settings.model_copy(
+        update={
+            "task_queue": f"inbound-stripe-{uuid.uuid4().hex[:8]}",
+            "payment_provider": "stripe",
+            "currency": "EUR",
+        }
+    )
+    with StripeReplayServer(stripe_cassette()) as server:
+        stripe_billing = BillingActivities(
+            store,
+            {
+                **services.providers,
+                "stripe": StripeProvider(SecretStr(API_KEY), api_base=server.url),
+            },
+            services.runtime,
+        )
+        swapped = {"provider_create_invoice", "provider_void_invoice", "provider_mark_paid"}
+        activities = [
+            getattr(stripe_billing, a.__name__) if a.__name__ in swapped else a
+            for a in services.activities()
+        ]
+        async with build_worker(client, settings.task_queue, activities, executor):
+            _, key, _ = known_client(store)
+            started = await operations.start_billing(
+                client, settings, store, operations.NewInvoice(client_key=key, items=LINES)
+            )
+            RUNS.append(started.workflow_id)
+            handle = client.get_workflow_handle(started.workflow_id, result_type=BillingResult)
+            await progress_until(client, handle.id, PAYING)
+            invoice_id = handle.id.split("/", 1)[1]
+            invoice = store.invoices.get(invoice_id)
+            assert invoice is not None and invoice.provider == "stripe"
+
+            event_id = f"evt_{uuid.uuid4().hex[:16]}"
+            paid = Cassette.load("mark_paid").interactions[1].response.body
+            body = stripe_event(
+                "invoice.paid",
+                {**paid, "metadata": {**paid["metadata"], "aios_invoice_id": invoice_id}},
+                event_id=event_id,
+            )
+            response = await deliver(http, body, stripe_signature(body, SECRET))
+            assert response.json()["outcome"] == "signalled", response.text
+            result = await asyncio.wait_for(handle.result(), timeout=60)
+    assert (result.status, result.paid) == ("paid", "EUR 6,200.00")
+    assert server.mismatches == []
+    assert not any(r.path.endswith("/pay") for r in server.received)  # paid at Stripe already
+    assert payments(store, invoice_id) == [("payment", 620_000)]
+    assert store.invoices.get(invoice_id).status == "paid"  # type: ignore[union-attr]
 
 
 # --- bank statements ---------------------------------------------------------------------------

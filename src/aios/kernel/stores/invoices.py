@@ -294,13 +294,14 @@ class InvoiceStore(Store):
         return Invoice.model_validate(row) if row else None
 
     def by_provider_reference(self, provider: str, reference: str) -> Invoice | None:
-        """The invoice a provider knows as ``reference`` (Stripe ``in_...``)."""
+        """The one invoice a provider knows as ``reference`` (Stripe ``in_...``); ``None``
+        when there is none, or more than one (a reference never to guess from)."""
         with self.transaction() as conn:
-            row = conn.execute(
-                "SELECT * FROM invoices WHERE provider = %s AND provider_reference = %s",
+            rows = conn.execute(
+                "SELECT * FROM invoices WHERE provider = %s AND provider_reference = %s LIMIT 2",
                 (provider, reference),
-            ).fetchone()
-        return Invoice.model_validate(row) if row else None
+            ).fetchall()
+        return Invoice.model_validate(rows[0]) if len(rows) == 1 else None
 
     def open_with_balances(self) -> list[tuple[Invoice, int]]:
         """Issued invoices not yet paid, with their open balance, oldest number first."""
