@@ -413,6 +413,31 @@ def test_what_stripe_events_mean() -> None:
         "re_1",
         ["pi_1", "ch_1"],
     )
+    collecting = read_event(
+        stripe_event(
+            "payment_intent.succeeded",
+            {
+                "id": "pi_3",
+                "amount_received": 5000,
+                "currency": "usd",
+                "description": "Payment for Invoice",
+            },
+        )
+    )
+    assert collecting.action == "ignore"
+    odd = read_event(
+        stripe_event(
+            "invoice.paid",
+            {
+                "id": "in_2",
+                "amount_paid": 100,
+                "currency": "usd",
+                "customer_name": "Ac\x00me\n Ltd",
+                "metadata": {"aios_invoice_id": " acme-\x072 "},
+            },
+        )
+    )
+    assert (odd.payer, odd.invoice_id) == ("Acme Ltd", "acme-2")  # storable, one line
     other = read_event(stripe_event("customer.created", {"id": "cus_1"}))
     assert (other.action, other.why_ignored) == (
         "ignore",

@@ -42,12 +42,13 @@ from aios.connectors.payments.statements import (
     CsvLayout,
     Match,
     OpenInvoice,
+    OpenInvoices,
     StatementError,
     StatementFormat,
     match_credit,
     read_statement,
 )
-from aios.connectors.payments.stripe_events import StripeMoney
+from aios.connectors.payments.stripe_events import StripeMoney, one_line
 from aios.errors import InvalidInput
 from aios.kernel.commerce import Invoice
 from aios.kernel.money import currency_exponent, format_amount
@@ -352,7 +353,7 @@ def bank_item(store: KernelStore, credit: Credit, match: Match) -> InboundItem:
         notice_kind=kinds.get(match.kind, "unmatched_payment"),
         refuse=match.kind == "over",
         candidates=match.candidates,
-        payer=credit.payer,
+        payer=one_line(credit.payer),
         where=credit.where,
     )
 
@@ -363,7 +364,7 @@ def _bank_reference(credit: Credit) -> str:
     import hashlib
 
     tag = hashlib.sha256(credit.line_id.encode()).hexdigest()[:10]
-    return f"bank {credit.reference[:150] or 'transfer'} #{tag}"
+    return f"bank {one_line(credit.reference, 150) or 'transfer'} #{tag}"
 
 
 async def import_statement(
@@ -389,7 +390,11 @@ async def import_statement(
     with Session(settings) as session:
         store = session.store()
         client = await session.client()
+        # Indexed once: a credit that pays an invoice is recorded by its run a moment later,
+        # so a second credit for it would match again; the run's own balance check (counting
+        # payments received but not yet recorded) refuses that one, and it becomes a notice.
+        index = OpenInvoices(open_invoices(store))
         for credit in statement.credits:
-            item = bank_item(store, credit, match_credit(credit, open_invoices(store)))
+            item = bank_item(store, credit, match_credit(credit, index))
             results.append(await settle(client, store, item))
     return ImportReport(path.name, statement.format, statement.account, statement.skipped, results)

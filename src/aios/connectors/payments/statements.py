@@ -46,6 +46,7 @@ __all__ = [
     "CsvLayout",
     "Match",
     "OpenInvoice",
+    "OpenInvoices",
     "Statement",
     "StatementError",
     "invoice_numbers",
@@ -454,9 +455,22 @@ def invoice_numbers(reference: str) -> list[int]:
     return found
 
 
-def match_credit(credit: Credit, open_invoices: list[OpenInvoice]) -> Match:
+class OpenInvoices:
+    """Open invoices indexed by number and by (currency, open balance), built once per file."""
+
+    def __init__(self, invoices: list[OpenInvoice]) -> None:
+        self.by_number = {inv.number: inv for inv in invoices}
+        self.by_amount: dict[tuple[str, int], list[OpenInvoice]] = {}
+        for inv in invoices:
+            self.by_amount.setdefault((inv.currency, inv.balance_minor), []).append(inv)
+
+
+def match_credit(credit: Credit, open_invoices: list[OpenInvoice] | OpenInvoices) -> Match:
     """Match ``credit`` to one of ``open_invoices`` by the number in its reference and amount."""
-    by_number = {inv.number: inv for inv in open_invoices}
+    index = (
+        open_invoices if isinstance(open_invoices, OpenInvoices) else OpenInvoices(open_invoices)
+    )
+    by_number = index.by_number
     named = invoice_numbers(credit.reference)
     amount = parse_amount(credit.amount, credit.currency)
     shown = format_amount(amount, credit.currency)
@@ -498,11 +512,7 @@ def match_credit(credit: Credit, open_invoices: list[OpenInvoice]) -> Match:
             f"{invoice.display_number}",
             [invoice.display_number],
         )
-    same_amount = [
-        inv
-        for inv in open_invoices
-        if inv.currency == credit.currency and inv.balance_minor == amount
-    ]
+    same_amount = index.by_amount.get((credit.currency, amount), [])
     if same_amount:
         return Match(
             "ambiguous",

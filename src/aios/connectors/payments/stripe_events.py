@@ -11,8 +11,9 @@ rely on (pydantic; a payload that lacks them is a ``BadEvent``) and says what th
   its payment id is ``stripe:<in_...>``.
 - ``payment_intent.succeeded``: a payment of ``amount_received`` for the invoice named in its
   metadata (``aios_invoice_id`` or ``aios_invoice_number``) or its description
-  (``INV-000042``). A payment intent that belongs to a Stripe invoice is ignored: the
-  invoice's own ``invoice.paid`` records that money, once.
+  (``INV-000042``). A payment intent that belongs to a Stripe invoice (its ``invoice`` field,
+  or Stripe's description "Payment for Invoice") is ignored: the invoice's own
+  ``invoice.paid`` records that money, once.
 - ``refund.created`` and ``charge.refunded``: a refund; it belongs to the invoice named in its
   metadata, else to the payment its payment intent or charge paid.
 - anything else: acknowledged and ignored.
@@ -28,12 +29,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aios.converter import describe_validation
 from aios.errors import InvalidInput
+from aios.kernel.text import clean_pasted
 
 __all__ = ["BadEvent", "BadSignature", "StripeMoney", "read_event", "verify_event"]
 
 PAYMENT_TYPES = ("invoice.paid", "payment_intent.succeeded")
 REFUND_TYPES = ("refund.created", "charge.refunded")
 TOLERANCE_SECONDS = 300
+# How Stripe describes the payment intent it makes to collect one of its invoices.
+_INVOICE_PAYMENT = "Payment for Invoice"
 
 
 class BadSignature(InvalidInput):
@@ -130,6 +134,15 @@ def verify_event(payload: bytes, signature: str | None, secret: str) -> None:
         raise BadEvent("the signed body is not JSON") from None
 
 
+def one_line(text: str | None, limit: int = 200) -> str:
+    """Text from outside as one storable line: control characters dropped, spaces collapsed."""
+    return " ".join(clean_pasted(text or "").split())[:limit]
+
+
+def _meta(metadata: dict[str, str], key: str) -> str | None:
+    return one_line(metadata.get(key)) or None
+
+
 def _model(model: type[_Loose], data: Any, what: str) -> Any:
     try:
         return model.model_validate(data)
@@ -158,22 +171,23 @@ def read_event(payload: bytes) -> StripeMoney:
             action="payment",
             amount_minor=inv.amount_paid,
             currency=inv.currency.upper(),
-            invoice_id=inv.metadata.get("aios_invoice_id"),
-            invoice_number=inv.metadata.get("aios_invoice_number"),
+            invoice_id=_meta(inv.metadata, "aios_invoice_id"),
+            invoice_number=_meta(inv.metadata, "aios_invoice_number"),
             stripe_invoice=inv.id,
             money_id=inv.id,
             refs=[r for r in (inv.id, inv.payment_intent, inv.charge) if r],
-            payer=inv.customer_name or inv.customer_email or "",
+            payer=one_line(inv.customer_name or inv.customer_email),
         )
     if event.type == "payment_intent.succeeded":
         pi: _PaymentIntent = _model(_PaymentIntent, obj, "data.object")
-        if pi.invoice:
+        if pi.invoice or (pi.description or "").startswith(_INVOICE_PAYMENT):
             return StripeMoney(
                 **base,
                 action="ignore",
-                why_ignored=f"the payment of Stripe invoice {pi.invoice}: invoice.paid records it",
+                why_ignored=f"the payment of Stripe invoice {pi.invoice or '(unnamed)'}: "
+                "its invoice.paid records it",
             )
-        number = pi.metadata.get("aios_invoice_number")
+        number = _meta(pi.metadata, "aios_invoice_number")
         if number is None and pi.description:
             from aios.connectors.payments.statements import invoice_numbers
 
@@ -184,7 +198,7 @@ def read_event(payload: bytes) -> StripeMoney:
             action="payment",
             amount_minor=pi.amount_received,
             currency=pi.currency.upper(),
-            invoice_id=pi.metadata.get("aios_invoice_id"),
+            invoice_id=_meta(pi.metadata, "aios_invoice_id"),
             invoice_number=number,
             money_id=pi.id,
             refs=[r for r in (pi.id, pi.latest_charge) if r],
@@ -209,8 +223,8 @@ def read_event(payload: bytes) -> StripeMoney:
             action="refund",
             amount_minor=refund.amount,
             currency=refund.currency.upper(),
-            invoice_id=refund.metadata.get("aios_invoice_id"),
-            invoice_number=refund.metadata.get("aios_invoice_number"),
+            invoice_id=_meta(refund.metadata, "aios_invoice_id"),
+            invoice_number=_meta(refund.metadata, "aios_invoice_number"),
             money_id=refund.id,
             refs=[r for r in (refund.payment_intent, refund.charge) if r],
         )
