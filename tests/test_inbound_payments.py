@@ -38,7 +38,7 @@ from aios.workers.main import build_worker
 from aios.workers.services import Services
 from aios.workflows.billing import BillingResult
 from tests.conftest import subprocess_env
-from tests.helpers import RUNS
+from tests.helpers import RUNS, save_history
 from tests.money_helpers import bill, known_client, progress_until, waiting_for
 from tests.stripe_replay import Cassette, Expected, Interaction, StripeReplayServer
 from tests.test_payment_runtime import API_KEY, LINES
@@ -287,6 +287,7 @@ async def test_a_stripe_refund_is_recorded_by_the_run_and_the_balance_grows_agai
     )
     result = await asyncio.wait_for(handle.result(), timeout=60)
     assert (result.status, result.paid) == ("paid", "USD 1,000.00")
+    await save_history(handle, "billing_refunded")
 
 
 def stripe_cassette() -> Cassette:
