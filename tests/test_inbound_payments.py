@@ -186,6 +186,37 @@ async def test_an_event_interrupted_before_its_outcome_is_settled_on_redelivery_
     await handle.cancel()
 
 
+async def test_a_payment_that_came_in_by_itself_and_is_refused_by_the_run_becomes_a_notice(
+    client: Client, hook_settings: Settings, services: Services, module_worker: Worker
+) -> None:
+    """Past the checks before the signal (no worker answered them, or a race): the run itself
+    refuses the payment, and because it came in by itself (it has an id) the run opens a
+    notice; an operator's own signal gets only the rejection."""
+    store = services.store
+    handle, _, number = await issued(client, hook_settings, store, 10_000)
+    raw = client.get_workflow_handle(handle.id)
+    money_id = f"bank:camt:{uuid.uuid4().hex[:10]}"
+    await raw.signal(
+        "payment_received",
+        {"amount": "150.00", "recorded_by": "bank", "reference": "x", "payment_id": money_id},
+    )
+    await raw.signal("payment_received", {"amount": "150.00", "recorded_by": "pat"})
+    await progress_until(client, handle.id, lambda p: p.rejected_signals == 2)
+    async with asyncio.timeout(30):
+        while (notice := store.notices.get(f"payment/refused/{money_id}")) is None:
+            await asyncio.sleep(0.1)
+    assert (notice.kind, notice.source, notice.workflow_id) == (
+        "refused_payment",
+        "bank",
+        handle.id,
+    )
+    assert notice.title == f"Payment of USD 150.00 from bank refused by {number}"
+    assert notice.summary.startswith("amount: USD 150.00 is more than the open balance")
+    refused = [n for n in store.notices.open_notices() if n.workflow_id == handle.id]
+    assert [n.key for n in refused] == [notice.key]
+    await handle.cancel()
+
+
 async def test_a_bad_or_missing_signature_is_400_and_records_nothing(
     http: httpx.AsyncClient, client: Client, hook_settings: Settings, services: Services
 ) -> None:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import workflow
@@ -14,6 +14,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from aios.activities.billing import BillingActivities
     from aios.activities.connectors import ConnectorActivities
+    from aios.activities.kernel import KernelActivities
     from aios.activities.memory import MemoryActivities
     from aios.activities.models import (
         CheckInvoicePolicyInput,
@@ -33,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.errors import InvalidInput
     from aios.kernel.money import LineItem, format_amount, parse_amount
     from aios.kernel.policy import BillingPolicy, GatePolicy
+    from aios.kernel.stores.notices import NoticeDraft
     from aios.kernel.text import Line
     from aios.workflows.mirrors import CONNECTOR_FABRIC, notify, shown
     from aios.workflows.process import Process
@@ -53,10 +55,13 @@ __all__ = [
 ]
 
 PROCESS_NAME = "billing"
+ResultT = TypeVar("ResultT")
 PAYMENT_RECEIVED_SIGNAL = "payment_received"
 REFUND_RECEIVED_SIGNAL = "refund_received"
 # Runs started before refunds existed take no ``refund_received`` (their histories replay).
 REFUNDS = "billing-refunds"
+# Runs started before this do not open notices for refused payments that came in by themselves.
+INBOUND_NOTICES = "billing-inbound-notices"
 
 
 def billing_workflow_id(invoice_id: str) -> str:
@@ -135,6 +140,8 @@ class BillingWorkflow(Process):
     payment, partial payments included (once per ``payment_id``); ``refund_received``
     (``RefundReceived``) records a refund of money already recorded while the run waits for
     payment (ledger entry ``refund``, event ``payment.refunded``; the balance grows again).
+    A payment or refund that came in by itself (it carries an id) and is refused opens a
+    notice (``refused_payment``, ``unmatched_refund``) besides the ``signal.rejected`` event.
     Queries: ``pending_gates``; ``progress`` -> ``BillingProgress``.
     Search attributes: ``AiosProcess=billing``, ``AiosClient``, ``AiosAwaitingApproval``.
 
@@ -151,6 +158,7 @@ class BillingWorkflow(Process):
     def __init__(self) -> None:
         super().__init__()
         self._invoice_id = ""
+        self._client_key = ""
         self._ref: InvoiceRef | None = None
         self._payments: list[PaymentReceived] = []
         self._processed = 0
@@ -161,6 +169,11 @@ class BillingWorkflow(Process):
         self._refunds: list[RefundReceived] = []
         self._refunded = 0
         self._refunds_taken = False  # set when collecting starts, behind workflow.patched
+        # Refused payments and refunds that came in by themselves (they carry an id): each
+        # becomes a notice, so money the run cannot take is never only a rejected signal.
+        self._inbound_notices = False  # set at the start, behind workflow.patched
+        self._unplaced: list[NoticeDraft] = []
+        self._noticed = 0
         self.accept(PAYMENT_RECEIVED_SIGNAL, PaymentReceived, self._payment_received)
         self.accept(REFUND_RECEIVED_SIGNAL, RefundReceived, self._refund_received)
 
@@ -168,13 +181,52 @@ class BillingWorkflow(Process):
         problem = self._check_payment(payment)
         if problem is None:
             self._payments.append(payment)
+        elif payment.payment_id is not None and not problem.startswith("payment_id:"):
+            self._unplace("payment", payment.payment_id, payment.amount, payment.reference, problem)
         return problem
 
     def _refund_received(self, refund: RefundReceived) -> str | None:
         problem = self._check_refund(refund)
         if problem is None:
             self._refunds.append(refund)
+        elif refund.refund_id is not None and not problem.startswith("refund_id:"):
+            self._unplace("refund", refund.refund_id, refund.amount, refund.reference, problem)
         return problem
+
+    def _unplace(
+        self, what: str, money_id: str, amount: Decimal, reference: str, problem: str
+    ) -> None:
+        if not self._inbound_notices:
+            return
+        ref = self._ref
+        source = money_id.split(":", 1)[0]
+        shown = f"{ref.currency} {amount}" if ref else str(amount)
+        invoice = ref.number if ref and ref.number else self._invoice_id
+        self._unplaced.append(
+            NoticeDraft(
+                key=f"{what}/refused/{money_id}",
+                kind="refused_payment" if what == "payment" else "unmatched_refund",
+                title=f"{what.title()} of {shown} from {source} refused by {invoice}",
+                summary=problem,
+                details={"id": money_id, "amount": str(amount), "reference": reference},
+                client_key=self._client_key or None,
+                source=source,
+            )
+        )
+
+    async def _notice_unplaced(self) -> None:
+        while self._noticed < len(self._unplaced):
+            draft = self._unplaced[self._noticed]
+            await step(KernelActivities.open_notice, draft, KERNEL_WRITE)
+            self._noticed += 1
+
+    async def close(self, result: ResultT) -> ResultT:
+        """Open the notices of refused payments first (also those refused while closing)."""
+        if self._inbound_notices:
+            while self._noticed < len(self._unplaced) or self.signal_log.pending:
+                await self._notice_unplaced()
+                await self.signal_log.flush()
+        return await super().close(result)
 
     def _check_refund(self, refund: RefundReceived) -> str | None:
         ref = self._ref
@@ -261,6 +313,8 @@ class BillingWorkflow(Process):
     @workflow.run
     async def run(self, inp: BillingInput) -> BillingResult:
         self._invoice_id = inp.invoice_id
+        self._client_key = inp.client_key
+        self._inbound_notices = workflow.patched(INBOUND_NOTICES)
         self.begin(inp.client_key)
         return await self.guard(lambda: self._bill(inp), entity=f"invoice:{inp.invoice_id}")
 
@@ -433,13 +487,18 @@ class BillingWorkflow(Process):
             self.set_details(self._payment_details(ref))
             await wait_until(
                 lambda: (
-                    self._processed < len(self._payments) or self._refunded < len(self._refunds)
+                    self._processed < len(self._payments)
+                    or self._refunded < len(self._refunds)
+                    or self._noticed < len(self._unplaced)
                 ),
                 schedule,
                 remind=remind,
                 signals=self.signal_log,
                 summary=f"payment of {ref.number}",
             )
+            if self._noticed < len(self._unplaced):
+                await self._notice_unplaced()
+                continue
             if self._refunded < len(self._refunds):
                 await self._record_refund(inp, ref)
                 continue
