@@ -261,6 +261,19 @@ async def test_an_unmatched_payment_becomes_a_notice_and_unknown_types_are_ackno
     assert again.json()["duplicate"] is True
     assert [n.key for n in store.notices.open_notices()].count(notice.key) == 1
 
+    # A refund the event does not itemise (newer Stripe API versions) is noticed, not lost.
+    refund_id = f"evt_{uuid.uuid4().hex[:16]}"
+    refund = stripe_event(
+        "charge.refunded",
+        {"id": "ch_x", "currency": "usd", "amount_refunded": 2_500},
+        event_id=refund_id,
+    )
+    noticed = await deliver(http, refund, stripe_signature(refund, SECRET))
+    assert (noticed.status_code, noticed.json()["outcome"]) == (200, "notice")
+    refund_notice = store.notices.get(f"payment/stripe/{refund_id}")
+    assert refund_notice is not None and refund_notice.kind == "unmatched_refund"
+    assert refund_notice.title == "Refund of USD 25.00 from stripe"
+
     other_id = f"evt_{uuid.uuid4().hex[:16]}"
     other = stripe_event("customer.created", {"id": "cus_1"}, event_id=other_id)
     ignored = await deliver(http, other, stripe_signature(other, SECRET))

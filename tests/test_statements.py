@@ -413,6 +413,18 @@ def test_what_stripe_events_mean() -> None:
         "re_1",
         ["pi_1", "ch_1"],
     )
+    unlisted = read_event(
+        stripe_event(
+            "charge.refunded",
+            {"id": "ch_2", "currency": "eur", "amount_refunded": 500, "payment_intent": "pi_1"},
+        )
+    )
+    assert (unlisted.action, unlisted.amount_minor, unlisted.refs) == (
+        "refund",
+        500,
+        ["pi_1", "ch_2"],
+    )
+    assert "lists no refund: record it by hand" in unlisted.problem
     collecting = read_event(
         stripe_event(
             "payment_intent.succeeded",

@@ -233,6 +233,8 @@ def stripe_item(store: KernelStore, money: StripeMoney) -> InboundItem:
         payer=money.payer,
         notice_kind="unmatched_payment" if money.action == "payment" else "unmatched_refund",
     )
+    if money.problem:
+        return _replace(item, invoice=None, why=money.problem)
     if invoice is None:
         named = money.invoice_number or money.invoice_id or money.stripe_invoice
         why = (

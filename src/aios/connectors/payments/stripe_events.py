@@ -15,7 +15,8 @@ rely on (pydantic; a payload that lacks them is a ``BadEvent``) and says what th
   or Stripe's description "Payment for Invoice") is ignored: the invoice's own
   ``invoice.paid`` records that money, once.
 - ``refund.created`` and ``charge.refunded``: a refund; it belongs to the invoice named in its
-  metadata, else to the payment its payment intent or charge paid.
+  metadata, else to the payment its payment intent or charge paid. A ``charge.refunded`` that
+  lists no refund (newer API versions) says only the charge's total refunded: a notice.
 - anything else: acknowledged and ignored.
 """
 
@@ -98,6 +99,7 @@ class _Charge(_Loose):
     currency: str
     metadata: dict[str, str] = Field(default_factory=dict)
     payment_intent: str | None = None
+    amount_refunded: int = Field(default=0, ge=0)
     refunds: _RefundList | None = None
 
 
@@ -117,6 +119,7 @@ class StripeMoney(BaseModel):
     refs: list[str] = Field(default_factory=list)  # in_, pi_, ch_ ids of the same money
     payer: str = ""
     occurred_at: datetime | None = None
+    problem: str = ""  # what keeps it from being settled by itself: it becomes a notice
 
 
 def verify_event(payload: bytes, signature: str | None, secret: str) -> None:
@@ -209,7 +212,18 @@ def read_event(payload: bytes) -> StripeMoney:
         else:
             charge: _Charge = _model(_Charge, obj, "data.object")
             if charge.refunds is None or not charge.refunds.data:
-                raise BadEvent("data.object.refunds: the charge lists no refund")
+                # Newer API versions do not list the refunds: which one this is (and so its
+                # amount) is unknown. Signed money is never dropped: the operator looks.
+                return StripeMoney(
+                    **base,
+                    action="refund",
+                    amount_minor=charge.amount_refunded,
+                    currency=charge.currency.upper(),
+                    money_id=charge.id,
+                    refs=[r for r in (charge.payment_intent, charge.id) if r],
+                    problem=f"charge {charge.id} was refunded "
+                    "(in total so far), but the event lists no refund: record it by hand",
+                )
             refund = charge.refunds.data[0]  # newest first, as Stripe lists them
             refund = refund.model_copy(
                 update={
