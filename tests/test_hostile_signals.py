@@ -156,6 +156,36 @@ async def test_payment_received_survives_every_hostile_shape_then_pays(
     assert (result.status, result.paid) == ("paid", "USD 1,200.00")
 
 
+async def test_refund_received_survives_every_hostile_shape_then_refunds(
+    client: Client, settings: Settings, services: Services, worker: object
+) -> None:
+    store = services.store
+    _, key, _ = known_client(store)
+    handle = await bill(client, fast(settings), store, key, 120_000)
+    await progress_until(client, handle.id, waiting_for("payment_received"))
+    await operations.record_payment(
+        client, store, handle.id, amount=Decimal(500), reference="part", recorded_by="pat"
+    )
+    await progress_until(client, handle.id, lambda p: p.balance_minor == 70_000)
+    valid = {"amount": "200.00", "recorded_by": "operator", "reference": "refund 1"}
+    await send_hostile(client, settings, services, handle.id, "refund_received", valid, "reference")
+    # More than was paid is refused too; the valid refund then applies.
+    signal(
+        settings, handle.id, "refund_received", "--input", json.dumps({**valid, "amount": "501"})
+    )
+    signal(settings, handle.id, "refund_received", "--input", json.dumps(valid))
+    progress = await progress_until(client, handle.id, lambda p: p.balance_minor == 90_000)
+    assert progress.rejected_signals == 7
+    assert progress.last_rejection is None or "refund_received" in progress.last_rejection
+    ledger = [(e.kind, e.amount_minor) for e in store.invoices.ledger(handle.id.split("/", 1)[1])]
+    assert ledger == [("payment", 50_000), ("refund", -20_000)]
+    await operations.record_payment(
+        client, store, handle.id, amount=None, reference="rest", recorded_by="pat"
+    )
+    result = await handle.result()
+    assert (result.status, result.paid) == ("paid", "USD 1,200.00")
+
+
 async def test_overpayment_is_refused_by_the_cli_path_and_by_the_signal(
     client: Client, settings: Settings, services: Services, worker: object
 ) -> None:

@@ -41,6 +41,7 @@ from aios.kernel.pricing import DEFAULT_MODEL_PRICES, DEFAULT_RATE_CARD, ModelPr
 from aios.kernel.text import refuse_unsafe
 
 if TYPE_CHECKING:  # the connector runtime (rate limits, breakers) loads only in workers
+    from aios.connectors.payments.statements import CsvLayout
     from aios.connectors.runtime import GuardSettings
 
 __all__ = ["Settings", "get_settings", "identity_warning"]
@@ -281,6 +282,38 @@ class Settings(BaseSettings):
     )
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # Inbound payments: Stripe webhooks on `aios serve` (POST /hooks/stripe) and bank
+    # statements (`aios bank import`). The CSV layout names the header of each column.
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="the Stripe endpoint's signing secret (whsec_...); unset: /hooks/stripe "
+        "refuses every request",
+    )
+    bank_csv_columns: dict[
+        Literal["date", "amount", "currency", "reference", "payer", "id"], str
+    ] = Field(
+        default_factory=dict,
+        description="CSV column -> header name, overriding Date, Amount, Currency, "
+        "Reference, Name, Transaction ID",
+    )
+    bank_csv_delimiter: Literal["", ",", ";", "tab", "|"] = Field(
+        default="", description="the CSV delimiter; empty: sniffed from the header"
+    )
+    bank_csv_decimal: Literal[".", ","] = "."
+    bank_csv_date_format: str = Field(default="%Y-%m-%d", min_length=2, max_length=40)
+
+    @property
+    def bank_csv_layout(self) -> CsvLayout:
+        from aios.connectors.payments.statements import CsvLayout
+
+        return CsvLayout(
+            **self.bank_csv_columns,
+            delimiter="\t" if self.bank_csv_delimiter == "tab" else self.bank_csv_delimiter,
+            decimal=self.bank_csv_decimal,
+            date_format=self.bank_csv_date_format,
+            default_currency=self.currency,
+        )
 
     @field_validator("business_name", "business_tax_id")
     @classmethod

@@ -36,6 +36,7 @@ from aios.activities.models import (
     ProviderMarkPaidInput,
     RecordPaymentInput,
     RecordPaymentResult,
+    RecordRefundInput,
 )
 from aios.connectors.payments.base import (
     OPERATIONS,
@@ -178,6 +179,29 @@ class BillingActivities:
             event=event_for_step(
                 inp.idempotency_key,
                 "payment.recorded",
+                entity=f"invoice:{inp.invoice_id}",
+                payload={
+                    "amount": format_amount(inp.amount_minor, inp.currency),
+                    "reference": inp.reference,
+                    "recorded_by": inp.recorded_by,
+                },
+            ),
+        )
+        return RecordPaymentResult(balance_minor=balance, status=invoice.status)
+
+    @activity.defn(name="record_refund")
+    @translating_errors
+    def record_refund(self, inp: RecordRefundInput) -> RecordPaymentResult:
+        invoice, balance = self._store.invoices.record_refund(
+            inp.invoice_id,
+            entry_key=inp.idempotency_key,
+            amount_minor=inp.amount_minor,
+            currency=inp.currency,
+            reference=inp.reference,
+            refunded_at=inp.refunded_at,
+            event=event_for_step(
+                inp.idempotency_key,
+                "payment.refunded",
                 entity=f"invoice:{inp.invoice_id}",
                 payload={
                     "amount": format_amount(inp.amount_minor, inp.currency),

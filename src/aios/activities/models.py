@@ -57,6 +57,7 @@ __all__ = [
     "RecordEventInput",
     "RecordPaymentInput",
     "RecordPaymentResult",
+    "RecordRefundInput",
     "RememberInput",
     "RememberResult",
     "RetractProposalInput",
@@ -390,6 +391,16 @@ class RecordPaymentInput(BaseModel):
     currency: str
     reference: str = ""
     paid_at: datetime
+    recorded_by: str
+
+
+class RecordRefundInput(BaseModel):
+    idempotency_key: str
+    invoice_id: str
+    amount_minor: int = Field(gt=0)
+    currency: str
+    reference: str = ""
+    refunded_at: datetime
     recorded_by: str
 
 

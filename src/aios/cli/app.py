@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, ParamSpec, 
 import typer
 from rich.text import Text
 
+from aios.cli import bank as bank_commands
 from aios.cli import console as console_commands
 from aios.cli import memory as memory_commands
 from aios.cli import render
@@ -53,6 +54,7 @@ checks_app = typer.Typer(help="Synthetic connector checks on a Temporal Schedule
 app.add_typer(checks_app, name="checks")
 app.add_typer(console_commands.operator_app, name="operator")
 app.add_typer(memory_commands.memory_app, name="memory")
+app.add_typer(bank_commands.bank_app, name="bank")
 
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print a JSON document for scripts (see README)")

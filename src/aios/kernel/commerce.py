@@ -161,7 +161,7 @@ class LedgerEntry(BaseModel):
     id: int
     entry_key: str
     invoice_id: str
-    kind: Literal["payment", "credit_note"]
+    kind: Literal["payment", "credit_note", "refund"]
     amount_minor: int
     currency: str
     reference: str = ""

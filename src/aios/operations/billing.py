@@ -39,9 +39,11 @@ from aios.operations.common import (
 from aios.operations.onboarding import require_client
 from aios.workflows.billing import (
     PAYMENT_RECEIVED_SIGNAL,
+    REFUND_RECEIVED_SIGNAL,
     BillingInput,
     BillingWorkflow,
     PaymentReceived,
+    RefundReceived,
     billing_workflow_id,
 )
 from aios.workflows.progress import BillingProgress
@@ -60,6 +62,7 @@ __all__ = [
     "invoice_workflow_id",
     "pay",
     "record_payment",
+    "record_refund",
     "start_billing",
 ]
 
@@ -198,9 +201,11 @@ async def record_payment(
     reference: str,
     recorded_by: str,
     paid_at: datetime | None = None,
+    payment_id: str | None = None,
 ) -> PaymentSent:
     """Tell a billing run that money arrived. ``invoice_ref`` is the invoice id, its workflow
-    id or its number (``INV-000042``); without ``amount`` the open balance is paid."""
+    id or its number (``INV-000042``); without ``amount`` the open balance is paid.
+    ``payment_id`` names a payment that came in by itself: the run records it once."""
     workflow_id = invoice_workflow_id(store, invoice_ref)
     await require_running(client, workflow_id)
     progress = await billing_progress(client, workflow_id)
@@ -224,9 +229,43 @@ async def record_payment(
                 f"{format_amount(balance, currency)} of {workflow_id}"
             )
     payment = PaymentReceived(
-        amount=amount, reference=reference, recorded_by=recorded_by, paid_at=paid_at
+        amount=amount,
+        reference=reference,
+        recorded_by=recorded_by,
+        paid_at=paid_at,
+        payment_id=payment_id,
     )
     await client.get_workflow_handle(workflow_id).signal(PAYMENT_RECEIVED_SIGNAL, payment)
+    shown = format_amount(parse_amount(amount, currency), currency) if currency else str(amount)
+    return PaymentSent(workflow_id, shown, confirmed=progress is not None)
+
+
+async def record_refund(
+    client: Client,
+    store: KernelStore,
+    invoice_ref: str,
+    *,
+    amount: Decimal,
+    reference: str,
+    recorded_by: str,
+    refunded_at: datetime | None = None,
+    refund_id: str | None = None,
+) -> PaymentSent:
+    """Tell a billing run that money paid for it went back (signal ``refund_received``)."""
+    workflow_id = invoice_workflow_id(store, invoice_ref)
+    await require_running(client, workflow_id)
+    if amount <= 0:
+        raise InvalidInput("amount: must be more than zero")
+    progress = await billing_progress(client, workflow_id)
+    refund = RefundReceived(
+        amount=amount,
+        reference=reference,
+        recorded_by=recorded_by,
+        refunded_at=refunded_at,
+        refund_id=refund_id,
+    )
+    await client.get_workflow_handle(workflow_id).signal(REFUND_RECEIVED_SIGNAL, refund)
+    currency = progress.currency if progress else ""
     shown = format_amount(parse_amount(amount, currency), currency) if currency else str(amount)
     return PaymentSent(workflow_id, shown, confirmed=progress is not None)
 
@@ -293,7 +332,7 @@ def invoice_document(store: KernelStore, invoice_id: str) -> InvoiceDocument | N
         return None
     currency = invoice.currency
     entries = store.invoices.ledger(invoice_id)
-    paid = sum(e.amount_minor for e in entries if e.kind == "payment")
+    paid = sum(e.amount_minor for e in entries if e.kind in ("payment", "refund"))
     balance = store.invoices.balance(invoice_id)
     return InvoiceDocument(
         invoice_id=invoice.invoice_id,

@@ -64,6 +64,7 @@ def create_app(
     given (a given store is left open)."""
     from aios.serve.decisions import router as decisions_router
     from aios.serve.notices import router as notices_router
+    from aios.serve.hooks import router as hooks_router
     from aios.serve.pages import router as pages_router
 
     console = ConsoleState(settings, store=store, client=client)
@@ -88,6 +89,7 @@ def create_app(
     app.include_router(pages_router)
     app.include_router(decisions_router)
     app.include_router(notices_router)
+    app.include_router(hooks_router)
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:

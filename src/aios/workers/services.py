@@ -179,6 +179,7 @@ class Services:
             crm.mirror_client,
             crm.mirror_deal,
             health.check_connectors,
+            billing.record_refund,
         ]
 
     def probes(self) -> dict[str, Callable[[], CheckResult]]:

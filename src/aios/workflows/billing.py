@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import workflow
@@ -14,6 +14,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from aios.activities.billing import BillingActivities
     from aios.activities.connectors import ConnectorActivities
+    from aios.activities.kernel import KernelActivities
     from aios.activities.memory import MemoryActivities
     from aios.activities.models import (
         CheckInvoicePolicyInput,
@@ -25,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         ProviderCreateInvoiceInput,
         ProviderMarkPaidInput,
         RecordPaymentInput,
+        RecordRefundInput,
         RememberInput,
         SendInvoiceInput,
     )
@@ -32,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.errors import InvalidInput
     from aios.kernel.money import LineItem, format_amount, parse_amount
     from aios.kernel.policy import BillingPolicy, GatePolicy
+    from aios.kernel.stores.notices import NoticeDraft
     from aios.kernel.text import Line
     from aios.workflows.mirrors import CONNECTOR_FABRIC, notify, shown
     from aios.workflows.process import Process
@@ -42,15 +45,23 @@ with workflow.unsafe.imports_passed_through():
 
 __all__ = [
     "PAYMENT_RECEIVED_SIGNAL",
+    "REFUND_RECEIVED_SIGNAL",
     "BillingInput",
     "BillingResult",
     "BillingWorkflow",
     "PaymentReceived",
+    "RefundReceived",
     "billing_workflow_id",
 ]
 
 PROCESS_NAME = "billing"
+ResultT = TypeVar("ResultT")
 PAYMENT_RECEIVED_SIGNAL = "payment_received"
+REFUND_RECEIVED_SIGNAL = "refund_received"
+# Runs started before refunds existed take no ``refund_received`` (their histories replay).
+REFUNDS = "billing-refunds"
+# Runs started before this do not open notices for refused payments that came in by themselves.
+INBOUND_NOTICES = "billing-inbound-notices"
 
 
 def billing_workflow_id(invoice_id: str) -> str:
@@ -74,7 +85,9 @@ class PaymentReceived(BaseModel):
     ``{"amount": "4500.00", "currency": "USD", "reference": "bank ref", "recorded_by": "you",
     "paid_at": "2026-11-21T10:00:00Z"}``; ``amount`` is in major units of the invoice's
     currency; ``currency``, when given, must be the invoice's; ``paid_at`` defaults to when
-    the workflow records it.
+    the workflow records it. ``payment_id``, when given, names the payment where it came from
+    (``stripe:in_...``, ``bank:<line id>``): a second payment with the same id is refused, so
+    a payment that comes in by itself and is signalled twice is recorded once.
     """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -84,6 +97,26 @@ class PaymentReceived(BaseModel):
     currency: Line | None = Field(default=None, max_length=3)
     reference: Line = Field(default="", max_length=200)
     paid_at: datetime | None = None
+    payment_id: Line | None = Field(default=None, min_length=1, max_length=200)
+
+
+class RefundReceived(BaseModel):
+    """The payload of signal ``refund_received``: money paid for the invoice went back.
+
+    ``{"amount": "100.00", "currency": "USD", "reference": "Stripe re_...", "recorded_by":
+    "stripe", "refund_id": "stripe:re_..."}``; ``amount`` in major units, at most what was paid
+    and recorded; ``refund_id`` (optional) refuses the same refund twice. The refund is a
+    ledger entry of its own kind; the open balance grows by it and the run waits for payment.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    amount: Decimal
+    recorded_by: Line = Field(min_length=1, max_length=200)
+    currency: Line | None = Field(default=None, max_length=3)
+    reference: Line = Field(default="", max_length=200)
+    refunded_at: datetime | None = None
+    refund_id: Line | None = Field(default=None, min_length=1, max_length=200)
 
 
 class BillingResult(BaseModel):
@@ -104,7 +137,11 @@ class BillingWorkflow(Process):
 
     Signals: ``decide`` (``GateDecision``) answers the ``invoice`` gate (invoices above the
     policy threshold; approve or reject); ``payment_received`` (``PaymentReceived``) records a
-    payment, partial payments included.
+    payment, partial payments included (once per ``payment_id``); ``refund_received``
+    (``RefundReceived``) records a refund of money already recorded while the run waits for
+    payment (ledger entry ``refund``, event ``payment.refunded``; the balance grows again).
+    A payment or refund that came in by itself (it carries an id) and is refused opens a
+    notice (``refused_payment``, ``unmatched_refund``) besides the ``signal.rejected`` event.
     Queries: ``pending_gates``; ``progress`` -> ``BillingProgress``.
     Search attributes: ``AiosProcess=billing``, ``AiosClient``, ``AiosAwaitingApproval``.
 
@@ -121,6 +158,7 @@ class BillingWorkflow(Process):
     def __init__(self) -> None:
         super().__init__()
         self._invoice_id = ""
+        self._client_key = ""
         self._ref: InvoiceRef | None = None
         self._payments: list[PaymentReceived] = []
         self._processed = 0
@@ -128,13 +166,92 @@ class BillingWorkflow(Process):
         self._balance_minor: int | None = None
         self._awaiting_payment = False
         self._schedule: Schedule | None = None
+        self._refunds: list[RefundReceived] = []
+        self._refunded = 0
+        self._refunds_taken = False  # set when collecting starts, behind workflow.patched
+        # Refused payments and refunds that came in by themselves (they carry an id): each
+        # becomes a notice, so money the run cannot take is never only a rejected signal.
+        self._inbound_notices = False  # set at the start, behind workflow.patched
+        self._unplaced: list[NoticeDraft] = []
+        self._noticed = 0
         self.accept(PAYMENT_RECEIVED_SIGNAL, PaymentReceived, self._payment_received)
+        self.accept(REFUND_RECEIVED_SIGNAL, RefundReceived, self._refund_received)
 
     def _payment_received(self, payment: PaymentReceived) -> str | None:
         problem = self._check_payment(payment)
         if problem is None:
             self._payments.append(payment)
+        elif payment.payment_id is not None and not problem.startswith("payment_id:"):
+            self._unplace("payment", payment.payment_id, payment.amount, payment.reference, problem)
         return problem
+
+    def _refund_received(self, refund: RefundReceived) -> str | None:
+        problem = self._check_refund(refund)
+        if problem is None:
+            self._refunds.append(refund)
+        elif refund.refund_id is not None and not problem.startswith("refund_id:"):
+            self._unplace("refund", refund.refund_id, refund.amount, refund.reference, problem)
+        return problem
+
+    def _unplace(
+        self, what: str, money_id: str, amount: Decimal, reference: str, problem: str
+    ) -> None:
+        if not self._inbound_notices:
+            return
+        ref = self._ref
+        source = money_id.split(":", 1)[0]
+        shown = f"{ref.currency} {amount}" if ref else str(amount)
+        invoice = ref.number if ref and ref.number else self._invoice_id
+        self._unplaced.append(
+            NoticeDraft(
+                key=f"{what}/refused/{money_id}",
+                kind="refused_payment" if what == "payment" else "unmatched_refund",
+                title=f"{what.title()} of {shown} from {source} refused by {invoice}",
+                summary=problem,
+                details={"id": money_id, "amount": str(amount), "reference": reference},
+                client_key=self._client_key or None,
+                source=source,
+            )
+        )
+
+    async def _notice_unplaced(self) -> None:
+        while self._noticed < len(self._unplaced):
+            draft = self._unplaced[self._noticed]
+            await step(KernelActivities.open_notice, draft, KERNEL_WRITE)
+            self._noticed += 1
+
+    async def close(self, result: ResultT) -> ResultT:
+        """Open the notices of refused payments first (also those refused while closing)."""
+        if self._inbound_notices:
+            while self._noticed < len(self._unplaced) or self.signal_log.pending:
+                await self._notice_unplaced()
+                await self.signal_log.flush()
+        return await super().close(result)
+
+    def _check_refund(self, refund: RefundReceived) -> str | None:
+        ref = self._ref
+        if not self._refunds_taken or ref is None:
+            return "this run is not waiting for payment: no refund can be recorded now"
+        if refund.refund_id is not None and any(
+            r.refund_id == refund.refund_id for r in self._refunds
+        ):
+            return "refund_id: this refund was already received"
+        if refund.currency is not None and refund.currency.strip().upper() != ref.currency:
+            return f"currency: {refund.currency} is not the invoice's currency {ref.currency}"
+        try:
+            amount = parse_amount(refund.amount, ref.currency)
+        except InvalidInput as exc:
+            return str(exc)
+        if amount <= 0:
+            return "amount: must be more than zero"
+        queued = sum(parse_amount(r.amount, ref.currency) for r in self._refunds[self._refunded :])
+        refundable = self._paid_minor - queued
+        if amount > refundable:
+            return (
+                f"amount: {format_amount(amount, ref.currency)} is more than the payments "
+                f"recorded and not refunded, {format_amount(max(refundable, 0), ref.currency)}"
+            )
+        return None
 
     def _check_payment(self, payment: PaymentReceived) -> str | None:
         ref = self._ref
@@ -142,6 +259,10 @@ class BillingWorkflow(Process):
             return "the invoice is not created yet"
         if self._balance_minor is not None and self._balance_minor <= 0:
             return "the invoice is already paid"
+        if payment.payment_id is not None and any(
+            p.payment_id == payment.payment_id for p in self._payments
+        ):
+            return "payment_id: this payment was already received"
         if payment.currency is not None and payment.currency.strip().upper() != ref.currency:
             return f"currency: {payment.currency} is not the invoice's currency {ref.currency}"
         try:
@@ -192,6 +313,8 @@ class BillingWorkflow(Process):
     @workflow.run
     async def run(self, inp: BillingInput) -> BillingResult:
         self._invoice_id = inp.invoice_id
+        self._client_key = inp.client_key
+        self._inbound_notices = workflow.patched(INBOUND_NOTICES)
         self.begin(inp.client_key)
         return await self.guard(lambda: self._bill(inp), entity=f"invoice:{inp.invoice_id}")
 
@@ -352,6 +475,7 @@ class BillingWorkflow(Process):
         schedule = Schedule(reminders=inp.policy.reminder_times(issued_at), deadline=None)
         self._schedule = schedule
         self._awaiting_payment = True
+        self._refunds_taken = workflow.patched(REFUNDS)
 
         async def remind(n: int) -> None:
             await self._send("reminder", step_key(f"reminder/{n}"), reminder=n)
@@ -362,12 +486,22 @@ class BillingWorkflow(Process):
         while self._balance_minor is not None and self._balance_minor > 0:
             self.set_details(self._payment_details(ref))
             await wait_until(
-                lambda: self._processed < len(self._payments),
+                lambda: (
+                    self._processed < len(self._payments)
+                    or self._refunded < len(self._refunds)
+                    or self._noticed < len(self._unplaced)
+                ),
                 schedule,
                 remind=remind,
                 signals=self.signal_log,
                 summary=f"payment of {ref.number}",
             )
+            if self._noticed < len(self._unplaced):
+                await self._notice_unplaced()
+                continue
+            if self._refunded < len(self._refunds):
+                await self._record_refund(inp, ref)
+                continue
             payment = self._payments[self._processed]
             n = self._processed + 1
             amount = parse_amount(payment.amount, ref.currency)
@@ -394,6 +528,28 @@ class BillingWorkflow(Process):
             self._done(f"payment/{n}")
         self._awaiting_payment = False
         await self.signal_log.flush()
+
+    async def _record_refund(self, inp: BillingInput, ref: InvoiceRef) -> None:
+        refund = self._refunds[self._refunded]
+        n = self._refunded + 1
+        amount = parse_amount(refund.amount, ref.currency)
+        result = await step(
+            BillingActivities.record_refund,
+            RecordRefundInput(
+                idempotency_key=step_key(f"refund/{n}"),
+                invoice_id=inp.invoice_id,
+                amount_minor=amount,
+                currency=ref.currency,
+                reference=refund.reference,
+                refunded_at=refund.refunded_at or workflow.now(),
+                recorded_by=refund.recorded_by,
+            ),
+            KERNEL_WRITE,
+        )
+        self._paid_minor -= amount
+        self._balance_minor = result.balance_minor
+        self._refunded = n
+        self._done(f"refund/{n}")
 
     def _payment_details(self, ref: InvoiceRef) -> str:
         balance = format_amount(self._balance_minor or 0, ref.currency)
@@ -447,6 +603,8 @@ class BillingWorkflow(Process):
         )
 
     async def _credit_note(self) -> None:
+        if self._paid_minor <= 0:  # everything paid was refunded: nothing to credit
+            return
         await step(
             BillingActivities.issue_credit_note,
             IssueCreditNoteInput(

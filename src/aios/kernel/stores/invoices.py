@@ -173,6 +173,64 @@ class InvoiceStore(Store):
                 assert row is not None
         return Invoice.model_validate(row), balance
 
+    def record_refund(
+        self,
+        invoice_id: str,
+        *,
+        entry_key: str,
+        amount_minor: int,
+        currency: str,
+        reference: str,
+        refunded_at: datetime,
+        event: EventDraft,
+    ) -> tuple[Invoice, int]:
+        """Add a refund (money paid for the invoice went back) to the ledger, once per
+        ``entry_key``; returns invoice and balance. A paid invoice with a balance again is
+        ``issued`` again."""
+        if amount_minor <= 0:
+            raise InvalidInput("refund: amount must be positive")
+        with self.transaction() as conn:
+            row: dict[str, Any] | None = self._invoice_row(conn, invoice_id, lock=True)
+            assert row is not None
+            if row["currency"] != currency:
+                raise InvalidInput(
+                    f"refund: currency {currency} does not match the invoice's {row['currency']}"
+                )
+            seen = conn.execute(
+                "SELECT 1 FROM ledger_entries WHERE entry_key = %s", (entry_key,)
+            ).fetchone()
+            if not seen:
+                paid = conn.execute(
+                    "SELECT coalesce(sum(amount_minor), 0) AS paid FROM ledger_entries "
+                    "WHERE invoice_id = %s AND kind IN ('payment', 'refund')",
+                    (invoice_id,),
+                ).fetchone()
+                assert paid is not None
+                if amount_minor > int(paid["paid"]):
+                    raise InvalidInput(
+                        f"refund: more than the payments recorded for invoice {invoice_id!r}"
+                    )
+                conn.execute(
+                    """
+                    INSERT INTO ledger_entries (entry_key, invoice_id, kind, amount_minor,
+                                                currency, reference, occurred_at)
+                    VALUES (%s, %s, 'refund', %s, %s, %s, %s)
+                    """,
+                    (entry_key, invoice_id, -amount_minor, currency, reference, refunded_at),
+                )
+                self._append(conn, event)
+            balance = self._balance(conn, invoice_id, int(row["total_minor"]))
+            if balance > 0 and row["status"] == "paid":
+                row = conn.execute(
+                    """
+                    UPDATE invoices SET status = 'issued', paid_at = NULL, updated_at = now()
+                    WHERE invoice_id = %s RETURNING *
+                    """,
+                    (invoice_id,),
+                ).fetchone()
+                assert row is not None
+        return Invoice.model_validate(row), balance
+
     def issue_credit_note(
         self,
         credit_note_id: str,
@@ -234,6 +292,29 @@ class InvoiceStore(Store):
         with self.transaction() as conn:
             row = conn.execute("SELECT * FROM invoices WHERE number = %s", (number,)).fetchone()
         return Invoice.model_validate(row) if row else None
+
+    def by_provider_reference(self, provider: str, reference: str) -> Invoice | None:
+        """The one invoice a provider knows as ``reference`` (Stripe ``in_...``); ``None``
+        when there is none, or more than one (a reference never to guess from)."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "SELECT * FROM invoices WHERE provider = %s AND provider_reference = %s LIMIT 2",
+                (provider, reference),
+            ).fetchall()
+        return Invoice.model_validate(rows[0]) if len(rows) == 1 else None
+
+    def open_with_balances(self) -> list[tuple[Invoice, int]]:
+        """Issued invoices not yet paid, with their open balance, oldest number first."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                """
+                SELECT i.*, i.total_minor - coalesce(
+                    (SELECT sum(amount_minor) FROM ledger_entries l
+                     WHERE l.invoice_id = i.invoice_id), 0) AS open_minor
+                FROM invoices i WHERE i.status = 'issued' ORDER BY i.number
+                """
+            ).fetchall()
+        return [(Invoice.model_validate(r), int(r["open_minor"])) for r in rows]
 
     def ledger(self, invoice_id: str) -> list[LedgerEntry]:
         with self.transaction() as conn:
