@@ -5,7 +5,8 @@ Each store owns its tables and nothing else, and all share one connection pool
 (the cost ledger of model calls), ``outbox``, ``refs`` (links to outside mirrors), ``health``
 (connector guards and synthetic checks), ``proposals``, ``invoices`` (with payments and credit
 notes), ``operators`` (the console's sign-in), ``gates`` (the gate projection the inbox
-reads), ``notices`` (the inbox's items that are not gates). Every write is idempotent: clients
+reads), ``notices`` (the inbox's items that are not gates), ``leads`` (leads that came in by
+themselves, and the notes they add to clients). Every write is idempotent: clients
 upsert by key, drafts and events insert by a deterministic id and ignore a repeat, notices
 open once per key, and the outbox runs an outside effect at most once per key.
 """
@@ -22,6 +23,7 @@ from aios.kernel.stores import (
     ExternalRefs,
     GateStore,
     InvoiceStore,
+    LeadStore,
     NoticeStore,
     OperatorStore,
     Outbox,
@@ -50,6 +52,7 @@ class KernelStore:
         self.gates = GateStore(self.db)
         self.operators = OperatorStore(self.db)
         self.notices = NoticeStore(self.db)
+        self.leads = LeadStore(self.db)
 
     def close(self) -> None:
         self.db.close()

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from aios.kernel.stores.gates import GateRecord, GateStore
     from aios.kernel.stores.health import ConnectorHealth
     from aios.kernel.stores.invoices import InvoiceStore
+    from aios.kernel.stores.leads import ClientNote, Lead, LeadDraft, LeadStore
     from aios.kernel.stores.notices import Notice, NoticeDraft, NoticeStore
     from aios.kernel.stores.operators import OperatorStore
     from aios.kernel.stores.outbox import Outbox
@@ -44,6 +45,7 @@ _HOMES = {
     "outbox": ["Outbox"],
     "proposals": ["ProposalStore"],
     "refs": ["ExternalRefs"],
+    "leads": ["ClientNote", "Lead", "LeadDraft", "LeadStore"],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -58,6 +60,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ClientNote",
     "ClientStore",
     "ConnectorHealth",
     "CostLedger",
@@ -68,6 +71,9 @@ __all__ = [
     "GateRecord",
     "GateStore",
     "InvoiceStore",
+    "Lead",
+    "LeadDraft",
+    "LeadStore",
     "Notice",
     "NoticeDraft",
     "NoticeStore",
