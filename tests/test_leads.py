@@ -441,8 +441,8 @@ def test_parse_lead_uses_the_onboard_model_and_names_every_bad_field() -> None:
         "a\nb",
         "form",
     )
-    cyrillic, _ = parse_lead({"name": "ООО Ромашка", "email": "Ivan@Romashka.example"}, hook=False)
-    assert (cyrillic.name, cyrillic.key) == ("ООО Ромашка", "ivan-at-romashka-example")
+    non_latin, _ = parse_lead({"name": "株式会社ヤマト", "email": "Ken@Yamato.example"}, hook=False)
+    assert (non_latin.name, non_latin.key) == ("株式会社ヤマト", "ken-at-yamato-example")
     with pytest.raises(LeadRejected) as form_key:
         parse_lead({"name": "A", "email": "a@a.example", "key": "x"}, hook=False)
     assert set(form_key.value.fields) == {"key"}
