@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import re
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -41,7 +43,7 @@ from aios.serve.app import create_app
 from aios.workers.main import build_worker
 from aios.workers.services import Services
 from aios.workflows.onboarding import onboarding_workflow_id
-from tests.conftest import free_port, unique_client
+from tests.conftest import ROOT, free_port, unique_client
 from tests.helpers import wait_for_gate
 
 SECRET = "lead-hook-secret-0123456789"
@@ -512,6 +514,8 @@ async def test_the_form_in_chromium_at_375_and_1280_px(
                 width = await page.evaluate("document.documentElement.scrollWidth")
                 assert width <= viewport["width"], f"the form is {width} px wide"
                 await page.screenshot(path=shots / f"lead-{label}.png", full_page=True)
+            if os.environ.get("AIOS_DOCS_SCREENSHOTS") == "1":  # the one the README shows
+                shutil.copy(shots / "lead-375.png", ROOT / "docs" / "lead-form-phone.png")
             await page.set_viewport_size(PHONE)  # type: ignore[arg-type]
             await page.fill("#lead-name", name)
             await page.fill("#lead-email", "not an address")
@@ -526,3 +530,17 @@ async def test_the_form_in_chromium_at_375_and_1280_px(
             await page.screenshot(path=shots / "lead-thanks-375.png", full_page=True)
             await chromium.close()
     assert await run_exists(client, onboarding_workflow_id(key))
+
+
+async def test_a_hook_lead_while_temporal_is_down_gets_503_and_records_nothing(
+    lead_settings: Settings, store: KernelStore
+) -> None:
+    down = lead_settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    address = some_address()
+    _name, key, email = unique_client("down")
+    app = create_app(down, store=store)  # its own Temporal client, to an address nobody serves
+    transport = httpx.ASGITransport(app=app, client=(address, 50000))
+    async with httpx.AsyncClient(transport=transport, base_url=down.console_url) as web:
+        answer = await post_signed(web, {"name": f"Down {key}", "email": email})
+    assert answer.status_code == 503 and "send the lead again" in answer.json()["error"]
+    assert leads_from(store, address) == 0

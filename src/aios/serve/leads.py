@@ -28,7 +28,9 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
+from temporalio.service import RPCError
 
+from aios.errors import StackError
 from aios.kernel.models import MAX_NOTES
 from aios.kernel.stores.leads import LeadChannel
 from aios.kernel.text import clean_pasted
@@ -253,16 +255,20 @@ async def lead_hook(request: Request) -> Response:
         intake, source = operations.parse_lead(payload, hook=True)
     except LeadRejected as exc:
         return _answer(422, str(exc), fields=exc.fields)
-    receipt = await operations.receive_lead(
-        await console.client(),
-        store,
-        settings,
-        intake,
-        channel="hook",
-        source=source,
-        address=address,
-        signed=signed,
-    )
+    try:
+        receipt = await operations.receive_lead(
+            await console.client(),
+            store,
+            settings,
+            intake,
+            channel="hook",
+            source=source,
+            address=address,
+            signed=signed,
+        )
+    except (RPCError, StackError) as exc:
+        log.warning("lead hook: the stack did not answer", address=address, error=str(exc))
+        return _answer(503, "Temporal or the database did not answer; send the lead again")
     if receipt is None:
         return _answer(409, "this signed request was received before; nothing was done")
     log.info(
