@@ -34,7 +34,7 @@ from aios.errors import InvalidInput
 from aios.kernel.models import ClientIntake, client_key_for
 from aios.kernel.store import KernelStore
 from aios.kernel.stores.leads import LeadChannel, LeadDraft
-from aios.kernel.text import refuse_unsafe
+from aios.kernel.text import clean_pasted, refuse_unsafe
 from aios.operations.onboarding import earlier_onboarding, start_onboarding
 from aios.workflows.onboarding import onboarding_workflow_id
 
@@ -86,7 +86,8 @@ def parse_lead(fields: Mapping[str, object], *, hook: bool) -> tuple[ClientIntak
     allowed = {*INTAKE_FIELDS, "source"} if hook else {"name", "email", "notes"}
     for name in fields:
         if name not in allowed:
-            problems[str(name)[:64]] = "unknown field; a lead has " + ", ".join(sorted(allowed))
+            shown = clean_pasted(str(name))[:64] or "?"
+            problems[shown] = "unknown field; a lead has " + ", ".join(sorted(allowed))
     source = "hook" if hook else "form"
     if hook and "source" in fields:
         try:
