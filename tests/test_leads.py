@@ -542,5 +542,9 @@ async def test_a_hook_lead_while_temporal_is_down_gets_503_and_records_nothing(
     transport = httpx.ASGITransport(app=app, client=(address, 50000))
     async with httpx.AsyncClient(transport=transport, base_url=down.console_url) as web:
         answer = await post_signed(web, {"name": f"Down {key}", "email": email})
+        form = await web.post("/lead", data={"name": f"Down {key}", "email": email})
     assert answer.status_code == 503 and "send the lead again" in answer.json()["error"]
+    assert form.status_code == 503 and "please send it again" in form.text
+    assert f"Down {key}" in form.text  # what they wrote is still in the form
+    assert down.temporal_address not in form.text
     assert leads_from(store, address) == 0

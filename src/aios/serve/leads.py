@@ -124,8 +124,19 @@ async def lead_thanks(request: Request) -> Response:
     )
 
 
+STACK_DOWN = "Sorry, we could not take your message just now; please send it again in a moment."
+
+
 @router.post("/lead")
 async def submit_lead(request: Request) -> Response:
+    try:
+        return await _take_lead(request)
+    except (RPCError, StackError) as exc:  # the public is not told where the stack lives
+        log.warning("lead form: the stack did not answer", error=str(exc))
+        return _form_page(request, status_code=503, message=STACK_DOWN)
+
+
+async def _take_lead(request: Request) -> Response:
     console = state_of(request)
     settings = console.settings
     address = _address(request)
@@ -183,15 +194,19 @@ async def submit_lead(request: Request) -> Response:
         intake, source = operations.parse_lead(fields, hook=False)
     except LeadRejected as exc:
         return _form_page(request, values=values, errors=exc.fields, status_code=422)
-    receipt = await operations.receive_lead(
-        await console.client(),
-        await console.store(),
-        settings,
-        intake,
-        channel="form",
-        source=source,
-        address=address,
-    )
+    try:
+        receipt = await operations.receive_lead(
+            await console.client(),
+            await console.store(),
+            settings,
+            intake,
+            channel="form",
+            source=source,
+            address=address,
+        )
+    except (RPCError, StackError) as exc:  # shown again with what they wrote
+        log.warning("lead form: the stack did not answer", address=address, error=str(exc))
+        return _form_page(request, values=values, status_code=503, message=STACK_DOWN)
     assert receipt is not None  # a form lead has no signed digest
     log.info(
         "lead received",
