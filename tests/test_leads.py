@@ -548,3 +548,23 @@ async def test_a_hook_lead_while_temporal_is_down_gets_503_and_records_nothing(
     assert f"Down {key}" in form.text  # what they wrote is still in the form
     assert down.temporal_address not in form.text
     assert leads_from(store, address) == 0
+
+
+async def test_a_lead_for_a_client_whose_onboarding_ended_is_a_note_not_a_new_run(
+    lead_settings: Settings, client: Client, store: KernelStore
+) -> None:
+    idle = lead_settings.model_copy(update={"task_queue": f"idle-{uuid.uuid4().hex[:8]}"})
+    name, key, email = unique_client("ended")
+    async with browser_like(idle, client, store) as web:
+        first = await post_signed(web, {"name": name, "email": email})
+        assert first.status_code == 201
+        handle = client.get_workflow_handle(onboarding_workflow_id(key))
+        await handle.terminate("the operator ended it")
+        again = await post_signed(web, {"name": name, "email": f"other-{email}"})
+    assert again.status_code == 200
+    assert again.json()["outcome"] == "noted"
+    assert "Its onboarding ended: terminated on" in again.json()["message"]
+    described = await handle.describe()
+    assert described.status == WorkflowExecutionStatus.TERMINATED  # no new run after it
+    [note] = store.leads.notes(key)
+    assert f"other-{email}" in note.body
