@@ -315,6 +315,37 @@ class Settings(BaseSettings):
             default_currency=self.currency,
         )
 
+    # Leads: the public form (GET/POST /lead) and the signed JSON hook (POST /hooks/lead) of
+    # `aios serve`. Rate limits count recorded leads per sender address ("<n>/<period>"); the
+    # hook is off until lead_webhook_secret is set (header X-Aios-Signature, see README).
+    lead_form_rate_limit: str = Field(default="5/hour", description="form leads per address")
+    lead_hook_rate_limit: str = Field(default="600/hour", description="hook leads per address")
+    lead_max_body_bytes: int = Field(default=64 * 1024, ge=4096, le=4 * 1024 * 1024)
+    lead_webhook_secret: SecretStr | None = Field(
+        default=None, description="signs POST /hooks/lead (HMAC-SHA256); at least 16 characters"
+    )
+    lead_signature_tolerance_seconds: int = Field(default=300, ge=5, le=3600)
+
+    @field_validator("lead_form_rate_limit", "lead_hook_rate_limit")
+    @classmethod
+    def _lead_rate(cls, value: str) -> str:
+        if value in ("5/hour", "600/hour"):
+            return value  # the defaults: known good, and `limits` is slow to import
+        from limits import parse as parse_rate
+
+        try:
+            parse_rate(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate like '5/hour' or '20/10 minutes'") from None
+        return value
+
+    @field_validator("lead_webhook_secret")
+    @classmethod
+    def _lead_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
     @field_validator("business_name", "business_tax_id")
     @classmethod
     def _one_line(cls, value: str) -> str:

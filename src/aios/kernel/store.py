@@ -3,12 +3,13 @@
 Each store owns its tables and nothing else, and all share one connection pool
 (``stores.database``): ``clients``, ``drafts``, ``events`` (the append-only log), ``costs``
 (the cost ledger of model calls), ``outbox``, ``refs`` (links to outside mirrors), ``health``
-(connector guards and synthetic checks), ``proposals``, ``invoices`` (with payments and credit
-notes), ``operators`` (the console's sign-in), ``gates`` (the gate projection the inbox
-reads), ``notices`` (the inbox's items that are not gates), ``inbound`` (payment events that came
-in by themselves, each processed once). Every write is idempotent: clients
-upsert by key, drafts and events insert by a deterministic id and ignore a repeat, notices
-open once per key, and the outbox runs an outside effect at most once per key.
+(connector guards and synthetic checks), ``proposals``, ``invoices`` (with payments, refunds
+and credit notes), ``operators`` (the console's sign-in), ``gates`` (the gate projection the
+inbox reads), ``notices`` (the inbox's items that are not gates), ``inbound`` (payment events
+that came in by themselves, each processed once), ``leads`` (leads that came in by themselves,
+and the notes they add to clients). Every write is idempotent: clients upsert by key, drafts
+and events insert by a deterministic id and ignore a repeat, notices open once per key, and
+the outbox runs an outside effect at most once per key.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from aios.kernel.stores import (
     GateStore,
     InboundStore,
     InvoiceStore,
+    LeadStore,
     NoticeStore,
     OperatorStore,
     Outbox,
@@ -53,6 +55,7 @@ class KernelStore:
         self.operators = OperatorStore(self.db)
         self.notices = NoticeStore(self.db)
         self.inbound = InboundStore(self.db)
+        self.leads = LeadStore(self.db)
 
     def close(self) -> None:
         self.db.close()

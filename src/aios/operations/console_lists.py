@@ -18,6 +18,7 @@ from aios.errors import InvalidInput, StackError
 from aios.kernel.models import Client as ClientRecord
 from aios.kernel.models import Event
 from aios.kernel.money import format_amount
+from aios.kernel.stores.leads import ClientNote
 from aios.operations.common import one_line, task_failure, web_ui_url
 from aios.operations.console_models import NotFound
 from aios.operations.messages import AWAITING_APPROVAL, OUTCOME, PROCESS
@@ -212,6 +213,7 @@ class ClientView(BaseModel):
     events: list[Event] = Field(default_factory=list)  # the timeline, oldest first
     memories: list[MemoryPoint] = Field(default_factory=list)
     memory_note: str = ""  # why memories are missing, when they are
+    notes: list[ClientNote] = Field(default_factory=list)  # added by leads, oldest first
 
 
 async def memory_points(
@@ -305,6 +307,7 @@ async def client_view(
         events=store.events.for_entities(entities),
         memories=memories,
         memory_note=note,
+        notes=store.leads.notes(client_key),
     )
 
 

@@ -63,8 +63,9 @@ def create_app(
     """The console for ``settings``. ``store`` and ``client`` are opened on first use unless
     given (a given store is left open)."""
     from aios.serve.decisions import router as decisions_router
-    from aios.serve.notices import router as notices_router
     from aios.serve.hooks import router as hooks_router
+    from aios.serve.leads import router as leads_router
+    from aios.serve.notices import router as notices_router
     from aios.serve.pages import router as pages_router
 
     console = ConsoleState(settings, store=store, client=client)
@@ -90,6 +91,7 @@ def create_app(
     app.include_router(decisions_router)
     app.include_router(notices_router)
     app.include_router(hooks_router)
+    app.include_router(leads_router)
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from aios.kernel.stores.health import ConnectorHealth
     from aios.kernel.stores.inbound import InboundEvent, InboundStore
     from aios.kernel.stores.invoices import InvoiceStore
+    from aios.kernel.stores.leads import ClientNote, Lead, LeadDraft, LeadStore
     from aios.kernel.stores.notices import Notice, NoticeDraft, NoticeStore
     from aios.kernel.stores.operators import OperatorStore
     from aios.kernel.stores.outbox import Outbox
@@ -46,6 +47,7 @@ _HOMES = {
     "proposals": ["ProposalStore"],
     "refs": ["ExternalRefs"],
     "inbound": ["InboundEvent", "InboundStore"],
+    "leads": ["ClientNote", "Lead", "LeadDraft", "LeadStore"],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -60,6 +62,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ClientNote",
     "ClientStore",
     "ConnectorHealth",
     "CostLedger",
@@ -72,6 +75,9 @@ __all__ = [
     "InboundEvent",
     "InboundStore",
     "InvoiceStore",
+    "Lead",
+    "LeadDraft",
+    "LeadStore",
     "Notice",
     "NoticeDraft",
     "NoticeStore",

@@ -46,6 +46,16 @@ class ClientStore(Store):
             row = conn.execute("SELECT * FROM clients WHERE client_key = %s", (key,)).fetchone()
         return _client(row) if row else None
 
+    def key_for_email(self, email: str) -> str | None:
+        """The key of the client with this email address (any case), the newest if several."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT client_key FROM clients WHERE lower(email) = lower(%s) "
+                "ORDER BY updated_at DESC LIMIT 1",
+                (email,),
+            ).fetchone()
+        return None if row is None else str(row["client_key"])
+
 
 def _client(row: dict[str, Any]) -> Client:
     return Client(
