@@ -25,6 +25,7 @@ import typer
 from rich.text import Text
 
 from aios.cli import console as console_commands
+from aios.cli import exchange as exchange_commands
 from aios.cli import memory as memory_commands
 from aios.cli import render
 from aios.cli import review as review_commands
@@ -55,6 +56,7 @@ app.add_typer(checks_app, name="checks")
 app.add_typer(console_commands.operator_app, name="operator")
 app.add_typer(memory_commands.memory_app, name="memory")
 app.add_typer(review_commands.review_app, name="review")
+exchange_commands.register(app)
 
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print a JSON document for scripts (see README)")
