@@ -128,7 +128,7 @@ async def test_export_import_round_trip_keeps_counts_checksums_and_recall(
         assert manifest.memory.count == 3
         assert run in {h.workflow_id for h in manifest.histories}
         assert json.loads(done.stdout)["memory"]["count"] == 3
-        assert manifest.migrations[-1] == "0009_notices"
+        assert {"0001_init", "0009_notices", "0015_review"} <= set(manifest.migrations)
 
         done = aios(target, "import", str(exported), "--json")
         assert done.returncode == 0, done.stderr

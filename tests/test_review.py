@@ -343,6 +343,10 @@ def test_cli_review_json_and_bad_input(seeded: str) -> None:
     # Since 5 January: the week's 6 decisions and the one at midnight on the 12th.
     assert doc["gates_decided"] == 7
     assert doc["window"]["label"] == "since 2026-01-05"
+    shown = aios("review", "--since", "2026-01-05", url=seeded)
+    assert shown.returncode == 0, shown.stderr
+    assert "Gates decided: 7 (expired: 1)" in shown.stdout
+    assert "Overrides of welcome: 60% (1 edited, 2 rejected of 5)" in shown.stdout
     both = aios("review", "--week", "--month", url=seeded)
     assert both.returncode == 1
     assert "choose one of --week, --month and --since" in both.stderr

@@ -53,10 +53,8 @@ def export(
         f"Exported to {path.absolute()}: {len(manifest.tables)} tables ({rows} rows), "
         f"{manifest.memory.count} memory points, {len(manifest.histories)} run histories"
     )
-    line(
-        f"Schema: {manifest.migrations[-1] if manifest.migrations else '(none)'}; "
-        "checksums in manifest.json"
-    )
+    schema = manifest.migrations[-1] if manifest.migrations else "(none)"
+    line(f"Schema: {schema}; counts and SHA-256 of every file in manifest.json")
 
 
 @_command

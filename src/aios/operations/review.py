@@ -240,10 +240,13 @@ SELECT r.payload->>'drafted_by' AS agent,
        count(*) FILTER (WHERE d.payload->>'decision' = 'edit')   AS edits,
        count(*) FILTER (WHERE d.payload->>'decision' = 'reject') AS rejections
 FROM events d
-JOIN events r
-  ON r.kind = 'gate.requested'
- AND r.workflow_id = d.workflow_id AND r.run_id = d.run_id
- AND r.payload->>'gate_key' = d.payload->>'gate_key'
+JOIN LATERAL (  -- the gate's request, found through the run's index (events_workflow)
+    SELECT q.payload FROM events q
+    WHERE q.workflow_id = d.workflow_id AND q.run_id = d.run_id AND q.kind = 'gate.requested'
+      AND q.payload->>'gate_key' = d.payload->>'gate_key'
+    ORDER BY q.id
+    LIMIT 1
+) r ON true
 WHERE d.kind = 'gate.decided' AND d.occurred_at >= %(since)s AND d.occurred_at < %(until)s
   AND coalesce(r.payload->>'drafted_by', '') <> ''
 GROUP BY 1
@@ -324,7 +327,7 @@ WITH spent AS (
 )
 SELECT coalesce(s.process, p.process) AS process,
        coalesce(s.calls, 0) AS calls,
-       coalesce(s.cost_usd, 0) AS cost_usd,
+       coalesce(s.cost_usd, 0)::numeric(14, 6) AS cost_usd,
        coalesce(p.runs, 0) AS completed_runs,
        round(p.cost_usd / nullif(p.runs, 0), 6) AS cost_per_completed_run_usd
 FROM spent s
