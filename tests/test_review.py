@@ -21,6 +21,7 @@ from temporalio.client import (
     ScheduleActionExecutionStartWorkflow,
     ScheduleActionStartWorkflow,
     ScheduleHandle,
+    WorkflowFailureError,
 )
 from temporalio.worker import Worker
 
@@ -29,6 +30,8 @@ from aios.kernel.store import KernelStore
 from aios.operations.review import compute_review, digest_text, iso_week_window
 from aios.operations.review_digest import REVIEW_SCHEDULE_ID, ensure_review_schedule
 from aios.serve.auth import set_password
+from aios.workers.services import Services
+from aios.workflows.proposal import ProposalInput, ProposalWorkflow
 from aios.workflows.review import ReviewDigestInput, ReviewDigestWorkflow
 from tests.conftest import RecordingSmtp
 from tests.fresh_db import fresh_database
@@ -445,3 +448,37 @@ async def test_weekly_digest_emails_the_operator_once_per_iso_week(
         assert len([m for m in smtp.to(settings.operator_email) if subject in m["Subject"]]) == 1
     finally:
         await handle.delete()
+
+
+async def test_a_failed_run_records_its_error_class_for_the_review(
+    client: Client, settings: Settings, worker: Worker, services: Services
+) -> None:
+    window = iso_week_window(*datetime.now(UTC).isocalendar()[:2])
+
+    def invalid_input_failures() -> int:
+        found = compute_review(services.store, window).failures
+        return sum(f.runs for f in found if f.error_class == "InvalidInput")
+
+    before = invalid_input_failures()  # the session's other tests may have failed runs too
+    # A proposal for a client the kernel does not know fails at its first step.
+    proposal_id = f"ghost-{uuid.uuid4().hex[:8]}"
+    handle = await client.start_workflow(
+        ProposalWorkflow.run,
+        ProposalInput(
+            proposal_id=proposal_id,
+            client_key=f"ghost-{uuid.uuid4().hex[:8]}",
+            scope="A website.",
+            currency="USD",
+            provider=settings.payment_provider,
+            policy=settings.proposal_policy,
+            billing_policy=settings.billing_policy,
+            gate_policy=settings.gate_policy,
+        ),
+        id=f"proposal/{proposal_id}",
+        task_queue=settings.task_queue,
+    )
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    [failed] = [e for e in services.store.events.for_run(handle.id) if e.kind == "proposal.failed"]
+    assert failed.payload["error_class"] == "InvalidInput"
+    assert invalid_input_failures() == before + 1
