@@ -35,6 +35,7 @@ from aios.workflows.proposal import ProposalInput, ProposalWorkflow
 from aios.workflows.review import ReviewDigestInput, ReviewDigestWorkflow
 from tests.conftest import RecordingSmtp
 from tests.fresh_db import fresh_database
+from tests.helpers import save_history
 
 # The reviewed window: ISO week 2026-W02, Monday 5 to Monday 12 January 2026 (UTC).
 WEEK = iso_week_window(2026, 2)
@@ -416,15 +417,17 @@ async def test_weekly_digest_emails_the_operator_once_per_iso_week(
         assert [(r.start, r.end) for r in calendar.hour] == [(7, 7)]
 
         # Two runs for the same ISO week (the schedule triggered twice): one email.
-        results = [
-            await client.execute_workflow(
+        runs, results = [], []
+        for _ in range(2):  # one after the other: the second finds the week's email sent
+            run = await client.start_workflow(
                 ReviewDigestWorkflow.run,
                 ReviewDigestInput(year=2026, week=2),
                 id=f"review/test-{uuid.uuid4().hex[:8]}",
                 task_queue=settings.task_queue,
             )
-            for _ in range(2)
-        ]
+            runs.append(run)
+            results.append(await run.result())
+        await save_history(runs[0], "review_digest_sent")
         assert [r.digest.sent_now for r in results] == [True, False]
         week2 = [
             m
