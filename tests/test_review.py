@@ -33,7 +33,7 @@ from aios.serve.auth import set_password
 from aios.workers.services import Services
 from aios.workflows.proposal import ProposalInput, ProposalWorkflow
 from aios.workflows.review import ReviewDigestInput, ReviewDigestWorkflow
-from tests.conftest import RecordingSmtp
+from tests.conftest import RecordingSmtp, subprocess_env
 from tests.fresh_db import fresh_database
 from tests.helpers import save_history
 
@@ -388,6 +388,17 @@ async def test_console_review_page_shows_the_metrics_and_refuses_a_bad_date(
         store.close()
 
 
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``aios`` as the operator runs it, against this test's stack and task queue."""
+    return subprocess.run(
+        [sys.executable, "-m", "aios.cli", *args],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(settings),
+        timeout=60,
+    )
+
+
 async def _recent_run(handle: ScheduleHandle, known: int) -> str:
     """The workflow id of the schedule's newest action, once it has more than ``known``."""
     for _ in range(300):
@@ -406,7 +417,9 @@ async def test_weekly_digest_emails_the_operator_once_per_iso_week(
     assert await ensure_review_schedule(client, settings) == "created"
     handle = client.get_schedule_handle(REVIEW_SCHEDULE_ID)
     try:
-        assert await ensure_review_schedule(client, settings) == "updated"
+        updated = await asyncio.to_thread(cli, settings, "review", "schedule")
+        assert updated.returncode == 0, updated.stderr
+        assert f"Schedule {REVIEW_SCHEDULE_ID} updated: Mondays 07:00 (UTC)" in updated.stdout
         described = await handle.describe()
         action = described.schedule.action
         assert isinstance(action, ScheduleActionStartWorkflow)
@@ -441,7 +454,8 @@ async def test_weekly_digest_emails_the_operator_once_per_iso_week(
 
         # The schedule's own run reviews the ISO week before the one it starts in.
         before = len((await handle.describe()).info.recent_actions)
-        await handle.trigger()
+        triggered = await asyncio.to_thread(cli, settings, "review", "digest")
+        assert triggered.returncode == 0, triggered.stderr
         started = await _recent_run(handle, before)
         result = await client.get_workflow_handle(started).result()
         year, week, _ = (datetime.now(UTC) - timedelta(days=7)).isocalendar()
