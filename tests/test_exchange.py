@@ -190,3 +190,42 @@ async def test_export_refuses_a_folder_that_holds_files(
         await export_stack(base_settings, busy, client=client)
     assert type(caught.value).__name__ == "InvalidInput"
     assert sorted(os.listdir(tmp_path)) == ["busy"]  # nothing half-written
+
+
+def test_memory_points_move_between_the_embedded_shard_and_a_qdrant_collection(
+    base_settings: Settings, tmp_path: Path
+) -> None:
+    """What export reads (``points``) and import writes (``import_points``) on both backends:
+    the same ids, payloads and vectors, and a recall finds the same point."""
+    from aios.memory.client import QdrantClientStore
+    from aios.memory.edge import EdgeMemoryStore
+
+    edge = open_memory(
+        base_settings.model_copy(update={"qdrant_path": tmp_path / "edge"}),
+        migrate=False,
+        optimize=False,
+    )
+    assert isinstance(edge, EdgeMemoryStore)  # the embedded default
+    collection = QdrantClientStore(edge.embedder, collection="moved", path=tmp_path / "local")
+    try:
+        for n, text in enumerate(["Bakery with online ordering.", "A law firm's portal."]):
+            edge.remember(
+                text,
+                entity=f"client:m{n}",
+                kind="onboarding_summary",
+                source_workflow_id=f"onboarding/m{n}",
+                source_run_id="r1",
+                idempotency_key=f"moved/{n}",
+            )
+        exported = sorted(edge.points())
+        assert collection.import_points(exported) == 2
+        moved = sorted(collection.points())
+        assert [(p[0], p[2]) for p in moved] == [(p[0], p[2]) for p in exported]
+        for (_, ours, _), (_, theirs, _) in zip(moved, exported, strict=True):
+            assert ours == pytest.approx(theirs, abs=1e-6)
+        assert [h.id for h in collection.recall("bread shop", limit=1)] == [
+            h.id for h in edge.recall("bread shop", limit=1)
+        ]
+    finally:
+        collection.close()
+        edge.close()
