@@ -26,8 +26,10 @@ from rich.text import Text
 
 from aios.cli import bank as bank_commands
 from aios.cli import console as console_commands
+from aios.cli import exchange as exchange_commands
 from aios.cli import memory as memory_commands
 from aios.cli import render
+from aios.cli import review as review_commands
 from aios.cli.render import Col, age, bold, line, one_line, records
 
 if TYPE_CHECKING:
@@ -55,6 +57,8 @@ app.add_typer(checks_app, name="checks")
 app.add_typer(console_commands.operator_app, name="operator")
 app.add_typer(memory_commands.memory_app, name="memory")
 app.add_typer(bank_commands.bank_app, name="bank")
+app.add_typer(review_commands.review_app, name="review")
+exchange_commands.register(app)
 
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print a JSON document for scripts (see README)")
@@ -943,6 +947,8 @@ def dev_up(
         f"Synthetic connector checks: schedule {done}, every {age(s.synthetic_check_every)} "
         "(`aios health`)"
     )
+    done = run(review_commands.ensure_schedule(s))
+    line(f"Weekly review digest: schedule {done}, Mondays 07:00 to {s.operator_email}")
 
 
 @dev_app.command("status")

@@ -10,7 +10,7 @@ could both write the same version number (each under its own idempotency key).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +189,17 @@ class QdrantClientStore:
             if not floats or len(floats) != len(vector):
                 raise InvalidInput(f"memory: point {p.id} has no plain dense vector")
             yield str(p.id), floats, dict(p.payload or {})
+
+    def import_points(self, points: Iterable[tuple[str, list[float], dict[str, Any]]]) -> int:
+        """Insert points (id, vector, payload) as they are (``aios import``); returns how many
+        were written. Ids, payloads and versions are kept."""
+        batch = [
+            models.PointStruct(id=pid, vector=vector, payload=payload)
+            for pid, vector, payload in points
+        ]
+        if batch:
+            self._client.upsert(self._collection, points=batch, wait=True)
+        return len(batch)
 
     def _scroll(self, flt: models.Filter | None, *, vectors: bool) -> Iterator[models.Record]:
         offset: Any = None

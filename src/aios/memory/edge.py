@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +265,24 @@ class EdgeMemoryStore:
             )
             return self._count(None) - before
 
+    def points(self) -> Iterator[tuple[str, list[float], dict[str, Any]]]:
+        """Every point as (id, vector, payload), page by page (``aios export`` reads these)."""
+        offset: Any = None
+        while True:
+            page, offset = self._shard.scroll(
+                qe.ScrollRequest(
+                    offset=offset,
+                    limit=_SCROLL_PAGE,
+                    filter=None,
+                    with_payload=True,
+                    with_vector=True,
+                )
+            )
+            for p in page:
+                yield str(p.id), _dense(p.id, p.vector), dict(p.payload or {})
+            if offset is None or not page:
+                return
+
     def unindexed(self) -> int:
         """Points a search scans one by one (not yet in the HNSW index)."""
         info = self._shard.info()
@@ -296,6 +314,15 @@ class EdgeMemoryStore:
             points.extend(page)
             if offset is None or not page:
                 return points
+
+
+def _dense(pid: Any, vector: Any) -> list[float]:
+    """The point's one dense vector as floats (the shard has a single unnamed vector)."""
+    if isinstance(vector, dict):  # named vectors: the unnamed one is ""
+        vector = vector.get("", next(iter(vector.values()), None))
+    if not isinstance(vector, list) or not vector:
+        raise StackError(f"memory: point {pid} has no dense vector")
+    return [float(x) for x in vector]
 
 
 def _filter(entity: str | None, kinds: list[str] | None) -> qe.Filter | None:

@@ -67,6 +67,7 @@ def create_app(
     from aios.serve.leads import router as leads_router
     from aios.serve.notices import router as notices_router
     from aios.serve.pages import router as pages_router
+    from aios.serve.review import router as review_router
 
     console = ConsoleState(settings, store=store, client=client)
 
@@ -92,6 +93,7 @@ def create_app(
     app.include_router(notices_router)
     app.include_router(hooks_router)
     app.include_router(leads_router)
+    app.include_router(review_router)
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:

@@ -23,6 +23,7 @@ from aios.activities.billing import BillingActivities
 from aios.activities.crm import CrmActivities
 from aios.activities.health import HealthActivities
 from aios.activities.proposals import ProposalActivities
+from aios.activities.review import ReviewActivities
 from aios.agents.providers import ChatModel, OpenAIChat
 from aios.agents.runner import AgentRunner
 from aios.config import Settings
@@ -144,6 +145,9 @@ class Services:
         )
         billing = BillingActivities(self.store, self.providers, self.runtime)
         health = HealthActivities(self.store, self.runtime, self.probes())
+        review = ReviewActivities(
+            self.store, self.email, self.runtime, operator_email=s.operator_email
+        )
         return [
             proposals.open_proposal,
             proposals.draft_proposal,
@@ -180,6 +184,7 @@ class Services:
             crm.mirror_deal,
             health.check_connectors,
             billing.record_refund,
+            review.send_review_digest,
         ]
 
     def probes(self) -> dict[str, Callable[[], CheckResult]]:

@@ -50,6 +50,11 @@ if TYPE_CHECKING:
         ProposalWorkflow,
         proposal_workflow_id,
     )
+    from aios.workflows.review import (
+        ReviewDigestInput,
+        ReviewDigestResult,
+        ReviewDigestWorkflow,
+    )
     from aios.workflows.saga import Saga, SagaReport
 
     WORKFLOWS: list[type]
@@ -82,6 +87,7 @@ _HOMES = {
         "proposal_workflow_id",
     ],
     "saga": ["Saga", "SagaReport"],
+    "review": ["ReviewDigestInput", "ReviewDigestResult", "ReviewDigestWorkflow"],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -91,6 +97,7 @@ _WORKFLOWS = [
     ("proposal", "ProposalWorkflow"),
     ("billing", "BillingWorkflow"),
     ("checks", "SyntheticCheckWorkflow"),
+    ("review", "ReviewDigestWorkflow"),
 ]
 
 
@@ -131,6 +138,9 @@ __all__ = [
     "ProposalProgress",
     "ProposalResult",
     "ProposalWorkflow",
+    "ReviewDigestInput",
+    "ReviewDigestResult",
+    "ReviewDigestWorkflow",
     "RunProgress",
     "Saga",
     "SagaReport",

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
-__all__ = ["Saga", "SagaReport", "ends_run"]
+__all__ = ["Saga", "SagaReport", "ends_run", "error_class"]
 
 Finish = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
@@ -89,11 +90,23 @@ class Saga:
         details = {
             "reason": "the run was cancelled" if status == "cancelled" else "the run failed",
             "error": str(error),
+            "error_class": error_class(error),
             "compensated": report.done,
             "compensation_failed": report.failed,
         }
         await asyncio.shield(asyncio.ensure_future(finish(status, details)))
         return True
+
+
+def error_class(error: BaseException) -> str:
+    """What kind of failure ended a run, for ``aios review``: the Temporal error type of the
+    innermost cause behind activity and child-workflow errors, else its exception class."""
+    seen = error
+    while isinstance(seen, ActivityError | ChildWorkflowError) and seen.cause is not None:
+        seen = seen.cause
+    if isinstance(seen, ApplicationError) and seen.type:
+        return seen.type
+    return type(seen).__name__
 
 
 def ends_run(error: BaseException) -> bool:
