@@ -25,6 +25,7 @@ import typer
 from rich.text import Text
 
 from aios.cli import console as console_commands
+from aios.cli import control as control_commands
 from aios.cli import memory as memory_commands
 from aios.cli import render
 from aios.cli.render import Col, age, bold, line, one_line, records
@@ -927,4 +928,5 @@ def _exit(code: int) -> NoReturn:
     os._exit(code)
 
 
+control_commands.register(app)  # aios pause, aios resume
 __all__ = ["app", "main"]

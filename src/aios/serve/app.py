@@ -62,6 +62,7 @@ def create_app(
 ) -> FastAPI:
     """The console for ``settings``. ``store`` and ``client`` are opened on first use unless
     given (a given store is left open)."""
+    from aios.serve.control import router as control_router
     from aios.serve.decisions import router as decisions_router
     from aios.serve.pages import router as pages_router
 
@@ -86,6 +87,7 @@ def create_app(
     app.include_router(signin_router())
     app.include_router(pages_router)
     app.include_router(decisions_router)
+    app.include_router(control_router)  # the kill switches
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:
