@@ -9,29 +9,43 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from fastapi import APIRouter
+import structlog
+from fastapi import APIRouter, HTTPException
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from aios.errors import InvalidInput
 from aios.operations.control import KNOWN, change_switch, list_switches
-from aios.serve.decisions import _checked, _text
-from aios.serve.session import Session
+from aios.serve.context import state_of
+from aios.serve.session import Session, csrf_matches
 
 __all__ = ["router"]
 
 router = APIRouter()
+log = structlog.get_logger("aios.console")
 
 
 async def _page(
-    request: Request, session: Session, *, error: str = "", done: str = "", status_code: int = 200
+    request: Request,
+    session: Session,
+    *,
+    error: str = "",
+    changed: str = "",
+    status_code: int = 200,
 ) -> Response:
-    from aios.serve.context import state_of
-
     console = state_of(request)
     store = await console.store()
     switches = await run_in_threadpool(list_switches, store)
+    # What the last form changed, said from the row itself (the query names a switch only).
+    done = next(
+        (
+            f"{s.switch}: {'paused' if s.paused else 'running'}"
+            for s in switches
+            if s.switch == changed
+        ),
+        "",
+    )
     return console.page(
         request,
         "control.html",
@@ -48,19 +62,25 @@ async def _page(
 
 
 @router.get("/control")
-async def control_page(request: Request, done: str = "") -> Response:
-    from aios.serve.context import state_of
-
+async def control_page(request: Request, changed: str = "") -> Response:
     session = await state_of(request).require(request)
-    return await _page(request, session, done=done[:200])
+    return await _page(request, session, changed=changed)
 
 
 @router.post("/control/{action}")
 async def change(request: Request, action: str) -> Response:
-    console, session, form = await _checked(request)
+    console = state_of(request)
+    session = await console.require(request)
+    form = await request.form()
+    if not csrf_matches(session.csrf, form.get("csrf")):
+        log.warning("form refused: CSRF token missing or wrong", path=request.url.path)
+        raise HTTPException(
+            403, "Refused: this form's CSRF token is missing or wrong. Nothing was changed."
+        )
     if action not in ("pause", "resume"):
         return await _page(request, session, error=f"unknown action {action!r}", status_code=404)
-    target = _text(form, "switch").strip()  # "all" or "<scope>:<name>"
+    target, reason = form.get("switch"), form.get("reason")
+    target = target.strip() if isinstance(target, str) else ""  # "all" or "<scope>:<name>"
     scope, _, name = target.partition(":")
     store = await console.store()
     try:
@@ -71,11 +91,9 @@ async def change(request: Request, action: str) -> Response:
                 scope=scope,
                 name=name,
                 by=session.operator,
-                reason=_text(form, "reason"),
+                reason=reason if isinstance(reason, str) else "",
             )
         )
     except InvalidInput as exc:
         return await _page(request, session, error=str(exc), status_code=400)
-    state = "paused" if outcome.paused else "running"
-    done = f"{outcome.switch}: {state}" + ("" if outcome.changed else " (unchanged)")
-    return RedirectResponse(f"/control?done={quote(done)}", 303)
+    return RedirectResponse(f"/control?changed={quote(outcome.switch)}", 303)
