@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.worker import Worker
 
@@ -31,9 +33,11 @@ from aios.workers.main import build_worker
 from aios.workers.services import Services, connector_runtime, pause_gate
 from aios.workflows.gates import GateDecision
 from tests.batch_send import BatchActivities, SendBatchWorkflow
-from tests.conftest import RecordingSmtp
-from tests.helpers import start_at_gate
+from tests.conftest import RecordingSmtp, subprocess_env, unique_client
+from tests.helpers import start, start_at_gate
 from tests.money_helpers import fast, known_client, progress_until, propose, waiting_for
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def quick(settings: Settings) -> Settings:
@@ -220,3 +224,78 @@ async def test_pausing_the_proposal_agent_holds_proposals_before_the_model_call(
     assert len(calls) == 1  # one call, made after the resume
     assert len(smtp.to(email)) == 1
     assert await attempts_of(handle, "draft_proposal") == [1]
+
+
+async def retry_started(handle: WorkflowHandle, activity_type: str, attempt: int) -> None:
+    """Until the run's pending ``activity_type`` is running its attempt ``attempt``."""
+    async with asyncio.timeout(90):
+        while True:
+            desc = await handle.describe()
+            for p in desc.raw_description.pending_activities:
+                if (
+                    p.activity_type.name == activity_type
+                    and p.attempt >= attempt
+                    and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                ):
+                    return
+            await asyncio.sleep(0.2)
+
+
+async def test_a_worker_killed_while_a_step_waits_hands_it_back_and_the_retry_waits_again(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    smtp: RecordingSmtp,
+    executor: ThreadPoolExecutor,
+    tmp_path: Path,
+) -> None:
+    """The real `aios worker` runs the step that would email the operator about a new gate
+    while connector ``email`` is paused, and is killed (SIGKILL) as the step waits. Temporal
+    hands the step to the next worker after its heartbeat timeout; that attempt checks the
+    switch again and waits too. After the resume the operator gets one gate email."""
+    store = services.store
+    change = SwitchChange(scope="connector", name="email", by="pat", reason="SMTP migration")
+    store.switches.pause(change)
+    env = subprocess_env(settings, AIOS_QDRANT_PATH=str(tmp_path / "qdrant"))
+    first = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aios.cli",
+        "worker",
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        name, key, _ = unique_client()
+        handle = await start(client, settings, name, key, f"ops@{key}.example")
+        notice = f"paused/{handle.id}/connector:email"
+        await notice_until(store, notice, "open", timeout=90)
+        first.kill()
+        await first.wait()
+
+        def gate_emails() -> list[object]:
+            return [m for m in smtp.to(settings.operator_email) if handle.id in str(m)]
+
+        async with build_worker(client, settings.task_queue, services.activities(), executor):
+            await retry_started(handle, "send_gate_reminder", 2)
+            assert gate_emails() == []  # the retry checked the switch: it waits too
+            assert (await store_notice(store, notice)).status == "open"
+            store.switches.resume(change)
+            async with asyncio.timeout(30):
+                while not gate_emails():
+                    await asyncio.sleep(0.1)
+            await notice_until(store, notice, "resolved")
+            assert len(gate_emails()) == 1
+    finally:
+        store.switches.resume(change)
+        if first.returncode is None:
+            first.kill()
+            await first.wait()
+
+
+async def store_notice(store: KernelStore, key: str) -> Notice:
+    notice = await asyncio.to_thread(store.notices.get, key)
+    assert notice is not None
+    return notice
