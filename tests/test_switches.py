@@ -7,18 +7,24 @@ import asyncio
 import json
 import re
 import uuid
+from collections.abc import Sequence
+from decimal import Decimal
 
 import httpx
+import openai
 import pytest
 from typer.testing import CliRunner
 
-from aios.agents.intake import IntakeAgent
+from aios.agents.intake import IntakeAgent, IntakeRequest
 from aios.agents.proposal import ProposalAgent
+from aios.agents.providers import OpenAIChat
+from aios.agents.runner import AgentRunner, CallContext, Tier
 from aios.agents.welcome import WelcomeAgent
 from aios.cli.app import app
-from aios.config import Settings
+from aios.config import DEFAULT_MODEL_PRICES, Settings
 from aios.errors import InvalidInput
 from aios.kernel.pause import PauseGate, Waiter
+from aios.kernel.policy import AgentPolicy
 from aios.kernel.store import KernelStore
 from aios.kernel.stores.switches import SwitchChange, SwitchReader
 from aios.operations.control import KNOWN, change_switch, parse_switch
@@ -26,6 +32,7 @@ from aios.serve.app import create_app
 from aios.serve.auth import set_password
 from aios.workers.services import Services
 from tests.conftest import subprocess_env
+from tests.openai_replay import ModelReplayServer
 
 
 @pytest.fixture
@@ -268,3 +275,63 @@ async def test_the_console_pauses_and_resumes_signed_in_with_its_csrf_token(
         assert resumed.status_code == 303
         assert "agent:welcome" not in {s.label for s in store.switches.paused()}
         assert switch_events(store, "agent:welcome")[-2:] == ["switch.paused", "switch.resumed"]
+
+
+def test_the_runner_checks_before_every_paid_model_call(services: Services) -> None:
+    """The hosted provider (the real ``openai`` client against recorded replies): the first
+    reply is not JSON, so the runner would pay for a repair. ``agent:intake`` is paused right
+    after the first call; the repair is not requested until the switch is resumed."""
+    store = services.store
+    change = SwitchChange(scope="agent", name="intake", by="pat", reason="prompt review")
+    tag = uuid.uuid4().hex
+    ctx = CallContext(
+        key=f"unit/{tag}/intake", workflow_id=f"unit/{tag}", run_id="r1", process="unit"
+    )
+    with ModelReplayServer() as server:
+        server.queue("openai_malformed_json")
+        server.queue("openai_intake_invalid_segment")
+        server.queue("openai_intake_strong_ok")
+        waited_with: list[int] = []
+
+        def sleep(seconds: float) -> None:  # one poll while paused, then the operator resumes
+            waited_with.append(len(server.received))
+            store.switches.resume(change)
+
+        class PauseAfterFirstCall(PauseGate):
+            def hold(self, labels: Sequence[str], what: str) -> float:
+                if len(server.received) == 1 and not waited_with:
+                    store.switches.pause(change)
+                return super().hold(labels, what)
+
+        waiter = Waiter(workflow_id=ctx.workflow_id, run_id="r1")
+        gate = PauseAfterFirstCall(
+            SwitchReader(store.switches, ttl=0.0),
+            store.notices,
+            current=lambda: waiter,
+            sleep=sleep,
+        )
+        chat = OpenAIChat(
+            openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test", max_retries=0),
+            name="openai",
+        )
+        tiers = {
+            "fast": Tier("fast", "gpt-4o-mini", DEFAULT_MODEL_PRICES["gpt-4o-mini"]),
+            "strong": Tier("strong", "gpt-4o", DEFAULT_MODEL_PRICES["gpt-4o"]),
+        }
+        runner = AgentRunner(
+            store.costs,
+            chat=chat,
+            tiers=tiers,
+            policy=AgentPolicy(monthly_budget_usd=Decimal(10**6)),
+            pause=gate,
+        )
+        request = IntakeRequest(name="Acme Ltd", notes="A new website with a webshop, ~$12k.")
+        try:
+            outcome = runner.run(IntakeAgent(), request, ctx)
+        finally:
+            store.switches.resume(change)
+        assert not server.mismatches, server.mismatches
+    assert waited_with == [1]  # it waited after one paid call, before the repair
+    assert outcome.result is not None and len(server.received) == 3
+    notice = store.notices.get(f"paused/{ctx.workflow_id}/agent:intake")
+    assert notice is not None and notice.status == "resolved"

@@ -27,7 +27,7 @@ runner always uses the template provider, the offline default.
 Kill switches: with a ``pause`` (``aios.kernel.pause.PauseGate``), the runner waits while
 ``all``, ``agent:<name>`` or the run's ``process:<name>`` is paused, before the agent runs
 (any provider, the template one too) and again before every model call it has to pay for (a
-reply already in the ledger is reused without waiting). Waiting costs no retry and no money.
+repair, the next tier). Waiting costs no retry and no money.
 """
 
 from __future__ import annotations
