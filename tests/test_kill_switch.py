@@ -29,6 +29,7 @@ from aios.connectors.email import SmtpConfig, SmtpEmailConnector
 from aios.kernel.store import KernelStore
 from aios.kernel.stores.notices import Notice
 from aios.kernel.stores.switches import SwitchChange
+from aios.operations.control import list_switches
 from aios.workers.main import build_worker
 from aios.workers.services import Services, connector_runtime, pause_gate
 from aios.workflows.gates import GateDecision
@@ -118,6 +119,8 @@ async def test_a_run_paused_between_its_gate_and_its_email_sends_it_once_after_r
         # Approved, yet nothing sent: the run waits, it has not failed.
         assert smtp.to(email) == []
         assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+        [listed] = [s for s in list_switches(store) if s.switch == "process:onboarding"]
+        assert listed.paused and handle.id in listed.waiting  # `aios pause` shows who waits
     finally:
         store.switches.resume(change)
 
@@ -126,6 +129,8 @@ async def test_a_run_paused_between_its_gate_and_its_email_sends_it_once_after_r
     assert len(smtp.to(email)) == 1  # exactly one welcome email
     assert (await notice_until(store, key, "resolved")).resolved_by == "aios"
     assert await attempts_of(handle, "send_welcome") == [1]  # no retry burned
+    [listed] = [s for s in list_switches(store) if s.switch == "process:onboarding"]
+    assert handle.id not in listed.waiting
 
 
 class SlowSmtp(RecordingSmtp):

@@ -39,13 +39,21 @@ def _show(outcomes: list[SwitchOutcome]) -> None:
         )
         return
     records(
-        [Col("switch", key=True), Col("state"), Col("since"), Col("by"), Col("reason")],
+        [
+            Col("switch", key=True),
+            Col("state"),
+            Col("since"),
+            Col("by"),
+            Col("runs waiting"),
+            Col("reason"),
+        ],
         [
             [
                 o.switch,
                 "paused" if o.paused else "running",
                 o.changed_at or "",
                 o.changed_by or "",
+                str(len(o.waiting)),
                 o.reason,
             ]
             for o in outcomes

@@ -51,6 +51,7 @@ class SwitchOutcome(BaseModel):
     changed_by: str | None = None
     changed_at: str | None = None
     paused_at: str | None = None
+    waiting: list[str] = []  # runs waiting at this switch now (their open "paused" notices)
 
 
 def parse_switch(scope: str | None, name: str | None) -> tuple[SwitchScope, str]:
@@ -128,5 +129,15 @@ def change_switch(
 
 
 def list_switches(store: KernelStore) -> list[SwitchOutcome]:
-    """Every switch ever changed, paused ones first."""
-    return [outcome(s, s.scope, s.name, False) for s in store.switches.all()]
+    """Every switch ever changed, paused ones first, with the runs waiting at each."""
+    waiting: dict[str, list[str]] = {}
+    for notice in store.notices.open_notices():
+        if notice.kind == "paused" and notice.workflow_id:
+            label = str(notice.details.get("switch", ""))
+            waiting.setdefault(label, []).append(notice.workflow_id)
+    listed = []
+    for s in store.switches.all():
+        shown = outcome(s, s.scope, s.name, False)
+        shown.waiting = sorted(set(waiting.get(s.label, [])))
+        listed.append(shown)
+    return listed
