@@ -1,7 +1,9 @@
 """Timeouts and retry policies, one named set per kind of work.
 
-A connector effect gets 30 s per attempt (an SMTP hand-off takes well under a second; the
-margin covers slow servers) and keeps retrying transient failures for up to a day. A model
+A connector effect gets 30 s per attempt from its last heartbeat (it heartbeats right before
+the effect; an SMTP hand-off takes well under a second; the margin covers slow servers) and
+keeps retrying transient failures until a day past ``PAUSE_LIMIT`` has gone by since it was
+scheduled (the limit has to leave room for a step that waited at a paused switch). A model
 step may make up to four HTTP requests (two tiers, each with one repair), each bounded by
 ``MODEL_REQUEST_TIMEOUT`` (the ``openai`` client's timeout); the step heartbeats before each,
 so a lost worker is noticed within ``MODEL_CALL.heartbeat`` rather than at the end of the step.
@@ -12,8 +14,8 @@ them is paused (``aios.kernel.pause``), for as long as the operator keeps it pau
 ``PAUSE_LIMIT``. So their start-to-close and schedule-to-close allow that long, and what
 bounds a single attempt instead is the heartbeat timeout: a waiting step heartbeats every
 second or so, and a step doing its work heartbeats before each request (a model call) or
-effect, so a lost worker or a hung request is noticed within ``heartbeat``, as the 30 s
-start-to-close of an effect used to notice it.
+effect, so a lost worker or a hung request is noticed within ``heartbeat`` (30 s for an
+effect, two minutes for a model call).
 
 Memory steps run on their own task queue, ``memory_task_queue(<the run's task queue>)``
 (``aios-memory`` for the default ``aios``), served by the one process that owns the memory
