@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.converter import DataConverter
 from temporalio.worker import Worker
 
 from aios import operations
@@ -65,6 +66,18 @@ async def notice_until(store: KernelStore, key: str, status: str, timeout: float
             notice = await asyncio.to_thread(store.notices.get, key)
             if notice is not None and notice.status == status:
                 return notice
+            await asyncio.sleep(0.1)
+
+
+async def heartbeat_says(handle: WorkflowHandle, activity_type: str) -> str:
+    """What the pending ``activity_type`` last said in its heartbeat (the Web UI shows it)."""
+    converter = DataConverter.default.payload_converter
+    async with asyncio.timeout(30):
+        while True:
+            desc = await handle.describe()
+            for p in desc.raw_description.pending_activities:
+                if p.activity_type.name == activity_type and p.heartbeat_details.payloads:
+                    return str(converter.from_payload(p.heartbeat_details.payloads[0], str))
             await asyncio.sleep(0.1)
 
 
@@ -121,6 +134,7 @@ async def test_a_run_paused_between_its_gate_and_its_email_sends_it_once_after_r
         assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
         [listed] = [s for s in list_switches(store) if s.switch == "process:onboarding"]
         assert listed.paused and handle.id in listed.waiting  # `aios pause` shows who waits
+        assert await heartbeat_says(handle, "send_welcome") == "paused: process:onboarding"
     finally:
         store.switches.resume(change)
 

@@ -134,7 +134,7 @@ def test_a_paused_step_waits_heartbeating_with_a_notice_and_goes_on_when_resumed
     process = f"test-{uuid.uuid4().hex[:8]}"
     change = SwitchChange(scope="process", name=process, by="pat", reason="audit")
     workflow_id = f"{process}/run-1"
-    beats: list[int] = []
+    beats: list[tuple[object, ...]] = []
     polls: list[float] = []
     key = [f"paused/{workflow_id}/process:{process}"]
 
@@ -145,7 +145,7 @@ def test_a_paused_step_waits_heartbeating_with_a_notice_and_goes_on_when_resumed
         if len(polls) == 3:
             store.switches.resume(change)
 
-    waiter = Waiter(workflow_id=workflow_id, run_id="r1", beat=lambda: beats.append(1))
+    waiter = Waiter(workflow_id=workflow_id, run_id="r1", beat=lambda *d: beats.append(d))
     gate = PauseGate(
         SwitchReader(store.switches, ttl=0.0),
         store.notices,
@@ -158,7 +158,8 @@ def test_a_paused_step_waits_heartbeating_with_a_notice_and_goes_on_when_resumed
     gate.hold(["connector:email"], "email send_welcome")
 
     assert polls == [0.5, 0.5, 0.5]
-    assert len(beats) >= 4  # before the check, and around every poll
+    assert beats.count((f"paused: process:{process}",)) == 6  # around every poll
+    assert beats.count(()) == 1  # the check that found nothing paused
     notice = store.notices.get(key[0])
     assert notice is not None
     assert (notice.kind, notice.title, notice.status) == (

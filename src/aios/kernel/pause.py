@@ -15,9 +15,10 @@ The steps that can wait are scheduled with a heartbeat timeout (a worker killed 
 hands the step back to Temporal within it, and the next attempt checks again) and with a
 start-to-close long enough for a pause of days (``aios.workflows.timeouts.PAUSE_LIMIT``).
 
-What the operator sees: a notice in the inbox per waiting run and switch, kind ``paused``,
-key ``paused/<workflow id>/<switch>``, title ``paused: <switch>``, opened when the step
-starts waiting and resolved when it goes on (its events are ``notice.opened`` and
+What the operator sees: the step's heartbeat details say ``paused: <switch>`` (the Web UI
+shows them on the pending activity), and a notice in the inbox per waiting run and switch,
+kind ``paused``, key ``paused/<workflow id>/<switch>``, title ``paused: <switch>``, opened
+when the step starts waiting and resolved when it goes on (its events are ``notice.opened`` and
 ``notice.resolved``). A step interrupted while it waits (its worker stops) leaves the notice
 open for its next attempt; one whose run is cancelled meanwhile leaves it for the operator to
 dismiss. A later wait of the same run at the same switch gets a fresh key
@@ -51,7 +52,7 @@ class Waiter:
 
     workflow_id: str = ""
     run_id: str = ""
-    beat: Callable[[], None] = lambda: None
+    beat: Callable[..., None] = lambda *details: None  # details show in the Web UI
 
     @property
     def process(self) -> str:
@@ -96,19 +97,19 @@ class PauseGate:
         waits, for the notice (``email send_welcome``).
         """
         run = self._current() or Waiter()
-        run.beat()  # a step about to do its work is alive: this starts its heartbeat timeout
         covering = self.labels(labels, run)
         switch = self._reader.blocking(covering)
         if switch is None:
+            run.beat()  # a step about to do its work is alive: its heartbeat timeout starts
             return 0.0
         started = time.monotonic()
         opened: dict[str, str] = {}
         while switch is not None:
             if switch.label not in opened:
                 opened[switch.label] = self._open(run, switch, what)
-            run.beat()
+            run.beat(f"paused: {switch.label}")
             self._sleep(self._poll)
-            run.beat()
+            run.beat(f"paused: {switch.label}")
             switch = self._reader.blocking(covering)
         # An exception above (the worker shutting down) leaves the notice open: Temporal
         # retries the step, whose wait finds the open notice by its key and resolves it.
