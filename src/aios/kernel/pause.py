@@ -29,7 +29,11 @@ then performs its effect through the outbox like any other, once per idempotency
 step retried after its worker died waits again at the same check, then finds the effect
 done (or runs it) by that key.
 
-A waiting step occupies one of its worker's activity slots for as long as it waits.
+Why not wait in the workflow instead: a check there would be a new command before every
+step of every process (a versioned change to each), it could not stop a step already
+running (a batch between two of its messages), and it would not cover what other modules
+build on the connector runtime. The price of waiting in the activity: a waiting step
+occupies one of its worker's activity slots for as long as it waits.
 """
 
 from __future__ import annotations
