@@ -346,6 +346,20 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 16 characters")
         return value
 
+    # Kill switches (`aios pause` / `aios resume`): how fresh a worker's view of them is
+    switch_cache_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=2,
+        description="a worker reads the paused switches at most this often (one query)",
+    )
+    switch_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=2,
+        description="a paused step looks again this often (it heartbeats meanwhile)",
+    )
+
     @field_validator("business_name", "business_tax_id")
     @classmethod
     def _one_line(cls, value: str) -> str:

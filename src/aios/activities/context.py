@@ -7,8 +7,21 @@ from typing import Any
 from temporalio import activity
 
 from aios.kernel.events import EventDraft
+from aios.kernel.pause import Waiter
 
-__all__ = ["event_for_step"]
+__all__ = ["event_for_step", "pause_waiter"]
+
+
+def pause_waiter() -> Waiter | None:
+    """The running step as a ``PauseGate`` sees it (its run, its heartbeat); None outside one."""
+    if not activity.in_activity():
+        return None
+    info = activity.info()
+    return Waiter(
+        workflow_id=info.workflow_id or "",
+        run_id=info.workflow_run_id or "",
+        beat=activity.heartbeat,
+    )
 
 
 def event_for_step(

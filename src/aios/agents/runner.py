@@ -23,12 +23,17 @@ a valid but unsure answer (the operator may accept it), else ``fallback="templat
 operator's choice comes back as ``ctx.use``: ``"template"`` runs the deterministic template
 provider, ``"best"`` takes the most confident valid answer. Without a hosted provider the
 runner always uses the template provider, the offline default.
+
+Kill switches: with a ``pause`` (``aios.kernel.pause.PauseGate``), the runner waits while
+``all``, ``agent:<name>`` or the run's ``process:<name>`` is paused, before the agent runs
+(any provider, the template one too) and again before every model call it has to pay for (a
+repair, the next tier). Waiting costs no retry and no money.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -60,6 +65,7 @@ __all__ = [
     "CallLedger",
     "Hold",
     "ModelPrice",
+    "PauseCheck",
     "Tier",
 ]
 
@@ -105,6 +111,12 @@ class AgentOutcome(Generic[OutT]):
         return round(sum(a.cost_usd for a in self.attempts), 6)
 
 
+class PauseCheck(Protocol):
+    """Waits while a switch covering the step is paused (``aios.kernel.pause.PauseGate``)."""
+
+    def hold(self, labels: Sequence[str], what: str) -> float: ...
+
+
 class CallLedger(Protocol):
     """The cost ledger of model calls (``kernel.stores.CostLedger``)."""
 
@@ -136,8 +148,10 @@ class AgentRunner:
         policy: AgentPolicy | None = None,
         max_output_tokens: int = 2000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        pause: PauseCheck | None = None,
     ) -> None:
         self._ledger = ledger
+        self._pause = pause
         self._chat = chat
         self._tiers = tiers or {}
         self._agent_tiers = agent_tiers or {}
@@ -164,6 +178,7 @@ class AgentRunner:
         *,
         beat: Callable[[], None] = lambda: None,
     ) -> AgentOutcome[OutT]:
+        self._hold(agent)
         if self._chat is None or ctx.use == "template":
             return self._template(agent, request, ctx)
         return self._tiered(self._chat, agent, request, ctx, beat)
@@ -245,6 +260,7 @@ class AgentRunner:
                                 ),
                                 attempts=attempts,
                             )
+                    self._hold(agent)
                     stored = self._call(
                         chat, agent, request, ctx, tier, key, messages, schema, over
                     )
@@ -289,6 +305,10 @@ class AgentRunner:
             hold=Hold(kind="review", reason=f"no tier gave usable output: {last_problem}"),
             attempts=attempts,
         )
+
+    def _hold(self, agent: Agent[Any, Any]) -> None:
+        if self._pause is not None:
+            self._pause.hold([f"agent:{agent.name}"], f"{agent.name} agent")
 
     def _budget_problem(self, agent: str, estimate: Decimal) -> str | None:
         since = month_start(self._clock())

@@ -26,6 +26,7 @@ from rich.text import Text
 
 from aios.cli import bank as bank_commands
 from aios.cli import console as console_commands
+from aios.cli import control as control_commands
 from aios.cli import exchange as exchange_commands
 from aios.cli import memory as memory_commands
 from aios.cli import render
@@ -1010,4 +1011,5 @@ def _exit(code: int) -> NoReturn:
     os._exit(code)
 
 
+control_commands.register(app)  # aios pause, aios resume
 __all__ = ["app", "main"]

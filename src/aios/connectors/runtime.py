@@ -20,6 +20,12 @@ with ``approval=``: the event key of a recorded human decision of the same workf
 signalled. The runtime looks the event up in the log; a missing, foreign or negative one is a
 ``PolicyRefusal`` and nothing is attempted. Dry runs need no approval (they change nothing).
 
+Kill switches: with a ``pause`` gate (``aios.kernel.pause.PauseGate``), every effect first
+waits while ``all``, ``connector:<name>`` or the run's ``process:<name>`` is paused, before
+anything else (the outbox, the rate limit, the approval check): the step heartbeats and
+waits, costing no retry, and goes on when resumed. A batch of effects stops between two of
+them. Reads and probes (``call``, ``check``) are not held: they change nothing.
+
 Breaker and rate-limit state is per worker process; ``snapshot`` reports it and ``publish``
 stores it in PostgreSQL (on every breaker state change, and on each synthetic check), which is
 what ``aios health`` shows.
@@ -62,6 +68,7 @@ from aios.errors import (
     TransientConnectorError,
 )
 from aios.kernel.events import EventDraft
+from aios.kernel.pause import PauseGate
 from aios.kernel.store import KernelStore, OutboxResult
 from aios.secrets import Scrubber, installed
 
@@ -193,8 +200,10 @@ class ConnectorRuntime:
         dry_run: bool = False,
         worker: str | None = None,
         scrubber: Scrubber | None = None,
+        pause: PauseGate | None = None,
     ) -> None:
         self._store = store
+        self._pause = pause
         self._scrubber = scrubber  # None: the process-wide one (aios.secrets.installed)
         self._settings = guards or {}
         self._default = default or GuardSettings()
@@ -277,6 +286,8 @@ class ConnectorRuntime:
             raise InvalidInput(f"{connector}.{operation.name} has no effect: use call()")
         if not key.strip():
             raise InvalidInput(f"{connector}.{operation.name}: an idempotency key is required")
+        if self._pause is not None:
+            self._pause.hold([f"connector:{connector}"], f"{connector} {step or operation.name}")
         if self.dry_run:
             return self._scrubbed(connector, lambda: fn(True)), False
         if operation.irreversible:

@@ -1,15 +1,21 @@
 """The kernel in PostgreSQL: one ``KernelStore`` holding a store per aggregate.
 
 Each store owns its tables and nothing else, and all share one connection pool
-(``stores.database``): ``clients``, ``drafts``, ``events`` (the append-only log), ``costs``
-(the cost ledger of model calls), ``outbox``, ``refs`` (links to outside mirrors), ``health``
-(connector guards and synthetic checks), ``proposals``, ``invoices`` (with payments, refunds
-and credit notes), ``operators`` (the console's sign-in), ``gates`` (the gate projection the
-inbox reads), ``notices`` (the inbox's items that are not gates), ``inbound`` (payment events
-that came in by themselves, each processed once), ``leads`` (leads that came in by themselves,
-and the notes they add to clients). Every write is idempotent: clients upsert by key, drafts
-and events insert by a deterministic id and ignore a repeat, notices open once per key, and
-the outbox runs an outside effect at most once per key.
+(``stores.database``):
+
+- ``clients``; ``drafts``; ``events``, the append-only log; ``costs``, the cost ledger of model
+  calls; ``outbox``; ``refs``, links to outside mirrors; ``health``, connector guards and
+  synthetic checks;
+- ``proposals``; ``invoices``, with payments, refunds and credit notes;
+- ``operators``, the console's sign-in; ``gates``, the gate projection the inbox reads;
+  ``notices``, the inbox's items that are not gates;
+- ``inbound``, payment events that came in by themselves, each processed once;
+- ``leads``, leads that came in by themselves, and the notes they add to clients;
+- ``switches``, the kill switches.
+
+Every write is idempotent: clients upsert by key, drafts and events insert by a deterministic
+id and ignore a repeat, notices open once per key, switches change once per pause or resume,
+and the outbox runs an outside effect at most once per key.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from aios.kernel.stores import (
     Outbox,
     OutboxResult,
     ProposalStore,
+    SwitchStore,
     apply_migrations,
 )
 
@@ -56,6 +63,7 @@ class KernelStore:
         self.notices = NoticeStore(self.db)
         self.inbound = InboundStore(self.db)
         self.leads = LeadStore(self.db)
+        self.switches = SwitchStore(self.db)
 
     def close(self) -> None:
         self.db.close()

@@ -62,6 +62,7 @@ def create_app(
 ) -> FastAPI:
     """The console for ``settings``. ``store`` and ``client`` are opened on first use unless
     given (a given store is left open)."""
+    from aios.serve.control import router as control_router
     from aios.serve.decisions import router as decisions_router
     from aios.serve.hooks import router as hooks_router
     from aios.serve.leads import router as leads_router
@@ -94,6 +95,7 @@ def create_app(
     app.include_router(hooks_router)
     app.include_router(leads_router)
     app.include_router(review_router)
+    app.include_router(control_router)  # the kill switches
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:

@@ -20,6 +20,7 @@ from typing import Any
 
 from aios.activities import AgentActivities, ConnectorActivities, KernelActivities, MemoryActivities
 from aios.activities.billing import BillingActivities
+from aios.activities.context import pause_waiter
 from aios.activities.crm import CrmActivities
 from aios.activities.health import HealthActivities
 from aios.activities.proposals import ProposalActivities
@@ -36,8 +37,9 @@ from aios.connectors.payments.base import PaymentProvider
 from aios.connectors.runtime import ConnectorRuntime
 from aios.connectors.webhooks import WebhookConfig, WebhookConnector
 from aios.identity import BusinessIdentity
+from aios.kernel.pause import PauseGate
 from aios.kernel.store import KernelStore, apply_migrations
-from aios.kernel.stores import pool_size_for
+from aios.kernel.stores import SwitchReader, pool_size_for
 from aios.memory.backends import open_memory
 from aios.memory.store import MemoryStore
 from aios.secrets import Scrubber, install
@@ -53,6 +55,7 @@ __all__ = [
     "connector_runtime",
     "email_templates",
     "hubspot_connector",
+    "pause_gate",
     "payment_providers",
     "scrubber",
     "webhook_connector",
@@ -70,6 +73,7 @@ class Services:
     webhook: WebhookConnector | None = None
     calendar: CalDavConnector | None = None
     crm: HubSpotConnector | None = None
+    pause: PauseGate | None = None  # the kill switches, shared by the runner and the runtime
 
     @classmethod
     def from_settings(
@@ -101,23 +105,25 @@ class Services:
                 sender=settings.mail_from,
             )
         )
+        pause = pause_gate(settings, store)
         return cls(
             settings=settings,
             store=store,
             memory=memory,
             email=email,
             providers=payment_providers(settings),
-            runtime=connector_runtime(settings, store, scrub),
+            runtime=connector_runtime(settings, store, scrub, pause=pause),
             webhook=webhook_connector(settings),
             calendar=caldav_connector(settings),
             crm=hubspot_connector(settings),
+            pause=pause,
         )
 
     def activities(self) -> list[Callable[..., Any]]:
         s = self.settings
         scrub = scrubber(s)
         kernel = KernelActivities(self.store)
-        runner = agent_runner(s, self.store, scrub)
+        runner = agent_runner(s, self.store, scrub, pause=self.pause)
         agents = AgentActivities(
             self.store, runner, operator_name=s.operator_name, timezone=s.business_timezone
         )
@@ -284,8 +290,22 @@ def chat_model(settings: Settings, scrub: Scrubber | None = None) -> ChatModel |
     return None
 
 
+def pause_gate(settings: Settings, store: KernelStore) -> PauseGate:
+    """The kill switches as this worker's steps see them (``aios.kernel.pause``)."""
+    return PauseGate(
+        SwitchReader(store.switches, ttl=settings.switch_cache_seconds),
+        store.notices,
+        current=pause_waiter,
+        poll_seconds=settings.switch_poll_seconds,
+    )
+
+
 def agent_runner(
-    settings: Settings, store: KernelStore, scrub: Scrubber | None = None
+    settings: Settings,
+    store: KernelStore,
+    scrub: Scrubber | None = None,
+    *,
+    pause: PauseGate | None = None,
 ) -> AgentRunner:
     return AgentRunner(
         store.costs,
@@ -294,11 +314,16 @@ def agent_runner(
         agent_tiers=settings.agent_tiers,
         policy=settings.agent_policy,
         max_output_tokens=settings.model_max_output_tokens,
+        pause=pause,
     )
 
 
 def connector_runtime(
-    settings: Settings, store: KernelStore, scrub: Scrubber | None = None
+    settings: Settings,
+    store: KernelStore,
+    scrub: Scrubber | None = None,
+    *,
+    pause: PauseGate | None = None,
 ) -> ConnectorRuntime:
     names = {"email", "caldav", "hubspot", "webhook", *settings.connector_rate_limits}
     return ConnectorRuntime(
@@ -307,6 +332,7 @@ def connector_runtime(
         default=settings.guard_settings("*"),
         dry_run=settings.connectors_dry_run,
         scrubber=scrub or scrubber(settings),
+        pause=pause,
     )
 
 

@@ -1,11 +1,21 @@
 """Timeouts and retry policies, one named set per kind of work.
 
-A connector effect gets 30 s per attempt (an SMTP hand-off takes well under a second; the
-margin covers slow servers) and keeps retrying transient failures for up to a day. A model
+A connector effect gets 30 s per attempt from its last heartbeat (it heartbeats right before
+the effect; an SMTP hand-off takes well under a second; the margin covers slow servers) and
+keeps retrying transient failures until a day past ``PAUSE_LIMIT`` has gone by since it was
+scheduled (the limit has to leave room for a step that waited at a paused switch). A model
 step may make up to four HTTP requests (two tiers, each with one repair), each bounded by
 ``MODEL_REQUEST_TIMEOUT`` (the ``openai`` client's timeout); the step heartbeats before each,
 so a lost worker is noticed within ``MODEL_CALL.heartbeat`` rather than at the end of the step.
 Kernel and memory writes are local and fast.
+
+Model steps and connector effects wait, inside the activity, while a kill switch covering
+them is paused (``aios.kernel.pause``), for as long as the operator keeps it paused, up to
+``PAUSE_LIMIT``. So their start-to-close and schedule-to-close allow that long, and what
+bounds a single attempt instead is the heartbeat timeout: a waiting step heartbeats every
+second or so, and a step doing its work heartbeats before each request (a model call) or
+effect, so a lost worker or a hung request is noticed within ``heartbeat`` (30 s for an
+effect, two minutes for a model call).
 
 Memory steps run on their own task queue, ``memory_task_queue(<the run's task queue>)``
 (``aios-memory`` for the default ``aios``), served by the one process that owns the memory
@@ -30,6 +40,7 @@ __all__ = [
     "MEMORY_READ",
     "MODEL_CALL",
     "MODEL_REQUEST_TIMEOUT",
+    "PAUSE_LIMIT",
     "StepOptions",
     "memory_task_queue",
 ]
@@ -68,14 +79,21 @@ MEMORY = StepOptions(
 )
 # A person waits for a memory read (`aios memory`, the console): a few quick tries.
 MEMORY_READ = StepOptions(timedelta(seconds=20), timedelta(seconds=45), _retry(1, 5, attempts=3))
+# The longest a step waits at a paused kill switch; past it the step times out like a stuck one.
+PAUSE_LIMIT = timedelta(days=30)
 MODEL_REQUEST_TIMEOUT = timedelta(seconds=90)
 MODEL_CALL = StepOptions(
-    timedelta(minutes=8),
-    timedelta(hours=2),
+    timedelta(minutes=8) + PAUSE_LIMIT,
+    timedelta(hours=2) + PAUSE_LIMIT,
     _retry(2, 60, attempts=8),
     heartbeat=MODEL_REQUEST_TIMEOUT + timedelta(seconds=30),
 )
-CONNECTOR_EFFECT = StepOptions(timedelta(seconds=30), timedelta(days=1), _retry(2, 300))
+CONNECTOR_EFFECT = StepOptions(
+    timedelta(seconds=30) + PAUSE_LIMIT,
+    timedelta(days=1) + PAUSE_LIMIT,
+    _retry(2, 300),
+    heartbeat=timedelta(seconds=30),
+)
 # Probing every connector once (each bounded by its own client timeout); a failing probe is a
 # result, not an error, so retries are few.
 CONNECTOR_CHECK = StepOptions(

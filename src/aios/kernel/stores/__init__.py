@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from aios.kernel.stores.outbox import Outbox
     from aios.kernel.stores.proposals import ProposalStore
     from aios.kernel.stores.refs import ExternalRefs
+    from aios.kernel.stores.switches import Switch, SwitchReader, SwitchStore
 
 _HOMES = {
     "clients": ["ClientStore"],
@@ -48,6 +49,7 @@ _HOMES = {
     "refs": ["ExternalRefs"],
     "inbound": ["InboundEvent", "InboundStore"],
     "leads": ["ClientNote", "Lead", "LeadDraft", "LeadStore"],
+    "switches": ["Switch", "SwitchReader", "SwitchStore"],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -86,6 +88,9 @@ __all__ = [
     "OutboxResult",
     "ProposalStore",
     "Store",
+    "Switch",
+    "SwitchReader",
+    "SwitchStore",
     "apply_migrations",
     "pool_size_for",
 ]

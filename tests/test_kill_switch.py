@@ -1,0 +1,320 @@
+"""The kill switch reaches runs in flight: real dev server, PostgreSQL and SMTP servers.
+
+A paused step waits inside its activity (heartbeating) and goes on when resumed: the run
+neither fails nor retries, the inbox shows it as "paused: <switch>", and the effect happens
+exactly once. Switches are global to the database, so each test pauses its own switch and
+resumes it in ``finally``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from temporalio.api.enums.v1 import EventType, PendingActivityState
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.converter import DataConverter
+from temporalio.worker import Worker
+
+from aios import operations
+from aios.config import Settings
+from aios.connectors.email import SmtpConfig, SmtpEmailConnector
+from aios.kernel.store import KernelStore
+from aios.kernel.stores.notices import Notice
+from aios.kernel.stores.switches import SwitchChange
+from aios.operations.control import list_switches
+from aios.workers.main import build_worker
+from aios.workers.services import Services, connector_runtime, pause_gate
+from aios.workflows.gates import GateDecision
+from tests.batch_send import BatchActivities, SendBatchWorkflow
+from tests.conftest import RecordingSmtp, subprocess_env, unique_client
+from tests.helpers import start, start_at_gate
+from tests.money_helpers import fast, known_client, progress_until, propose, waiting_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def quick(settings: Settings) -> Settings:
+    """A worker that reads the switches on every check and looks again every 0.2 s."""
+    return settings.model_copy(update={"switch_cache_seconds": 0.01, "switch_poll_seconds": 0.2})
+
+
+@pytest.fixture
+async def quick_worker(
+    client: Client, settings: Settings, services: Services, executor: ThreadPoolExecutor
+) -> AsyncIterator[Worker]:
+    """The real activities, with the kill switches read afresh at every check: the pause a
+    test writes right before a step is then certainly seen by that step."""
+    gate = pause_gate(quick(services.settings), services.store)
+    runtime = connector_runtime(services.settings, services.store, pause=gate)
+    svc = dataclasses.replace(services, runtime=runtime, pause=gate)
+    async with build_worker(client, settings.task_queue, svc.activities(), executor) as w:
+        yield w
+
+
+async def notice_until(store: KernelStore, key: str, status: str, timeout: float = 30) -> Notice:
+    async with asyncio.timeout(timeout):
+        while True:
+            notice = await asyncio.to_thread(store.notices.get, key)
+            if notice is not None and notice.status == status:
+                return notice
+            await asyncio.sleep(0.1)
+
+
+async def heartbeat_says(handle: WorkflowHandle, activity_type: str) -> str:
+    """What the pending ``activity_type`` last said in its heartbeat (the Web UI shows it)."""
+    converter = DataConverter.default.payload_converter
+    async with asyncio.timeout(30):
+        while True:
+            desc = await handle.describe()
+            for p in desc.raw_description.pending_activities:
+                if p.activity_type.name == activity_type and p.heartbeat_details.payloads:
+                    return str(converter.from_payload(p.heartbeat_details.payloads[0], str))
+            await asyncio.sleep(0.1)
+
+
+async def attempts_of(handle: WorkflowHandle, activity_type: str) -> list[int]:
+    """The attempt number of every start of ``activity_type`` in the run's history, and no
+    failure or timeout of it."""
+    history = await handle.fetch_history()
+    scheduled = {
+        e.event_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == activity_type
+    }
+    bad = [
+        e
+        for e in history.events
+        if e.event_type
+        in (
+            EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+            EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+        )
+        and (
+            e.activity_task_failed_event_attributes.scheduled_event_id in scheduled
+            or e.activity_task_timed_out_event_attributes.scheduled_event_id in scheduled
+        )
+    ]
+    assert bad == []
+    return [
+        e.activity_task_started_event_attributes.attempt
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        and e.activity_task_started_event_attributes.scheduled_event_id in scheduled
+    ]
+
+
+async def test_a_run_paused_between_its_gate_and_its_email_sends_it_once_after_resume(
+    client: Client, settings: Settings, services: Services, smtp: RecordingSmtp, quick_worker
+) -> None:
+    store = services.store
+    handle, _, _, email = await start_at_gate(client, settings)
+    change = SwitchChange(scope="process", name="onboarding", by="pat", reason="wording check")
+    store.switches.pause(change)
+    try:
+        approve = GateDecision(decision="approve", approver="pat", comment="fine")
+        await operations.decide(client, handle.id, approve)
+        key = f"paused/{handle.id}/process:onboarding"
+        notice = await notice_until(store, key, "open")
+        assert notice.title == "paused: process:onboarding"
+        assert "wording check" in notice.summary and "aios resume process onboarding" in (
+            notice.summary
+        )
+        # Approved, yet nothing sent: the run waits, it has not failed.
+        assert smtp.to(email) == []
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+        [listed] = [s for s in list_switches(store) if s.switch == "process:onboarding"]
+        assert listed.paused and handle.id in listed.waiting  # `aios pause` shows who waits
+        assert await heartbeat_says(handle, "send_welcome") == "paused: process:onboarding"
+    finally:
+        store.switches.resume(change)
+
+    result = await handle.result()
+    assert result.status == "completed"
+    assert len(smtp.to(email)) == 1  # exactly one welcome email
+    assert (await notice_until(store, key, "resolved")).resolved_by == "aios"
+    assert await attempts_of(handle, "send_welcome") == [1]  # no retry burned
+    [listed] = [s for s in list_switches(store) if s.switch == "process:onboarding"]
+    assert handle.id not in listed.waiting
+
+
+class SlowSmtp(RecordingSmtp):
+    """A real SMTP server that takes a quarter of a second to accept each message."""
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        await asyncio.sleep(0.25)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.fixture
+def slow_smtp() -> Iterator[SlowSmtp]:
+    server = SlowSmtp()
+    server.controller.start()
+    yield server
+    server.controller.stop()
+
+
+async def test_pausing_email_stops_a_batch_send_and_resume_sends_one_per_recipient(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    executor: ThreadPoolExecutor,
+    slow_smtp: SlowSmtp,
+) -> None:
+    """Models a newsletter: one step sends to 20 recipients through the connector runtime,
+    one outbox key each, to an SMTP server that takes 0.25 s per message. The worker reads
+    the switches as configured by default (at most once a second, looking again every
+    second while paused). Pausing connector ``email`` after the third message stops the batch
+    before its end; resuming sends each remaining recipient one message, and nobody two."""
+    store = services.store
+    tag = uuid.uuid4().hex[:8]
+    recipients = [f"reader-{n}-{tag}@news.example" for n in range(20)]
+    email = SmtpEmailConnector(
+        SmtpConfig(host="127.0.0.1", port=slow_smtp.port, sender=services.settings.mail_from)
+    )
+    batch = BatchActivities(services.runtime, email)
+    change = SwitchChange(scope="connector", name="email", by="pat", reason="typo in the news")
+    async with build_worker(
+        client,
+        settings.task_queue,
+        [batch.send_batch],
+        executor,
+        workflows=[SendBatchWorkflow],
+        memory_queue=False,
+    ):
+        handle = await client.start_workflow(
+            SendBatchWorkflow.run,
+            recipients,
+            id=f"newsletter/{tag}",
+            task_queue=settings.task_queue,
+        )
+        try:
+            async with asyncio.timeout(30):
+                while slow_smtp.count < 3:
+                    await asyncio.sleep(0.05)
+            store.switches.pause(change)
+            paused_at = time.monotonic()
+            key = f"paused/{handle.id}/connector:email"
+            await notice_until(store, key, "open")
+            stopped_after = time.monotonic() - paused_at
+            sent_while_paused = slow_smtp.count
+            assert 3 <= sent_while_paused < len(recipients)  # stopped mid-batch
+            assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+            assert slow_smtp.count == sent_while_paused  # the waiting step sends nothing
+        finally:
+            store.switches.resume(change)
+        result = await handle.result()
+    print(f"\nbatch stopped {stopped_after:.2f} s after the pause, at {sent_while_paused}/20")
+    assert [len(slow_smtp.to(r)) for r in recipients] == [1] * len(recipients)
+    assert len(set(result.message_ids)) == len(recipients)
+    assert await attempts_of(handle, "test_send_batch") == [1]
+    assert (await notice_until(store, key, "resolved")).status == "resolved"
+
+
+async def test_pausing_the_proposal_agent_holds_proposals_before_the_model_call(
+    client: Client, settings: Settings, services: Services, smtp: RecordingSmtp, quick_worker
+) -> None:
+    store = services.store
+    s = fast(settings, proposal_auto_approve_max_total=Decimal(10000))
+    _, key, email = known_client(store)
+    change = SwitchChange(scope="agent", name="proposal", by="pat", reason="new rate card")
+    store.switches.pause(change)
+    try:
+        handle = await propose(client, s, store, key, "A new website with online ordering")
+        notice = await notice_until(store, f"paused/{handle.id}/agent:proposal", "open")
+        assert notice.title == "paused: agent:proposal"
+        # Waiting before the model call: nothing in the cost ledger, nothing sent.
+        assert [c for c in store.costs.for_workflow(handle.id) if c.agent == "proposal"] == []
+        assert smtp.to(email) == []
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    finally:
+        store.switches.resume(change)
+    await progress_until(client, handle.id, waiting_for("client_response"))
+    calls = [c for c in store.costs.for_workflow(handle.id) if c.agent == "proposal"]
+    assert len(calls) == 1  # one call, made after the resume
+    assert len(smtp.to(email)) == 1
+    assert await attempts_of(handle, "draft_proposal") == [1]
+
+
+async def retry_started(handle: WorkflowHandle, activity_type: str, attempt: int) -> None:
+    """Until the run's pending ``activity_type`` is running its attempt ``attempt``."""
+    async with asyncio.timeout(90):
+        while True:
+            desc = await handle.describe()
+            for p in desc.raw_description.pending_activities:
+                if (
+                    p.activity_type.name == activity_type
+                    and p.attempt >= attempt
+                    and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                ):
+                    return
+            await asyncio.sleep(0.2)
+
+
+async def test_a_worker_killed_while_a_step_waits_hands_it_back_and_the_retry_waits_again(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    smtp: RecordingSmtp,
+    executor: ThreadPoolExecutor,
+    tmp_path: Path,
+) -> None:
+    """The real `aios worker` runs the step that would email the operator about a new gate
+    while connector ``email`` is paused, and is killed (SIGKILL) as the step waits. Temporal
+    hands the step to the next worker after its heartbeat timeout; that attempt checks the
+    switch again and waits too. After the resume the operator gets one gate email."""
+    store = services.store
+    change = SwitchChange(scope="connector", name="email", by="pat", reason="SMTP migration")
+    store.switches.pause(change)
+    env = subprocess_env(settings, AIOS_QDRANT_PATH=str(tmp_path / "qdrant"))
+    first = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aios.cli",
+        "worker",
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        name, key, _ = unique_client()
+        handle = await start(client, settings, name, key, f"ops@{key}.example")
+        notice = f"paused/{handle.id}/connector:email"
+        await notice_until(store, notice, "open", timeout=90)
+        first.kill()
+        await first.wait()
+
+        def gate_emails() -> list[object]:
+            return [m for m in smtp.to(settings.operator_email) if handle.id in str(m)]
+
+        async with build_worker(client, settings.task_queue, services.activities(), executor):
+            await retry_started(handle, "send_gate_reminder", 2)
+            assert gate_emails() == []  # the retry checked the switch: it waits too
+            assert (await store_notice(store, notice)).status == "open"
+            store.switches.resume(change)
+            async with asyncio.timeout(30):
+                while not gate_emails():
+                    await asyncio.sleep(0.1)
+            await notice_until(store, notice, "resolved")
+            assert len(gate_emails()) == 1
+    finally:
+        store.switches.resume(change)
+        if first.returncode is None:
+            first.kill()
+            await first.wait()
+
+
+async def store_notice(store: KernelStore, key: str) -> Notice:
+    notice = await asyncio.to_thread(store.notices.get, key)
+    assert notice is not None
+    return notice
