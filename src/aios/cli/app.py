@@ -26,6 +26,7 @@ from rich.text import Text
 
 from aios.cli import console as console_commands
 from aios.cli import memory as memory_commands
+from aios.cli import policy as policy_commands
 from aios.cli import render
 from aios.cli.render import Col, age, bold, line, one_line, records
 
@@ -53,6 +54,7 @@ checks_app = typer.Typer(help="Synthetic connector checks on a Temporal Schedule
 app.add_typer(checks_app, name="checks")
 app.add_typer(console_commands.operator_app, name="operator")
 app.add_typer(memory_commands.memory_app, name="memory")
+app.add_typer(policy_commands.policy_app, name="policy")
 
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print a JSON document for scripts (see README)")
@@ -166,7 +168,9 @@ def onboard(
     s = settings()
 
     async def go() -> Started:
-        return await start_onboarding(await connect(s), s, intake, again=again)
+        from aios.operations.policies import pin_from_database  # the run pins the policy
+
+        return await start_onboarding(await connect(s), pin_from_database(s), intake, again=again)
 
     started = run(go())
     _started("Onboarding", s, started, "already running" if started.existing else "started")

@@ -5,9 +5,10 @@ Each store owns its tables and nothing else, and all share one connection pool
 (the cost ledger of model calls), ``outbox``, ``refs`` (links to outside mirrors), ``health``
 (connector guards and synthetic checks), ``proposals``, ``invoices`` (with payments and credit
 notes), ``operators`` (the console's sign-in), ``gates`` (the gate projection the inbox
-reads), ``notices`` (the inbox's items that are not gates). Every write is idempotent: clients
-upsert by key, drafts and events insert by a deterministic id and ignore a repeat, notices
-open once per key, and the outbox runs an outside effect at most once per key.
+reads), ``notices`` (the inbox's items that are not gates), ``policies`` (versioned policy
+values) and ``corrections`` (the operator's edits agents learn from). Every write is
+idempotent: clients upsert by key, drafts and events insert by a deterministic id and ignore a
+repeat, notices open once per key, and the outbox runs an outside effect at most once per key.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from aios.kernel.stores import (
     ClientStore,
     ConnectorHealth,
+    CorrectionStore,
     CostLedger,
     Database,
     DraftStore,
@@ -26,6 +28,7 @@ from aios.kernel.stores import (
     OperatorStore,
     Outbox,
     OutboxResult,
+    PolicyStore,
     ProposalStore,
     apply_migrations,
 )
@@ -50,6 +53,8 @@ class KernelStore:
         self.gates = GateStore(self.db)
         self.operators = OperatorStore(self.db)
         self.notices = NoticeStore(self.db)
+        self.policies = PolicyStore(self.db)
+        self.corrections = CorrectionStore(self.db)
 
     def close(self) -> None:
         self.db.close()

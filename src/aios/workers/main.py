@@ -191,6 +191,10 @@ async def run_worker(
     if client is None:
         log.info("worker stopped before Temporal was reachable")
         return
+    from aios.operations.policies import pin_from_database
+
+    settings = await asyncio.to_thread(pin_from_database, settings, migrate=True)
+    log.info("policy version %s: agent and connector values", settings.policy_version)
     services = await asyncio.to_thread(Services.from_settings, settings, with_memory=False)
     try:
         async with memory_service(client, settings, services, role, stop):

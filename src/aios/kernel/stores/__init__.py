@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aios.kernel.stores.clients import ClientStore
+    from aios.kernel.stores.corrections import CorrectionRecord, CorrectionStore
     from aios.kernel.stores.costs import CostLedger
     from aios.kernel.stores.database import (
         Database,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from aios.kernel.stores.notices import Notice, NoticeDraft, NoticeStore
     from aios.kernel.stores.operators import OperatorStore
     from aios.kernel.stores.outbox import Outbox
+    from aios.kernel.stores.policies import PolicyStore, PolicyVersion
     from aios.kernel.stores.proposals import ProposalStore
     from aios.kernel.stores.refs import ExternalRefs
 
@@ -44,6 +46,8 @@ _HOMES = {
     "outbox": ["Outbox"],
     "proposals": ["ProposalStore"],
     "refs": ["ExternalRefs"],
+    "policies": ["PolicyStore", "PolicyVersion"],
+    "corrections": ["CorrectionRecord", "CorrectionStore"],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -60,6 +64,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ClientStore",
     "ConnectorHealth",
+    "CorrectionRecord",
+    "CorrectionStore",
     "CostLedger",
     "Database",
     "DraftStore",
@@ -74,6 +80,8 @@ __all__ = [
     "OperatorStore",
     "Outbox",
     "OutboxResult",
+    "PolicyStore",
+    "PolicyVersion",
     "ProposalStore",
     "Store",
     "apply_migrations",

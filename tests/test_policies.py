@@ -1,0 +1,149 @@
+"""Policies as versioned data on the real stack: the `aios policy` command, PostgreSQL, the
+dev server and SMTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import pytest
+from temporalio.client import Client
+
+from aios import operations
+from aios.config import Settings
+from aios.errors import InvalidInput
+from aios.kernel.money import LineItem
+from aios.kernel.store import KernelStore
+from aios.operations.policies import current_policy, pin, set_policy
+from aios.workers.services import Services
+from aios.workflows.gates import GateDecision
+from tests.conftest import subprocess_env
+from tests.helpers import RUNS
+from tests.money_helpers import fast, known_client, progress_until
+
+SIGN_OFF = "Best regards,\nJo Operator\n"
+BODY = "Hello {name},\n\nThank you for choosing to work with me.\n\n" + SIGN_OFF
+
+
+# --- aios policy ------------------------------------------------------------------------------
+
+
+async def aios(settings: Settings, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        ".venv/bin/aios",
+        *args,
+        env=subprocess_env(settings, COLUMNS="200"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_policy_show_set_history_and_refusals_from_the_cli(
+    settings: Settings, services: Services
+) -> None:
+    store = services.store
+    code, out, _ = await aios(settings, "policy", "show", "--json")
+    assert code == 0
+    shown = json.loads(out)
+    start = shown["version"]
+    values = {e["key"]: e["value"] for e in shown["entries"]}
+    original = values["gate_remind_after"]
+    events_before = len(store.events.for_entities(["policy"], limit=1000))
+
+    # On the command line: one line naming the key and the reason, exit code 1.
+    code, out, err = await aios(
+        settings, "policy", "set", "--reason", "try", "--", "gate_remind_after", "-PT5M"
+    )
+    assert (code, out, err) == (1, "", "error: policy: gate_remind_after: must not be negative\n")
+    refused = [
+        (("gate_remind_after", "soon", "try"), "gate_remind_after: not a duration"),
+        (("proposal_max_discount_pct", "120", "try"), "proposal_max_discount_pct: Input should"),
+        (("agent_budgets_usd", '{"nobody": "5"}', "try"), "unknown agent 'nobody'"),
+        (("agent_budgets_usd", "5", "try"), "agent_budgets_usd: give a JSON object"),
+        (("smtp_port", "25", "try"), "unknown key 'smtp_port'"),
+        (("gate_remind_after", original, "try"), "nothing changed"),
+        (("gate_remind_after", "PT12H", " "), "reason: say why"),
+    ]
+    for (key, value, reason), problem in refused:
+        with pytest.raises(InvalidInput, match=re.escape(problem)):
+            set_policy(settings, store, key, value, by="pat", reason=reason)
+    assert current_policy(settings, store).version == start  # nothing was written
+
+    code, out, err = await aios(
+        settings, "policy", "set", "AIOS_GATE_REMIND_AFTER", "PT12H",
+        "--reason", "clients answer within a day", "--by", "pat",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"Policy version {start + 1}: gate_remind_after = PT12H (by pat)." in out
+    code, out, _ = await aios(settings, "policy", "history", "--json")
+    newest = json.loads(out)[0]
+    assert (newest["version"], newest["changed"], newest["set_by"], newest["reason"]) == (
+        start + 1,
+        ["gate_remind_after"],
+        "pat",
+        "clients answer within a day",
+    )
+    assert newest["values"] == {**values, "gate_remind_after": "PT12H"}  # a full snapshot
+    events = store.events.for_entities(["policy"], limit=1000)
+    assert len(events) == events_before + 1
+    [event] = [e for e in events if e.payload.get("version") == start + 1]
+    assert event.kind == "policy.set"
+    assert event.payload["changed"] == {"gate_remind_after": "PT12H"}
+    assert (event.payload["by"], event.payload["reason"]) == ("pat", "clients answer within a day")
+    assert pin(settings, store).gate_policy.remind_after.total_seconds() == 12 * 3600
+
+    restored = set_policy(settings, store, "gate_remind_after", original, by="pat", reason="back")
+    assert restored.values == values
+
+
+# --- a run pins the version it started with ---------------------------------------------------
+
+
+async def bill_once(settings: Settings, key: str, amount_minor: int) -> operations.Billed:
+    new = operations.NewInvoice(
+        client_key=key,
+        items=[LineItem(description="Work", quantity=1, unit_price_minor=amount_minor)],
+    )
+    billed = await operations.bill(settings, new, wait_seconds=30)
+    RUNS.append(billed.started.workflow_id)
+    return billed
+
+
+def decisions(store: KernelStore, workflow_id: str) -> dict[str, dict]:
+    return {e.kind: e.payload for e in store.events.for_run(workflow_id)}
+
+
+async def test_a_run_keeps_the_policy_version_it_started_with_and_its_decisions_name_it(
+    client: Client, settings: Settings, services: Services, worker: object
+) -> None:
+    store = services.store
+    s = fast(settings)
+    _, key, _ = known_client(store)
+    original = current_policy(s, store).values["billing_approve_above"]
+    strict = set_policy(s, store, "billing_approve_above", "100", by="pat", reason="audit month")
+
+    first = await bill_once(s, key, 200_00)  # USD 200 > 100: waits for the operator
+    assert first.invoice.gate == "invoice"
+    lenient = set_policy(s, store, "billing_approve_above", "1000", by="pat", reason="done")
+    second = await bill_once(s, key, 200_00)  # started after the change: issued at once
+    assert second.invoice.number is not None
+
+    held = decisions(store, first.started.workflow_id)
+    assert held["invoice.needs_approval"]["policy_version"] == strict.version
+    assert held["gate.requested"]["policy_version"] == strict.version
+    issued = decisions(store, second.started.workflow_id)
+    assert issued["invoice.auto_approved"]["policy_version"] == lenient.version
+    assert "gate.requested" not in issued
+
+    # The first run still waits under the version it started with.
+    progress = await progress_until(client, first.started.workflow_id, lambda p: p.pending_gates)
+    assert progress.pending_gates[0].gate == "invoice"
+    await operations.decide(
+        client,
+        first.started.workflow_id,
+        GateDecision(decision="reject", approver="pat", comment="test over"),
+    )
+    set_policy(s, store, "billing_approve_above", original, by="pat", reason="back")
