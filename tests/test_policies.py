@@ -1,5 +1,5 @@
-"""Policies as versioned data on the real stack: the `aios policy` command, PostgreSQL, the
-dev server and SMTP."""
+"""Policies as versioned data, and learning from the operator's edits, on the real stack:
+the `aios policy` command, PostgreSQL, the dev server, Qdrant local mode and SMTP."""
 
 from __future__ import annotations
 
@@ -11,19 +11,74 @@ import pytest
 from temporalio.client import Client
 
 from aios import operations
+from aios.agents.corrections import (
+    CorrectionHint,
+    Replacement,
+    apply_corrections,
+    replacements_from_edit,
+)
 from aios.config import Settings
 from aios.errors import InvalidInput
+from aios.kernel.models import ClientIntake
 from aios.kernel.money import LineItem
 from aios.kernel.store import KernelStore
+from aios.operations.onboarding import welcome_document
 from aios.operations.policies import current_policy, pin, set_policy
 from aios.workers.services import Services
 from aios.workflows.gates import GateDecision
-from tests.conftest import subprocess_env
-from tests.helpers import RUNS
+from aios.workflows.onboarding import OnboardingResult
+from tests.conftest import subprocess_env, unique_client
+from tests.helpers import RUNS, wait_for_gate
 from tests.money_helpers import fast, known_client, progress_until
 
 SIGN_OFF = "Best regards,\nJo Operator\n"
 BODY = "Hello {name},\n\nThank you for choosing to work with me.\n\n" + SIGN_OFF
+
+
+# --- what an edit teaches (pure) ---------------------------------------------------------------
+
+
+def test_an_edited_sign_off_and_greeting_apply_to_another_clients_draft() -> None:
+    before = {"subject": "Welcome aboard, Acme Ltd", "body": BODY.format(name="Acme Ltd")}
+    after = {
+        "subject": "Welcome aboard, Acme Ltd",
+        "body": BODY.format(name="Acme Ltd")
+        .replace("Hello Acme Ltd,", "Dear Acme Ltd team,")
+        .replace("Best regards,", "Warm wishes from the studio,")
+        .strip(),  # a gate edit arrives stripped
+    }
+    found = replacements_from_edit(before, after, client_name="Acme Ltd")
+    assert found == [
+        Replacement(field="body", before="Hello {client},\n", after="Dear {client} team,\n"),
+        Replacement(field="body", before="Best regards,\n", after="Warm wishes from the studio,\n"),
+    ]
+    fields, applied = apply_corrections(
+        {"subject": "Welcome aboard, Beta GmbH", "body": BODY.format(name="Beta GmbH")},
+        [CorrectionHint(id="c1", replacements=found)],
+        client_name="Beta GmbH",
+    )
+    assert applied == ["c1"]
+    assert fields["subject"] == "Welcome aboard, Beta GmbH"
+    assert fields["body"] == (
+        "Dear Beta GmbH team,\n\nThank you for choosing to work with me.\n\n"
+        "Warm wishes from the studio,\nJo Operator\n"
+    )
+
+
+def test_a_correction_that_does_not_fit_changes_nothing_and_is_not_cited() -> None:
+    subject = [Replacement(field="subject", before="Welcome aboard, {client}\n", after="Hi\n")]
+    other = [Replacement(field="body", before="Kind regards,\n", after="Cheers,\n")]
+    fields, applied = apply_corrections(
+        {"subject": "Welcome aboard, Beta GmbH", "body": BODY.format(name="Beta GmbH")},
+        [
+            CorrectionHint(id="fits", replacements=subject),
+            CorrectionHint(id="no", replacements=other),
+        ],
+        client_name="Beta GmbH",
+    )
+    assert applied == ["fits"]
+    assert fields["subject"] == "Hi"  # a one-line field stays one line
+    assert fields["body"] == BODY.format(name="Beta GmbH")
 
 
 # --- aios policy ------------------------------------------------------------------------------
@@ -147,3 +202,71 @@ async def test_a_run_keeps_the_policy_version_it_started_with_and_its_decisions_
         GateDecision(decision="reject", approver="pat", comment="test over"),
     )
     set_policy(s, store, "billing_approve_above", original, by="pat", reason="back")
+
+
+# --- learning from the operator's edits -------------------------------------------------------
+
+
+async def test_an_edit_at_the_welcome_gate_teaches_the_next_welcome_for_a_similar_client(
+    client: Client, settings: Settings, services: Services, worker: object
+) -> None:
+    store = services.store
+    assert current_policy(settings, store).values["agent_apply_corrections"] is False
+    set_policy(settings, store, "agent_apply_corrections", "true", by="pat", reason="learn")
+    try:
+        learning = pin(settings, store)
+        assert learning.agent_apply_corrections and learning.policy_version is not None
+        notes = "Needs a new website for the bakery chain by May 3, budget $5k."
+
+        async def onboard(prefix: str, notes: str = notes) -> tuple[str, str, str]:
+            name, key, email = unique_client(prefix)
+            started = await operations.start_onboarding(
+                client,
+                learning,
+                ClientIntake(name=name, key=key, email=email, notes=notes),
+            )
+            RUNS.append(started.workflow_id)
+            await wait_for_gate(client, started.workflow_id)
+            return name, started.workflow_id, started.run_id
+
+        _, first_id, first_run = await onboard("crumb")
+        drafted = welcome_document(store, first_id, first_run)
+        assert drafted is not None and "Best regards," in drafted.body
+        edited = drafted.body.replace("Best regards,", "Warm wishes from the studio,")
+        await operations.decide(
+            client,
+            first_id,
+            GateDecision(decision="edit", approver="pat", edits={"body": edited}),
+        )
+        handle = client.get_workflow_handle(first_id, result_type=OnboardingResult)
+        assert (await handle.result()).status == "completed"
+        [stored] = [e for e in store.events.for_run(first_id) if e.kind == "correction.stored"]
+        correction = stored.payload["correction_id"]
+        assert (stored.payload["gate"], stored.payload["approver"]) == ("welcome", "pat")
+        memory = services.memory.get(correction)
+        assert memory is not None
+        assert memory.provenance.kind == "operator_correction"
+        assert memory.provenance.source_workflow_id == first_id
+
+        second_name, second_id, second_run = await onboard("loaf")
+        welcome = welcome_document(store, second_id, second_run)
+        assert welcome is not None
+        assert welcome.body.startswith(f"Hello {second_name},")
+        assert "Warm wishes from the studio,\n" in welcome.body
+        assert "Best regards" not in welcome.body
+        assert welcome.corrections == [correction]  # the draft cites it
+        [called] = [e for e in store.events.for_run(second_id) if e.kind == "agent.called"
+                    and e.payload.get("agent") == "welcome"]  # fmt: skip
+        assert called.payload["corrections"] == [correction]
+        # A client unlike the first one gets the welcome as the agent writes it.
+        _, other_id, other_run = await onboard(
+            "dewey", "Wants advice on restructuring the partnership and its tax questions."
+        )
+        other = welcome_document(store, other_id, other_run)
+        assert other is not None and "Best regards," in other.body and other.corrections == []
+        for workflow_id in (second_id, other_id):
+            await operations.decide(
+                client, workflow_id, GateDecision(decision="reject", approver="pat", comment="t")
+            )
+    finally:
+        set_policy(settings, store, "agent_apply_corrections", "false", by="pat", reason="back")

@@ -283,9 +283,12 @@ class Settings(BaseSettings):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    # Policies: the gate, proposal, billing, agent and connector values above are version 1 of
-    # the versioned policy (``aios policy``); a later version overrides them (applied by
-    # ``operations.policies.pin``, which also sets this version number).
+    # Policies: the gate, proposal, billing, agent and connector values above (and the one
+    # below) are version 1 of the versioned policy (``aios policy``); a later version overrides
+    # them (applied by ``operations.policies.pin``, which also sets this version number).
+    # Learning from edits: the welcome agent applies the operator's corrections learnt from
+    # edits at the gate for similar clients (edits are remembered either way).
+    agent_apply_corrections: bool = True
     _policy_version: int | None = PrivateAttr(default=None)
 
     @field_validator("business_name", "business_tax_id")

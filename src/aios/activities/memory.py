@@ -12,18 +12,30 @@ from temporalio import activity
 from aios.activities.context import event_for_step
 from aios.activities.errors import translating_errors
 from aios.activities.models import (
+    RecallCorrectionsInput,
+    RecallCorrectionsResult,
     RecallMemoryInput,
     RecallMemoryResult,
+    RememberCorrectionInput,
+    RememberCorrectionResult,
     RememberInput,
     RememberResult,
 )
+from aios.agents.corrections import CorrectionHint, Replacement, replacements_from_edit
+from aios.errors import InvalidInput
 from aios.kernel.store import KernelStore
+from aios.kernel.stores.corrections import CorrectionRecord
 from aios.memory.records import MemoryQuery, MemoryView
 from aios.memory.store import MemoryStore, lookup
 
 __all__ = ["MEMORY_ACTIVITY_NAMES", "MemoryActivities"]
 
-MEMORY_ACTIVITY_NAMES = frozenset({"recall_memory", "remember", "lookup_memory"})
+MEMORY_ACTIVITY_NAMES = frozenset(
+    {"recall_memory", "remember", "lookup_memory", "remember_correction", "recall_corrections"}
+)
+CORRECTION_KIND = "operator_correction"
+# How similar (cosine) a client must be for a correction learnt on them to be recalled.
+CORRECTION_MIN_SCORE = 0.5
 
 
 class MemoryActivities:
@@ -64,6 +76,80 @@ class MemoryActivities:
             )
         )
         return RememberResult(id=record.id, version=record.provenance.version)
+
+    @activity.defn(name="remember_correction")
+    @translating_errors
+    def remember_correction(self, inp: RememberCorrectionInput) -> RememberCorrectionResult:
+        """Store the operator's edit at a gate as memory kind ``operator_correction`` (entity
+        ``agent:<agent>``, searchable by the client's profile) and its replacements in the
+        kernel under the same id (event ``correction.stored``)."""
+        before = self._store.drafts.get(inp.draft_before)
+        after = self._store.drafts.get(inp.draft_after)
+        if before is None or after is None:
+            missing = inp.draft_before if before is None else inp.draft_after
+            raise InvalidInput(f"remember_correction: draft {missing!r} does not exist")
+        fields = ("subject", "body")
+        replacements = replacements_from_edit(
+            {f: getattr(before, f) for f in fields},
+            {f: getattr(after, f) for f in fields},
+            client_name=inp.client_name,
+        )
+        if not replacements:
+            return RememberCorrectionResult()
+        info = activity.info()
+        # The text is the client's description alone: what the next client is compared with
+        # (any other words would blur that); what changed is in the kernel under the same id.
+        record = self._memory.remember(
+            inp.client_profile,
+            entity=f"agent:{inp.agent}",
+            kind=CORRECTION_KIND,
+            source_workflow_id=info.workflow_id or "",
+            source_run_id=info.workflow_run_id or "",
+            idempotency_key=inp.idempotency_key,
+        )
+        self._store.corrections.save(
+            CorrectionRecord(
+                id=record.id,
+                agent=inp.agent,
+                gate=inp.gate,
+                client_key=inp.client_key,
+                client_name=inp.client_name,
+                workflow_id=info.workflow_id or "",
+                run_id=info.workflow_run_id or "",
+                draft_before=inp.draft_before,
+                draft_after=inp.draft_after,
+                replacements=[r.model_dump() for r in replacements],
+                approver=inp.approver,
+                comment=inp.comment,
+            )
+        )
+        return RememberCorrectionResult(id=record.id, replacements=len(replacements))
+
+    @activity.defn(name="recall_corrections")
+    @translating_errors
+    def recall_corrections(self, inp: RecallCorrectionsInput) -> RecallCorrectionsResult:
+        """The operator's corrections to ``agent``'s drafts for the clients most similar to
+        ``query``, most similar first."""
+        hits = self._memory.recall(
+            inp.query,
+            kinds=[CORRECTION_KIND],
+            entity=f"agent:{inp.agent}",
+            limit=inp.limit,
+            min_score=CORRECTION_MIN_SCORE,
+        )
+        score = {h.id: h.score for h in hits}
+        return RecallCorrectionsResult(
+            corrections=[
+                CorrectionHint(
+                    id=c.id,
+                    client_name=c.client_name,
+                    score=score[c.id],
+                    approver=c.approver,
+                    replacements=[Replacement.model_validate(r) for r in c.replacements],
+                )
+                for c in self._store.corrections.get_many([h.id for h in hits])
+            ]
+        )
 
     @activity.defn(name="lookup_memory")
     @translating_errors

@@ -16,6 +16,7 @@ from aios.operations.console_models import (
     AgentGateDocument,
     BudgetGateDocument,
     CandidateAnswer,
+    CitedCorrection,
     CitedMemory,
     ConnectorsGateDocument,
     FailingCheck,
@@ -78,6 +79,17 @@ async def _welcome(
             **welcome.model_dump(),
             kickoff_at=given.kickoff_at if given else None,
             memories=_cited(given.memories if given else [], used),
+            cited_corrections=[
+                CitedCorrection(
+                    id=c.id,
+                    client_name=c.client_name,
+                    approver=c.approver,
+                    score=c.score,
+                    replacements=[r.model_dump() for r in c.replacements],
+                    used=c.id in welcome.corrections,
+                )
+                for c in (given.corrections if given else [])
+            ],
         ),
         "",
     )

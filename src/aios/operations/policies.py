@@ -52,6 +52,7 @@ POLICY_KEYS: dict[str, Scope] = {
     "billing_payment_terms": "run",
     "billing_remind_every": "run",
     "billing_max_reminders": "run",
+    "agent_apply_corrections": "run",
     "agent_min_confidence": "worker",
     "agent_monthly_budget_usd": "worker",
     "agent_budgets_usd": "worker",

@@ -179,6 +179,8 @@ class Services:
             crm.mirror_client,
             crm.mirror_deal,
             health.check_connectors,
+            memory.remember_correction,
+            memory.recall_corrections,
         ]
 
     def probes(self) -> dict[str, Callable[[], CheckResult]]:
