@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from datetime import UTC, datetime
 
 import pytest
 from temporalio.client import Client
@@ -17,11 +18,14 @@ from aios.agents.corrections import (
     apply_corrections,
     replacements_from_edit,
 )
+from aios.agents.intake import IntakeFacts
+from aios.agents.welcome import WelcomeAgent, WelcomeDraft, WelcomeRequest
 from aios.config import Settings
 from aios.errors import InvalidInput
 from aios.kernel.models import ClientIntake
 from aios.kernel.money import LineItem
 from aios.kernel.store import KernelStore
+from aios.operations import console
 from aios.operations.onboarding import welcome_document
 from aios.operations.policies import current_policy, pin, set_policy
 from aios.workers.services import Services
@@ -79,6 +83,36 @@ def test_a_correction_that_does_not_fit_changes_nothing_and_is_not_cited() -> No
     assert applied == ["fits"]
     assert fields["subject"] == "Hi"  # a one-line field stays one line
     assert fields["body"] == BODY.format(name="Beta GmbH")
+
+
+def test_a_model_gets_corrections_fenced_with_ids_and_may_cite_only_those() -> None:
+    hint = CorrectionHint(
+        id="corr-1",
+        client_name="Acme Ltd",
+        score=0.7,
+        replacements=[Replacement(field="body", before="Best regards,\n", after="Cheers,\n")],
+    )
+    request = WelcomeRequest(
+        client_name="Beta GmbH",
+        facts=IntakeFacts(segment="web", summary="A new website", urgency="normal"),
+        kickoff_at=datetime(2030, 4, 1, 10, tzinfo=UTC),
+        operator_name="Jo Operator",
+        corrections=[hint],
+    )
+    agent = WelcomeAgent()
+    prompt = agent.render_prompt(request)
+    assert "corr-1 (for a client similar to this one, score 0.70):" in prompt
+    assert "in body: replace <client_text id=" in prompt and "\nCheers,\n\n</client_text" in prompt
+    assert "corrections_used" in prompt
+    assert "corrections_used" not in agent.render_prompt(
+        request.model_copy(update={"corrections": []})
+    )
+    draft = WelcomeDraft(subject="Hi", body="Hello", plan=["Call"], corrections_used=["corr-9"])
+    assert agent.check(draft, request) == (
+        "corrections_used: 'corr-9' is not one of the corrections given"
+    )
+    raw, _ = agent.template(request)
+    assert raw["corrections_used"] == ["corr-1"] and raw["body"].endswith("Cheers,\nJo Operator\n")
 
 
 # --- aios policy ------------------------------------------------------------------------------
@@ -258,6 +292,18 @@ async def test_an_edit_at_the_welcome_gate_teaches_the_next_welcome_for_a_simila
         [called] = [e for e in store.events.for_run(second_id) if e.kind == "agent.called"
                     and e.payload.get("agent") == "welcome"]  # fmt: skip
         assert called.payload["corrections"] == [correction]
+        # The gate shows the correction it was given, what it replaces, and that it applied.
+        view = await console.gate_view(client, store, settings, second_id)
+        assert view.document is not None
+        [cited] = view.document.model_dump()["cited_corrections"]
+        assert (cited["id"], cited["used"], cited["approver"]) == (correction, True, "pat")
+        assert cited["replacements"] == [
+            {
+                "field": "body",
+                "before": "Best regards,\n",
+                "after": "Warm wishes from the studio,\n",
+            }
+        ]
         # A client unlike the first one gets the welcome as the agent writes it.
         _, other_id, other_run = await onboard(
             "dewey", "Wants advice on restructuring the partnership and its tax questions."
