@@ -184,6 +184,22 @@ async def test_policy_show_set_history_and_refusals_from_the_cli(
     assert (event.payload["by"], event.payload["reason"]) == ("pat", "clients answer within a day")
     assert pin(settings, store).gate_policy.remind_after.total_seconds() == 12 * 3600
 
+    # A setting given with another value than the policy's has no effect, and show says so.
+    proc = await asyncio.create_subprocess_exec(
+        ".venv/bin/aios",
+        "policy",
+        "show",
+        env=subprocess_env(settings, COLUMNS="200", AIOS_GATE_REMIND_AFTER="P2D"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out = (await proc.communicate())[0].decode()
+    assert f"Policy version {start + 1}, set by pat" in out
+    assert "│ gate_remind_after " in out and "│ PT12H " in out
+    assert (
+        "Note: AIOS_GATE_REMIND_AFTER set to another value in the environment has no effect: "
+        f"policy version {start + 1} decides." in out
+    )
+
     restored = set_policy(settings, store, "gate_remind_after", original, by="pat", reason="back")
     assert restored.values == values
 

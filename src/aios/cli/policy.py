@@ -58,7 +58,7 @@ def show(as_json: JsonOpt = False) -> None:
     s = settings()
     store = open_store(s)
     try:
-        view = policy_view(current_policy(s, store))
+        view = policy_view(current_policy(s, store), s)
     finally:
         store.close()
     if as_json:
@@ -72,6 +72,11 @@ def show(as_json: JsonOpt = False) -> None:
         [Col("key", key=True), Col("value", key=True), Col("read by", key=True)],
         [[e.key, _shown(e.value), f"each new {e.scope}"] for e in view.entries],
     )
+    if view.unheeded_settings:
+        line(
+            f"Note: {', '.join(view.unheeded_settings)} set to another value in the environment "
+            f"has no effect: policy version {view.version} decides."
+        )
     line("Change one (a new version): aios policy set KEY VALUE --reason '...'")
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "policy_values",
     "policy_view",
     "set_policy",
+    "unheeded_settings",
 ]
 
 Scope = Literal["run", "worker"]
@@ -102,6 +103,18 @@ def current_policy(settings: Settings, store: KernelStore) -> PolicyVersion:
 def pin(settings: Settings, store: KernelStore) -> Settings:
     """``settings`` with the latest policy version applied and named (``policy_version``)."""
     return _apply(settings, current_policy(settings, store))
+
+
+def unheeded_settings(settings: Settings, values: dict[str, Any]) -> list[str]:
+    """The policy settings given explicitly (``AIOS_...``, ``.env``) whose value differs from
+    a version's ``values``: the version decides, so the operator is told the setting has no
+    effect."""
+    given = settings.model_dump(mode="json", include=set(POLICY_KEYS) & settings.model_fields_set)
+    return [
+        f"AIOS_{key.upper()}"
+        for key in POLICY_KEYS
+        if key in given and given[key] != values.get(key)
+    ]
 
 
 def pin_from_database(settings: Settings, *, migrate: bool = False) -> Settings:
@@ -193,10 +206,13 @@ class PolicyView(BaseModel):
     reason: str
     created_at: str
     entries: list[PolicyEntry]
+    # Settings given with another value than this version's: they have no effect.
+    unheeded_settings: list[str] = []
 
 
-def policy_view(version: PolicyVersion) -> PolicyView:
+def policy_view(version: PolicyVersion, settings: Settings | None = None) -> PolicyView:
     return PolicyView(
+        unheeded_settings=unheeded_settings(settings, version.values) if settings else [],
         version=version.version,
         set_by=version.set_by,
         reason=version.reason,
