@@ -31,9 +31,10 @@ from aios.operations.policies import current_policy, pin, set_policy
 from aios.workers.services import Services
 from aios.workflows.gates import GateDecision
 from aios.workflows.onboarding import OnboardingResult
+from aios.workflows.proposal import ClientResponse
 from tests.conftest import subprocess_env, unique_client
 from tests.helpers import RUNS, wait_for_gate
-from tests.money_helpers import fast, known_client, progress_until
+from tests.money_helpers import fast, gate_open, known_client, progress_until, propose, waiting_for
 
 SIGN_OFF = "Best regards,\nJo Operator\n"
 BODY = "Hello {name},\n\nThank you for choosing to work with me.\n\n" + SIGN_OFF
@@ -332,3 +333,54 @@ async def test_an_edit_at_the_welcome_gate_teaches_the_next_welcome_for_a_simila
             )
     finally:
         set_policy(settings, store, "agent_apply_corrections", "false", by="pat", reason="back")
+
+
+WEBSITE = "A new website for our bakery chain, with online ordering."  # USD 5,600: a gate
+FIXED = "Prices are fixed for the scope described; changes to the scope are quoted separately."
+REVISIONS = "Prices include two rounds of revisions; further changes are quoted separately."
+
+
+async def test_an_edit_to_the_proposal_terms_applies_to_the_next_proposal_for_a_similar_client(
+    client: Client, settings: Settings, services: Services, worker: object
+) -> None:
+    store = services.store
+    learning = fast(settings, agent_apply_corrections=True)
+
+    async def at_gate(key: str) -> tuple[str, str]:
+        handle = await propose(client, learning, store, key, WEBSITE)
+        await progress_until(client, handle.id, gate_open)
+        return handle.id, handle.id.split("/", 1)[1]
+
+    _, first_key, _ = known_client(store)
+    first_id, first_proposal = await at_gate(first_key)
+    [drafted] = store.proposals.versions(first_proposal)
+    assert FIXED in drafted.terms
+    await operations.decide(
+        client,
+        first_id,
+        GateDecision(
+            decision="edit",
+            approver="pat",
+            edits={"terms": drafted.terms.replace(FIXED, REVISIONS)},
+        ),
+    )
+    await progress_until(client, first_id, waiting_for("client_response"))
+    [stored] = [e for e in store.events.for_run(first_id) if e.kind == "correction.stored"]
+    correction = stored.payload["correction_id"]
+    assert (stored.payload["agent"], stored.payload["gate"]) == ("proposal", "proposal")
+    assert stored.payload["fields"] == ["terms"]
+    await operations.respond(client, first_id, ClientResponse(response="decline", note="t"))
+
+    _, second_key, _ = known_client(store)
+    second_id, second_proposal = await at_gate(second_key)
+    [offered] = store.proposals.versions(second_proposal)
+    assert REVISIONS in offered.terms and FIXED not in offered.terms
+    [called] = [e for e in store.events.for_run(second_id) if e.kind == "agent.called"]
+    assert called.payload["corrections"] == [correction]
+    view = await console.gate_view(client, store, settings, second_id)
+    assert view.document is not None
+    [cited] = view.document.model_dump()["cited_corrections"]
+    assert (cited["id"], cited["used"]) == (correction, True)
+    await operations.decide(
+        client, second_id, GateDecision(decision="reject", approver="pat", comment="t")
+    )

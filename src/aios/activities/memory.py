@@ -23,6 +23,7 @@ from aios.activities.models import (
 )
 from aios.agents.corrections import CorrectionHint, Replacement, replacements_from_edit
 from aios.errors import InvalidInput
+from aios.kernel.money import format_amount
 from aios.kernel.store import KernelStore
 from aios.kernel.stores.corrections import CorrectionRecord
 from aios.memory.records import MemoryQuery, MemoryView
@@ -82,18 +83,11 @@ class MemoryActivities:
     def remember_correction(self, inp: RememberCorrectionInput) -> RememberCorrectionResult:
         """Store the operator's edit at a gate as memory kind ``operator_correction`` (entity
         ``agent:<agent>``, searchable by the client's profile) and its replacements in the
-        kernel under the same id (event ``correction.stored``)."""
-        before = self._store.drafts.get(inp.draft_before)
-        after = self._store.drafts.get(inp.draft_after)
-        if before is None or after is None:
-            missing = inp.draft_before if before is None else inp.draft_after
-            raise InvalidInput(f"remember_correction: draft {missing!r} does not exist")
-        fields = ("subject", "body")
-        replacements = replacements_from_edit(
-            {f: getattr(before, f) for f in fields},
-            {f: getattr(after, f) for f in fields},
-            client_name=inp.client_name,
-        )
+        kernel under the same id (event ``correction.stored``). An edit that changed nothing
+        stores nothing."""
+        before = self._fields(inp.document, inp.draft_before)
+        after = self._fields(inp.document, inp.draft_after)
+        replacements = replacements_from_edit(before, after, client_name=inp.client_name)
         if not replacements:
             return RememberCorrectionResult()
         info = activity.info()
@@ -124,6 +118,23 @@ class MemoryActivities:
             )
         )
         return RememberCorrectionResult(id=record.id, replacements=len(replacements))
+
+    def _fields(self, document: str, document_id: str) -> dict[str, str]:
+        """The fields an edit may change, as text: a welcome draft's subject and body; a
+        proposal version's terms, total and discount."""
+        if document == "draft":
+            draft = self._store.drafts.get(document_id)
+            if draft is not None:
+                return {"subject": draft.subject, "body": draft.body}
+        else:
+            version = self._store.proposals.get_version(document_id)
+            if version is not None:
+                return {
+                    "terms": version.terms,
+                    "total": format_amount(version.total_minor, version.currency),
+                    "discount_pct": f"{version.discount_pct}%",
+                }
+        raise InvalidInput(f"remember_correction: {document} {document_id!r} does not exist")
 
     @activity.defn(name="recall_corrections")
     @translating_errors

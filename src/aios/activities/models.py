@@ -257,6 +257,8 @@ class RememberCorrectionInput(BaseModel):
     client_name: str
     # Who the client is ("<name>. <segment>. <summary>"): what a similar client is found by.
     client_profile: str
+    # What the ids name: a welcome draft (drafts) or a proposal version (proposals).
+    document: Literal["draft", "proposal_version"] = "draft"
     draft_before: str
     draft_after: str
     approver: str
@@ -327,6 +329,8 @@ class DraftProposalInput(BaseModel):
     payment_terms_days: int
     memories: list[RecalledMemory] = Field(default_factory=list)
     controls: AgentControls = Field(default_factory=AgentControls)
+    # The operator's corrections to earlier proposals for similar clients, most similar first.
+    corrections: list[CorrectionHint] = Field(default_factory=list)
 
 
 class DraftProposalResult(BaseModel):

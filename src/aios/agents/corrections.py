@@ -1,12 +1,13 @@
 """What an agent learns from the operator's edits at a gate: field-level replacements.
 
-When the operator edits a draft at a gate, each edited field is compared line by line with the
-draft the agent wrote (``replacements_from_edit``). Every block of lines the operator changed
-becomes one replacement, ``before`` -> ``after``:
+When the operator edits a draft at a gate, each edited field is compared with the draft the
+agent wrote sentence by sentence, a line break also ending one (``replacements_from_edit``).
+Every block of sentences the operator changed becomes one replacement, ``before`` ->
+``after``:
 
-- lines replaced or deleted: the old lines -> the new lines (empty when deleted);
-- lines inserted: anchored to the unchanged line above them (or below, at the very top), so
-  the anchor line -> the anchor line plus the new lines.
+- sentences replaced or deleted: the old ones -> the new ones (empty when deleted);
+- sentences inserted: anchored to the unchanged one before them (or after, at the very top),
+  so the anchor -> the anchor plus the new sentences.
 
 The client's name in either text is stored as ``{client}``, so "Hello Acme Ltd," learnt from
 one client reads "Hello Beta GmbH," for the next. ``apply_corrections`` applies the
@@ -21,6 +22,7 @@ and say which ones they applied.
 from __future__ import annotations
 
 import difflib
+import re
 
 from pydantic import BaseModel, Field
 
@@ -37,6 +39,9 @@ __all__ = [
 ]
 
 CLIENT_PLACEHOLDER = "{client}"
+# A unit of comparison: a sentence (up to ". ", "! ", "? " and the spaces after) or the rest of
+# a line with its line break. Joined, the units are the text.
+_UNIT = re.compile(r"[^\n]*?(?:[.!?] +|\n)|[^\n]+")
 MAX_REPLACEMENT_CHARS = 2000
 
 
@@ -69,15 +74,15 @@ def _lines(text: str) -> str:
 
 
 def _field_replacements(field: str, before: str, after: str, client: str) -> list[Replacement]:
-    old, new = _lines(before).splitlines(keepends=True), _lines(after).splitlines(keepends=True)
+    old, new = _UNIT.findall(_lines(before)), _UNIT.findall(_lines(after))
     found: list[Replacement] = []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
         if tag == "equal":
             continue
         if tag == "insert":
-            if i1 > 0:  # anchor on the line above
+            if i1 > 0:  # anchor on the sentence before
                 was, now = old[i1 - 1], old[i1 - 1] + "".join(new[j1:j2])
-            elif old:  # at the top: anchor on the first line
+            elif old:  # at the top: anchor on the first sentence
                 was, now = old[0], "".join(new[j1:j2]) + old[0]
             else:
                 continue

@@ -138,6 +138,7 @@ class ProposalGateDocument(ProposalDocument):
     scope: str = ""
     valid_until: datetime | None = None
     memories: list[CitedMemory] = Field(default_factory=list)
+    cited_corrections: list[CitedCorrection] = Field(default_factory=list)
     has_pdf: bool = True
 
 

@@ -94,6 +94,7 @@ async def start_proposal(
             policy=settings.proposal_policy,
             billing_policy=settings.billing_policy,
             gate_policy=settings.gate_policy,
+            apply_corrections=settings.agent_apply_corrections,
         ),
         proposal_workflow_id(proposal_id),
         settings,
