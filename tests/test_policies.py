@@ -33,7 +33,7 @@ from aios.workflows.gates import GateDecision
 from aios.workflows.onboarding import OnboardingResult
 from aios.workflows.proposal import ClientResponse
 from tests.conftest import subprocess_env, unique_client
-from tests.helpers import RUNS, wait_for_gate
+from tests.helpers import RUNS, save_history, wait_for_gate
 from tests.money_helpers import fast, gate_open, known_client, progress_until, propose, waiting_for
 
 SIGN_OFF = "Best regards,\nJo Operator\n"
@@ -291,6 +291,7 @@ async def test_an_edit_at_the_welcome_gate_teaches_the_next_welcome_for_a_simila
         )
         handle = client.get_workflow_handle(first_id, result_type=OnboardingResult)
         assert (await handle.result()).status == "completed"
+        await save_history(handle, "onboarding_correction_learnt")
         [stored] = [e for e in store.events.for_run(first_id) if e.kind == "correction.stored"]
         correction = stored.payload["correction_id"]
         assert (stored.payload["gate"], stored.payload["approver"]) == ("welcome", "pat")
@@ -331,6 +332,9 @@ async def test_an_edit_at_the_welcome_gate_teaches_the_next_welcome_for_a_simila
             await operations.decide(
                 client, workflow_id, GateDecision(decision="reject", approver="pat", comment="t")
             )
+        applied = client.get_workflow_handle(second_id, result_type=OnboardingResult)
+        assert (await applied.result()).status == "rejected"
+        await save_history(applied, "onboarding_correction_applied")
     finally:
         set_policy(settings, store, "agent_apply_corrections", "false", by="pat", reason="back")
 
@@ -370,6 +374,9 @@ async def test_an_edit_to_the_proposal_terms_applies_to_the_next_proposal_for_a_
     assert (stored.payload["agent"], stored.payload["gate"]) == ("proposal", "proposal")
     assert stored.payload["fields"] == ["terms"]
     await operations.respond(client, first_id, ClientResponse(response="decline", note="t"))
+    learnt = client.get_workflow_handle(first_id)
+    await learnt.result()
+    await save_history(learnt, "proposal_correction_learnt")
 
     _, second_key, _ = known_client(store)
     second_id, second_proposal = await at_gate(second_key)
