@@ -36,7 +36,10 @@ class PolicyVersion(BaseModel):
     reason: str
     created_at: datetime
 
-    _at = field_validator("created_at")(_aware)
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return _aware(value)
 
 
 def _version(row: dict[str, Any]) -> PolicyVersion:
