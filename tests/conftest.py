@@ -152,6 +152,9 @@ def base_settings(
         smtp_port=smtp.port,
         smtp_embedded=False,
         operator_email="operator@aios.test",
+        # Each test's welcome draft stays its own: no corrections learnt from another test's
+        # edit (tests/test_policies.py turns it on).
+        agent_apply_corrections=False,
         _env_file=None,
     )
 
@@ -207,6 +210,7 @@ def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
         AIOS_SMTP_PORT=str(settings.smtp_port),
         AIOS_SMTP_EMBEDDED="false",
         AIOS_OPERATOR_EMAIL=settings.operator_email,
+        AIOS_AGENT_APPLY_CORRECTIONS=str(settings.agent_apply_corrections).lower(),
     )
     if settings.database_url is not None:
         env["AIOS_DATABASE_URL"] = settings.database_url.get_secret_value()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -359,6 +360,13 @@ class Settings(BaseSettings):
         le=2,
         description="a paused step looks again this often (it heartbeats meanwhile)",
     )
+    # Policies: the gate, proposal, billing, agent and connector values above (and the one
+    # below) are version 1 of the versioned policy (``aios policy``); a later version overrides
+    # them (applied by ``operations.policies.pin``, which also sets this version number).
+    # Learning from edits: the welcome agent applies the operator's corrections learnt from
+    # edits at the gate for similar clients (edits are remembered either way).
+    agent_apply_corrections: bool = True
+    _policy_version: int | None = PrivateAttr(default=None)
 
     @field_validator("business_name", "business_tax_id")
     @classmethod
@@ -500,8 +508,15 @@ class Settings(BaseSettings):
         )
 
     @property
+    def policy_version(self) -> int | None:
+        """The policy version these settings carry (``operations.policies.pin``); None: the
+        values are the settings' own."""
+        return self._policy_version
+
+    @property
     def agent_policy(self) -> AgentPolicy:
         return AgentPolicy(
+            version=self._policy_version,
             min_confidence=self.agent_min_confidence,
             monthly_budget_usd=self.agent_monthly_budget_usd,
             agent_budgets_usd=dict(self.agent_budgets_usd),
@@ -516,11 +531,16 @@ class Settings(BaseSettings):
 
     @property
     def gate_policy(self) -> GatePolicy:
-        return GatePolicy(remind_after=self.gate_remind_after, expire_after=self.gate_expire_after)
+        return GatePolicy(
+            version=self._policy_version,
+            remind_after=self.gate_remind_after,
+            expire_after=self.gate_expire_after,
+        )
 
     @property
     def proposal_policy(self) -> ProposalPolicy:
         return ProposalPolicy(
+            version=self._policy_version,
             max_discount_pct=self.proposal_max_discount_pct,
             auto_approve_max_total_minor=parse_amount(
                 self.proposal_auto_approve_max_total, self.currency
@@ -533,6 +553,7 @@ class Settings(BaseSettings):
     @property
     def billing_policy(self) -> BillingPolicy:
         return BillingPolicy(
+            version=self._policy_version,
             approve_above_minor=parse_amount(self.billing_approve_above, self.currency),
             currency=self.currency,
             payment_terms=self.billing_payment_terms,

@@ -195,6 +195,7 @@ class AgentActivities:
                 MemoryHint(id=m.id, text=m.text, entity=m.provenance.entity, score=m.score)
                 for m in inp.memories
             ],
+            corrections=inp.corrections,
         )
         result, done = run_agent(
             self._runner,
@@ -223,6 +224,9 @@ class AgentActivities:
                 "rationale": result.output.rationale,
                 "memory_ids_given": result.memory_ids,
                 "memory_ids_used": result.output.memory_ids_used,
+                # The operator's corrections it was given and the ones it applied (cited).
+                "corrections_given": [c.id for c in inp.corrections],
+                "corrections": result.output.corrections_used,
                 **call.model_dump(),
             },
         )
@@ -237,6 +241,7 @@ class AgentActivities:
                     "draft_id": draft.id,
                     **call.model_dump(),
                     "memory_ids_used": result.output.memory_ids_used,
+                    "corrections": result.output.corrections_used,
                 },
             ),
         )
@@ -246,6 +251,7 @@ class AgentActivities:
             subject=stored.subject,
             preview=_preview(stored.body),
             memory_ids_used=result.output.memory_ids_used,
+            corrections_used=result.output.corrections_used,
             call=call,
             run_cost_usd=done.run_cost_usd,
         )
@@ -292,4 +298,5 @@ class AgentActivities:
             subject=stored.subject,
             preview=_preview(stored.body),
             memory_ids_used=list(base.meta.get("memory_ids_used", [])),
+            corrections_used=list(base.meta.get("corrections", [])),
         )

@@ -12,18 +12,31 @@ from temporalio import activity
 from aios.activities.context import event_for_step
 from aios.activities.errors import translating_errors
 from aios.activities.models import (
+    RecallCorrectionsInput,
+    RecallCorrectionsResult,
     RecallMemoryInput,
     RecallMemoryResult,
+    RememberCorrectionInput,
+    RememberCorrectionResult,
     RememberInput,
     RememberResult,
 )
+from aios.agents.corrections import CorrectionHint, Replacement, replacements_from_edit
+from aios.errors import InvalidInput
+from aios.kernel.money import format_amount
 from aios.kernel.store import KernelStore
+from aios.kernel.stores.corrections import CorrectionRecord
 from aios.memory.records import MemoryQuery, MemoryView
 from aios.memory.store import MemoryStore, lookup
 
 __all__ = ["MEMORY_ACTIVITY_NAMES", "MemoryActivities"]
 
-MEMORY_ACTIVITY_NAMES = frozenset({"recall_memory", "remember", "lookup_memory"})
+MEMORY_ACTIVITY_NAMES = frozenset(
+    {"recall_memory", "remember", "lookup_memory", "remember_correction", "recall_corrections"}
+)
+CORRECTION_KIND = "operator_correction"
+# How similar (cosine) a client must be for a correction learnt on them to be recalled.
+CORRECTION_MIN_SCORE = 0.5
 
 
 class MemoryActivities:
@@ -64,6 +77,90 @@ class MemoryActivities:
             )
         )
         return RememberResult(id=record.id, version=record.provenance.version)
+
+    @activity.defn(name="remember_correction")
+    @translating_errors
+    def remember_correction(self, inp: RememberCorrectionInput) -> RememberCorrectionResult:
+        """Store the operator's edit at a gate as memory kind ``operator_correction`` (entity
+        ``agent:<agent>``, searchable by the client's profile) and its replacements in the
+        kernel under the same id (event ``correction.stored``). An edit that changed nothing
+        stores nothing."""
+        before = self._fields(inp.document, inp.draft_before)
+        after = self._fields(inp.document, inp.draft_after)
+        replacements = replacements_from_edit(before, after, client_name=inp.client_name)
+        if not replacements:
+            return RememberCorrectionResult()
+        info = activity.info()
+        # The text is the client's description alone: what the next client is compared with
+        # (any other words would blur that); what changed is in the kernel under the same id.
+        record = self._memory.remember(
+            inp.client_profile,
+            entity=f"agent:{inp.agent}",
+            kind=CORRECTION_KIND,
+            source_workflow_id=info.workflow_id or "",
+            source_run_id=info.workflow_run_id or "",
+            idempotency_key=inp.idempotency_key,
+        )
+        self._store.corrections.save(
+            CorrectionRecord(
+                id=record.id,
+                agent=inp.agent,
+                gate=inp.gate,
+                client_key=inp.client_key,
+                client_name=inp.client_name,
+                workflow_id=info.workflow_id or "",
+                run_id=info.workflow_run_id or "",
+                draft_before=inp.draft_before,
+                draft_after=inp.draft_after,
+                replacements=[r.model_dump() for r in replacements],
+                approver=inp.approver,
+                comment=inp.comment,
+            )
+        )
+        return RememberCorrectionResult(id=record.id, replacements=len(replacements))
+
+    def _fields(self, document: str, document_id: str) -> dict[str, str]:
+        """The fields an edit may change, as text: a welcome draft's subject and body; a
+        proposal version's terms, total and discount."""
+        if document == "draft":
+            draft = self._store.drafts.get(document_id)
+            if draft is not None:
+                return {"subject": draft.subject, "body": draft.body}
+        else:
+            version = self._store.proposals.get_version(document_id)
+            if version is not None:
+                return {
+                    "terms": version.terms,
+                    "total": format_amount(version.total_minor, version.currency),
+                    "discount_pct": f"{version.discount_pct}%",
+                }
+        raise InvalidInput(f"remember_correction: {document} {document_id!r} does not exist")
+
+    @activity.defn(name="recall_corrections")
+    @translating_errors
+    def recall_corrections(self, inp: RecallCorrectionsInput) -> RecallCorrectionsResult:
+        """The operator's corrections to ``agent``'s drafts for the clients most similar to
+        ``query``, most similar first."""
+        hits = self._memory.recall(
+            inp.query,
+            kinds=[CORRECTION_KIND],
+            entity=f"agent:{inp.agent}",
+            limit=inp.limit,
+            min_score=CORRECTION_MIN_SCORE,
+        )
+        score = {h.id: h.score for h in hits}
+        return RecallCorrectionsResult(
+            corrections=[
+                CorrectionHint(
+                    id=c.id,
+                    client_name=c.client_name,
+                    score=score[c.id],
+                    approver=c.approver,
+                    replacements=[Replacement.model_validate(r) for r in c.replacements],
+                )
+                for c in self._store.corrections.get_many([h.id for h in hits])
+            ]
+        )
 
     @activity.defn(name="lookup_memory")
     @translating_errors

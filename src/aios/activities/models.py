@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from aios.agents.corrections import CorrectionHint
 from aios.agents.intake import IntakeFacts
 from aios.kernel.commerce import InvoiceStatus, VersionSource
 from aios.kernel.models import Client
@@ -52,12 +53,16 @@ __all__ = [
     "ProposalVersionRef",
     "ProviderCreateInvoiceInput",
     "ProviderMarkPaidInput",
+    "RecallCorrectionsInput",
+    "RecallCorrectionsResult",
     "RecallMemoryInput",
     "RecallMemoryResult",
     "RecordEventInput",
     "RecordPaymentInput",
     "RecordPaymentResult",
     "RecordRefundInput",
+    "RememberCorrectionInput",
+    "RememberCorrectionResult",
     "RememberInput",
     "RememberResult",
     "RetractProposalInput",
@@ -167,6 +172,9 @@ class DraftWelcomeInput(BaseModel):
     kickoff_at: datetime
     memories: list[RecalledMemory] = Field(default_factory=list)
     controls: AgentControls = Field(default_factory=AgentControls)
+    # The operator's corrections to earlier welcome drafts for similar clients, most similar
+    # first (``agents.corrections``).
+    corrections: list[CorrectionHint] = Field(default_factory=list)
 
 
 class DraftResult(BaseModel):
@@ -175,6 +183,7 @@ class DraftResult(BaseModel):
     subject: str = ""
     preview: str = ""
     memory_ids_used: list[str] = Field(default_factory=list)
+    corrections_used: list[str] = Field(default_factory=list)
     call: AgentCall | None = None
     hold: AgentHold | None = None
     run_cost_usd: float = 0.0
@@ -239,6 +248,39 @@ class RememberResult(BaseModel):
     version: int
 
 
+class RememberCorrectionInput(BaseModel):
+    """An edit at a gate, to learn from: the draft the agent wrote and the one approved."""
+
+    idempotency_key: str
+    agent: str
+    gate: str
+    client_key: str
+    client_name: str
+    # Who the client is ("<name>. <segment>. <summary>"): what a similar client is found by.
+    client_profile: str
+    # What the ids name: a welcome draft (drafts) or a proposal version (proposals).
+    document: Literal["draft", "proposal_version"] = "draft"
+    draft_before: str
+    draft_after: str
+    approver: str
+    comment: str = ""
+
+
+class RememberCorrectionResult(BaseModel):
+    id: str | None = None  # None: the edit changed nothing an agent can apply
+    replacements: int = 0
+
+
+class RecallCorrectionsInput(BaseModel):
+    agent: str
+    query: str
+    limit: int = Field(default=3, ge=1, le=10)
+
+
+class RecallCorrectionsResult(BaseModel):
+    corrections: list[CorrectionHint] = Field(default_factory=list)
+
+
 class RecordEventInput(BaseModel):
     idempotency_key: str
     kind: str
@@ -288,6 +330,8 @@ class DraftProposalInput(BaseModel):
     payment_terms_days: int
     memories: list[RecalledMemory] = Field(default_factory=list)
     controls: AgentControls = Field(default_factory=AgentControls)
+    # The operator's corrections to earlier proposals for similar clients, most similar first.
+    corrections: list[CorrectionHint] = Field(default_factory=list)
 
 
 class DraftProposalResult(BaseModel):

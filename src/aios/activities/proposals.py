@@ -17,6 +17,7 @@ from aios.activities.models import (
     ProposalVersionRef,
     ReviseProposalInput,
 )
+from aios.agents.corrections import apply_corrections
 from aios.agents.proposal import ProposalAgent, ProposalRequest, price_lines, proposal_terms
 from aios.agents.runner import AgentRunner
 from aios.agents.welcome import MemoryHint
@@ -116,6 +117,7 @@ class ProposalActivities:
                     MemoryHint(id=m.id, text=m.text, entity=m.provenance.entity, score=m.score)
                     for m in inp.memories
                 ],
+                corrections=inp.corrections,
             ),
             key=inp.idempotency_key,
             controls=inp.controls,
@@ -125,6 +127,19 @@ class ProposalActivities:
             return DraftProposalResult(hold=done.hold, run_cost_usd=done.run_cost_usd)
         draft = result.output
         call = done.call
+        # The terms are ours, not the model's: the operator's corrections apply to them here.
+        fields, applied = apply_corrections(
+            {
+                "terms": proposal_terms(
+                    valid_until=inp.valid_until,
+                    payment_terms_days=inp.payment_terms_days,
+                    provider=self._provider,
+                )
+            },
+            inp.corrections,
+            client_name=client.name,
+        )
+        cited = list(dict.fromkeys([*draft.corrections_used, *applied]))
         version = ProposalVersion.priced(
             line_items=price_lines(self._rate_card, draft.lines),
             discount_pct=draft.discount_pct,
@@ -134,11 +149,7 @@ class ProposalActivities:
             source="agent",
             author=f"agent:{self._agent.name}",
             currency=proposal.currency,
-            terms=proposal_terms(
-                valid_until=inp.valid_until,
-                payment_terms_days=inp.payment_terms_days,
-                provider=self._provider,
-            ),
+            terms=fields["terms"],
             rationale=draft.rationale,
             memory_ids=draft.memory_ids_used,
         )
@@ -155,6 +166,8 @@ class ProposalActivities:
                     "discount_pct": str(version.discount_pct),
                     "memory_ids_given": result.memory_ids,
                     "memory_ids_used": draft.memory_ids_used,
+                    "corrections_given": [c.id for c in inp.corrections],
+                    "corrections": cited,
                     **call.model_dump(),
                 },
             ),

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from aios.agents.base import FENCE_RULE, Agent, fence
+from aios.agents.corrections import CorrectionHint, correction_lines, unknown_correction_ids
 from aios.agents.intake import SEGMENT_KEYWORDS
 from aios.agents.welcome import MemoryHint, memory_lines, unknown_memory_ids
 from aios.kernel.money import LineItem, format_amount, line_items_total
@@ -63,6 +64,12 @@ _OUTCOME = re.compile(r"Outcome: (accepted|declined|expired)", re.IGNORECASE)
 _REASON = re.compile(r"Reason: (.*?)\. Counters:", re.IGNORECASE | re.DOTALL)
 
 
+CORRECTIONS = """
+Corrections the operator made at the gate to your earlier proposals for similar clients (id,
+then each change of total, discount_pct or terms; {{client}} stands for the client's name).
+Take them into account for the lines and the discount (the terms are applied for you), and
+list the ids you drew on in corrections_used (only ids given here):
+{corrections}"""
 SYSTEM_PROMPT = SYSTEM_PROMPT_TEMPLATE.format(
     max_discount=MAX_AGENT_DISCOUNT, fence_rule=FENCE_RULE
 )
@@ -106,6 +113,7 @@ class ProposalRequest(BaseModel):
     operator_name: str
     rate_card: dict[str, list[LineItem]]
     memories: list[MemoryHint] = Field(default_factory=list)
+    corrections: list[CorrectionHint] = Field(default_factory=list)
 
 
 class ProposalDraft(BaseModel):
@@ -115,6 +123,7 @@ class ProposalDraft(BaseModel):
     discount_pct: Decimal = Field(ge=0, le=MAX_AGENT_DISCOUNT, decimal_places=2)
     rationale: PastedText = Field(min_length=1, max_length=2000)
     memory_ids_used: list[Line] = Field(default_factory=list)
+    corrections_used: list[Line] = Field(default_factory=list)
 
 
 def segments_in(scope: str, fallback: str) -> list[str]:
@@ -151,6 +160,10 @@ class ProposalAgent(Agent[ProposalRequest, ProposalDraft]):
             rate_card=card,
             memories=memory_lines(request.memories),
             scope=fence(request.scope),
+        ) + (
+            CORRECTIONS.format(corrections=correction_lines(request.corrections))
+            if request.corrections
+            else ""
         )
 
     def check(self, output: ProposalDraft, request: ProposalRequest) -> str | None:
@@ -158,7 +171,9 @@ class ProposalAgent(Agent[ProposalRequest, ProposalDraft]):
             price_lines(request.rate_card, output.lines)
         except ValueError as exc:
             return str(exc)
-        return unknown_memory_ids(output.memory_ids_used, request.memories)
+        return unknown_memory_ids(
+            output.memory_ids_used, request.memories
+        ) or unknown_correction_ids(output.corrections_used, request.corrections)
 
     def memory_ids(self, request: ProposalRequest) -> list[str]:
         return [m.id for m in request.memories]

@@ -8,6 +8,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from aios.agents.base import FENCE_RULE, Agent, fence
+from aios.agents.corrections import (
+    CorrectionHint,
+    apply_corrections,
+    correction_lines,
+    unknown_correction_ids,
+)
 from aios.agents.intake import IntakeFacts
 from aios.identity import zone_label
 from aios.kernel.text import Line, PastedText
@@ -37,6 +43,11 @@ Related memories (id: text), written by the operator's earlier runs; they may qu
 {memories}
 The client's notes:
 {notes}"""
+CORRECTIONS = """
+Corrections the operator made at the gate to your earlier drafts for similar clients (id, then
+each change; {{client}} stands for the client's name). Apply each one that fits this email, and
+list the ids you applied in corrections_used (only ids given here):
+{corrections}"""
 
 _PLAN: dict[str, list[str]] = {
     "web": ["Collect access to the current site and analytics", "Agree on sitemap and key pages"],
@@ -64,6 +75,7 @@ class WelcomeRequest(BaseModel):
     operator_name: str
     notes: str = ""
     memories: list[MemoryHint] = Field(default_factory=list)
+    corrections: list[CorrectionHint] = Field(default_factory=list)
 
 
 class WelcomeDraft(BaseModel):
@@ -76,6 +88,7 @@ class WelcomeDraft(BaseModel):
     plan: list[PastedText] = Field(min_length=1, max_length=12)
     memory_ids_used: list[Line] = Field(default_factory=list)
     rationale: PastedText = ""
+    corrections_used: list[Line] = Field(default_factory=list)
 
 
 def memory_lines(memories: list[MemoryHint]) -> str:
@@ -99,7 +112,7 @@ class WelcomeAgent(Agent[WelcomeRequest, WelcomeDraft]):
     relevant_score = 0.3
 
     def render_prompt(self, request: WelcomeRequest) -> str:
-        return PROMPT.format(
+        prompt = PROMPT.format(
             operator=request.operator_name,
             client=fence(request.client_name, limit=200),
             facts=fence(request.facts.model_dump_json()),
@@ -107,9 +120,14 @@ class WelcomeAgent(Agent[WelcomeRequest, WelcomeDraft]):
             memories=memory_lines(request.memories),
             notes=fence(request.notes),
         )
+        if request.corrections:
+            prompt += CORRECTIONS.format(corrections=correction_lines(request.corrections))
+        return prompt
 
     def check(self, output: WelcomeDraft, request: WelcomeRequest) -> str | None:
-        return unknown_memory_ids(output.memory_ids_used, request.memories)
+        return unknown_memory_ids(
+            output.memory_ids_used, request.memories
+        ) or unknown_correction_ids(output.corrections_used, request.corrections)
 
     def memory_ids(self, request: WelcomeRequest) -> list[str]:
         return [m.id for m in request.memories]
@@ -142,11 +160,20 @@ class WelcomeAgent(Agent[WelcomeRequest, WelcomeDraft]):
             if used
             else "No similar engagements in memory."
         )
+        # The operator's corrections for similar clients: field-level replacements.
+        fields, applied = apply_corrections(
+            {"subject": f"Welcome aboard, {request.client_name}", "body": body},
+            request.corrections,
+            client_name=request.client_name,
+        )
+        if applied:
+            rationale += " Applied the operator's corrections " + ", ".join(applied) + "."
         raw = {
-            "subject": f"Welcome aboard, {request.client_name}",
-            "body": body,
+            "subject": fields["subject"],
+            "body": fields["body"],
             "plan": plan,
             "memory_ids_used": [m.id for m in used],
             "rationale": rationale,
+            "corrections_used": applied,
         }
         return raw, 0.9 if used else 0.8

@@ -29,6 +29,7 @@ from aios.cli import console as console_commands
 from aios.cli import control as control_commands
 from aios.cli import exchange as exchange_commands
 from aios.cli import memory as memory_commands
+from aios.cli import policy as policy_commands
 from aios.cli import render
 from aios.cli import review as review_commands
 from aios.cli.render import Col, age, bold, line, one_line, records
@@ -60,6 +61,7 @@ app.add_typer(memory_commands.memory_app, name="memory")
 app.add_typer(bank_commands.bank_app, name="bank")
 app.add_typer(review_commands.review_app, name="review")
 exchange_commands.register(app)
+app.add_typer(policy_commands.policy_app, name="policy")
 
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print a JSON document for scripts (see README)")
@@ -173,7 +175,9 @@ def onboard(
     s = settings()
 
     async def go() -> Started:
-        return await start_onboarding(await connect(s), s, intake, again=again)
+        from aios.operations.policies import pin_from_database  # the run pins the policy
+
+        return await start_onboarding(await connect(s), pin_from_database(s), intake, again=again)
 
     started = run(go())
     _started("Onboarding", s, started, "already running" if started.existing else "started")

@@ -45,6 +45,8 @@ def print_shown(shown: Shown, web_ui: str) -> None:
             line(f"Drafted by: {doc.drafted_by}")
         if doc.edited_by:
             line(f"Edited by: {doc.edited_by}")
+        if doc.corrections:
+            line(f"Applies your corrections: {', '.join(doc.corrections)} (aios memory show ID)")
         line("Subject: ", bold(doc.subject))
         out.print()
         out.print(Text(doc.body))

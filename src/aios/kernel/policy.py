@@ -32,6 +32,8 @@ class GatePolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    # The policy version (``aios policy history``) these values come from; None: settings.
+    version: int | None = Field(default=None, ge=1)
     remind_after: timedelta = timedelta(hours=24)
     expire_after: timedelta = timedelta(days=7)
 
@@ -66,6 +68,8 @@ class ProposalPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    # The policy version (``aios policy history``) these values come from; None: settings.
+    version: int | None = Field(default=None, ge=1)
     max_discount_pct: Decimal = Field(default=Decimal(10), ge=0, le=100)
     auto_approve_max_total_minor: int = Field(default=500_000, ge=0)
     currency: str = "USD"
@@ -96,6 +100,8 @@ class BillingPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    # The policy version (``aios policy history``) these values come from; None: settings.
+    version: int | None = Field(default=None, ge=1)
     approve_above_minor: int = Field(default=1_000_000, ge=0)
     currency: str = "USD"
     payment_terms: timedelta = timedelta(days=14)
@@ -123,6 +129,8 @@ class AgentPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    # The policy version (``aios policy history``) these values come from; None: settings.
+    version: int | None = Field(default=None, ge=1)
     min_confidence: float = Field(default=0.6, ge=0, le=1)
     monthly_budget_usd: Decimal = Field(default=Decimal(50), ge=0)
     agent_budgets_usd: dict[str, Decimal] = Field(default_factory=dict)
@@ -160,6 +168,7 @@ class PolicyVerdict(BaseModel):
     needs_approval: bool
     rule: str
     reasons: list[str] = Field(default_factory=list)
+    policy_version: int | None = None  # the policy version that decided
 
 
 def evaluate_proposal(
@@ -182,10 +191,16 @@ def evaluate_proposal(
             "(proposal.auto_approve_max_total)"
         )
     if reasons:
-        return PolicyVerdict(needs_approval=True, rule="proposal.needs_approval", reasons=reasons)
+        return PolicyVerdict(
+            needs_approval=True,
+            rule="proposal.needs_approval",
+            reasons=reasons,
+            policy_version=policy.version,
+        )
     return PolicyVerdict(
         needs_approval=False,
         rule="proposal.auto_approve",
+        policy_version=policy.version,
         reasons=[
             f"discount {discount_pct}% is within the {policy.max_discount_pct}% limit",
             f"total {format_amount(total_minor, currency)} is within the auto-approval limit "
@@ -199,6 +214,7 @@ def evaluate_invoice(*, total_minor: int, currency: str, policy: BillingPolicy) 
         return PolicyVerdict(
             needs_approval=True,
             rule="invoice.needs_approval",
+            policy_version=policy.version,
             reasons=[
                 f"currency {currency} has no approval limit (limits are in {policy.currency})"
             ],
@@ -208,6 +224,7 @@ def evaluate_invoice(*, total_minor: int, currency: str, policy: BillingPolicy) 
         return PolicyVerdict(
             needs_approval=True,
             rule="invoice.needs_approval",
+            policy_version=policy.version,
             reasons=[
                 f"total {format_amount(total_minor, currency)} is above {limit} "
                 "(billing.approve_above)"
@@ -216,6 +233,7 @@ def evaluate_invoice(*, total_minor: int, currency: str, policy: BillingPolicy) 
     return PolicyVerdict(
         needs_approval=False,
         rule="invoice.auto_issue",
+        policy_version=policy.version,
         reasons=[f"total {format_amount(total_minor, currency)} is within {limit}"],
     )
 

@@ -11,7 +11,9 @@ Each store owns its tables and nothing else, and all share one connection pool
   ``notices``, the inbox's items that are not gates;
 - ``inbound``, payment events that came in by themselves, each processed once;
 - ``leads``, leads that came in by themselves, and the notes they add to clients;
-- ``switches``, the kill switches.
+- ``switches``, the kill switches;
+- ``policies``, versioned policy values, and ``corrections``, the operator's edits agents learn
+  from.
 
 Every write is idempotent: clients upsert by key, drafts and events insert by a deterministic
 id and ignore a repeat, notices open once per key, switches change once per pause or resume,
@@ -23,6 +25,7 @@ from __future__ import annotations
 from aios.kernel.stores import (
     ClientStore,
     ConnectorHealth,
+    CorrectionStore,
     CostLedger,
     Database,
     DraftStore,
@@ -36,6 +39,7 @@ from aios.kernel.stores import (
     OperatorStore,
     Outbox,
     OutboxResult,
+    PolicyStore,
     ProposalStore,
     SwitchStore,
     apply_migrations,
@@ -64,6 +68,8 @@ class KernelStore:
         self.inbound = InboundStore(self.db)
         self.leads = LeadStore(self.db)
         self.switches = SwitchStore(self.db)
+        self.policies = PolicyStore(self.db)
+        self.corrections = CorrectionStore(self.db)
 
     def close(self) -> None:
         self.db.close()

@@ -165,10 +165,14 @@ async def await_invoice(
 
 
 async def bill(settings: Settings, new: NewInvoice, *, wait_seconds: float = 20.0) -> Billed:
-    """``start_billing`` with its own connections (``aios bill``), then ``await_invoice``."""
+    """``start_billing`` with its own connections (``aios bill``), then ``await_invoice``; the
+    run pins the latest policy version (``operations.policies.pin``)."""
+    from aios.operations.policies import pin
+
     with Session(settings) as session:
         client = await session.client()
-        started = await start_billing(client, settings, session.store(), new)
+        store = session.store()
+        started = await start_billing(client, pin(settings, store), store, new)
     state = await await_invoice(client, started.workflow_id, wait_seconds=wait_seconds)
     return Billed(started, state)
 

@@ -21,6 +21,7 @@ __all__ = [
     "AgentGateDocument",
     "BudgetGateDocument",
     "CandidateAnswer",
+    "CitedCorrection",
     "CitedMemory",
     "ConnectorsGateDocument",
     "EditableField",
@@ -114,9 +115,22 @@ class CitedMemory(BaseModel):
     used: bool = False
 
 
+class CitedCorrection(BaseModel):
+    """An operator correction the agent was given (learnt from an edit for a similar client),
+    its replacements, and whether the draft applied it."""
+
+    id: str
+    client_name: str = ""
+    approver: str = ""
+    score: float | None = None
+    replacements: list[dict[str, str]] = Field(default_factory=list)
+    used: bool = False
+
+
 class WelcomeGateDocument(WelcomeDocument):
     kickoff_at: datetime | None = None
     memories: list[CitedMemory] = Field(default_factory=list)
+    cited_corrections: list[CitedCorrection] = Field(default_factory=list)
 
 
 class ProposalGateDocument(ProposalDocument):
@@ -124,6 +138,7 @@ class ProposalGateDocument(ProposalDocument):
     scope: str = ""
     valid_until: datetime | None = None
     memories: list[CitedMemory] = Field(default_factory=list)
+    cited_corrections: list[CitedCorrection] = Field(default_factory=list)
     has_pdf: bool = True
 
 

@@ -16,6 +16,7 @@ from aios.operations.console_models import (
     AgentGateDocument,
     BudgetGateDocument,
     CandidateAnswer,
+    CitedCorrection,
     CitedMemory,
     ConnectorsGateDocument,
     FailingCheck,
@@ -78,6 +79,7 @@ async def _welcome(
             **welcome.model_dump(),
             kickoff_at=given.kickoff_at if given else None,
             memories=_cited(given.memories if given else [], used),
+            cited_corrections=_corrections(given.corrections if given else [], welcome.corrections),
         ),
         "",
     )
@@ -105,9 +107,35 @@ async def _proposal(
             scope=proposal.scope,
             valid_until=valid_until,
             memories=_cited(given.memories if given else [], version.memory_ids),
+            cited_corrections=_corrections(
+                given.corrections if given else [], _proposal_corrections(store, gate)
+            ),
         ),
         "",
     )
+
+
+def _corrections(given: list[Any], used: list[str]) -> list[CitedCorrection]:
+    """The operator's corrections the agent was given, and whether the draft applied each."""
+    return [
+        CitedCorrection(
+            id=c.id,
+            client_name=c.client_name,
+            approver=c.approver,
+            score=c.score,
+            replacements=[r.model_dump() for r in c.replacements],
+            used=c.id in used,
+        )
+        for c in given
+    ]
+
+
+def _proposal_corrections(store: KernelStore, gate: GateState) -> list[str]:
+    """The corrections the run's proposal draft cites (its ``agent.called`` event)."""
+    for event in store.events.for_run(gate.workflow_id, gate.run_id):
+        if event.kind == "agent.called" and event.payload.get("agent") == "proposal":
+            return _list(event.payload.get("corrections"))
+    return []
 
 
 def _cited(memories: list[Any], used: list[str]) -> list[CitedMemory]:

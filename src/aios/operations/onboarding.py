@@ -88,6 +88,7 @@ async def start_onboarding(
                 client=intake,
                 gate_policy=settings.gate_policy,
                 timezone=settings.business_timezone,
+                apply_corrections=settings.agent_apply_corrections,
             ),
             id=workflow_id,
             task_queue=settings.task_queue,
@@ -137,6 +138,8 @@ class WelcomeDocument(BaseModel):
     drafted_by: str | None = None
     edited_by: str | None = None
     created_at: datetime | None = None
+    # The operator's corrections (memory ids) the agent applied to this draft.
+    corrections: list[str] = []
 
 
 def welcome_document(store: KernelStore, workflow_id: str, run_id: str) -> WelcomeDocument | None:
@@ -160,6 +163,7 @@ def welcome_document(store: KernelStore, workflow_id: str, run_id: str) -> Welco
         drafted_by=_drafted_by(draft.meta),
         edited_by=str(edited_by) if edited_by else None,
         created_at=draft.created_at,
+        corrections=[str(c) for c in draft.meta.get("corrections") or []],
     )
 
 

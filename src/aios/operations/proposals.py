@@ -94,6 +94,7 @@ async def start_proposal(
             policy=settings.proposal_policy,
             billing_policy=settings.billing_policy,
             gate_policy=settings.gate_policy,
+            apply_corrections=settings.agent_apply_corrections,
         ),
         proposal_workflow_id(proposal_id),
         settings,
@@ -102,10 +103,14 @@ async def start_proposal(
 
 
 async def propose(settings: Settings, new: NewProposal, *, again: bool = False) -> Started:
-    """``start_proposal`` with its own connections (``aios propose``)."""
+    """``start_proposal`` with its own connections (``aios propose``); the run pins the
+    latest policy version (``operations.policies.pin``)."""
+    from aios.operations.policies import pin
+
     with Session(settings) as session:
         client = await session.client()
-        return await start_proposal(client, settings, session.store(), new, again=again)
+        store = session.store()
+        return await start_proposal(client, pin(settings, store), store, new, again=again)
 
 
 async def proposal_progress(client: Client, workflow_id: str) -> ProposalProgress | None:

@@ -193,6 +193,13 @@ async def run_worker(
     if client is None:
         log.info("worker stopped before Temporal was reachable")
         return
+    from aios.operations.policies import pin_from_database, policy_values, unheeded_settings
+
+    given = settings
+    settings = await asyncio.to_thread(pin_from_database, settings, migrate=True)
+    log.info("policy version %s: agent and connector values", settings.policy_version)
+    if unheeded := unheeded_settings(given, policy_values(settings)):
+        log.warning("%s: no effect, policy version %s decides", unheeded, settings.policy_version)
     services = await asyncio.to_thread(Services.from_settings, settings, with_memory=False)
     try:
         async with memory_service(client, settings, services, role, stop):

@@ -191,6 +191,8 @@ class Services:
             health.check_connectors,
             billing.record_refund,
             review.send_review_digest,
+            memory.remember_correction,
+            memory.recall_corrections,
         ]
 
     def probes(self) -> dict[str, Callable[[], CheckResult]]:

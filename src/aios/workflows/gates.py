@@ -205,6 +205,8 @@ class GateHost(SignalHost):
                 "editable_fields": list(editable_fields),
                 "amount": amount,
                 "details": details or {},
+                # The policy version that set this gate's reminders and expiry.
+                "policy_version": policy.version,
             },
         )
         schedule = Schedule(reminders=reminders, deadline=expires)
@@ -263,6 +265,7 @@ class GateHost(SignalHost):
                     "waited_seconds": waited,
                     "reminders_sent": sent,
                     "expired_at": workflow.now().isoformat(),
+                    "policy_version": policy.version,
                 },
             )
             return GateOutcome(gate=gate, status="expired", waited_seconds=waited)

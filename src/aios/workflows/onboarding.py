@@ -18,12 +18,15 @@ with workflow.unsafe.imports_passed_through():
         ClassifyIntakeInput,
         DraftWelcomeInput,
         MirrorClientInput,
+        RecallCorrectionsInput,
         RecallMemoryInput,
+        RememberCorrectionInput,
         RememberInput,
         ReviseDraftInput,
         SendWelcomeInput,
         UpsertClientInput,
     )
+    from aios.agents.corrections import CorrectionHint
     from aios.converter import ProcessInput
     from aios.kernel.models import Client, ClientIntake
     from aios.kernel.policy import GatePolicy, kickoff_time, known_timezone
@@ -44,6 +47,10 @@ __all__ = [
 
 PROCESS_NAME = "onboarding"
 MEMORY_KINDS = ["onboarding_summary", "decision"]
+# Patch: recall the operator's corrections before the welcome draft, and remember an edit at
+# the welcome gate as one (steps "recall-corrections", "remember-correction").
+OPERATOR_CORRECTIONS = "operator-corrections"
+WELCOME_AGENT = "welcome"
 
 
 def onboarding_workflow_id(client_key: str) -> str:
@@ -55,6 +62,8 @@ class OnboardingInput(ProcessInput):
     gate_policy: GatePolicy = Field(default_factory=GatePolicy)
     # The operator's timezone (IANA name): the kickoff is at 10:00 there.
     timezone: str = "UTC"
+    # The welcome draft applies the operator's corrections learnt at earlier gates.
+    apply_corrections: bool = True
 
     @field_validator("timezone")
     @classmethod
@@ -79,7 +88,8 @@ class OnboardingWorkflow(Process):
     Id: ``onboarding/<client-key>``. Input ``OnboardingInput``, result ``OnboardingResult``.
 
     Signals: ``decide`` (``GateDecision`` JSON) answers the ``welcome`` gate; ``edit`` may change
-    ``subject`` and ``body`` of the welcome email and approves the edited version. It also
+    ``subject`` and ``body`` of the welcome email and approves the edited version; the edit is
+    remembered as an ``operator_correction`` the next welcome for a similar client applies. It also
     answers the agent gates ``budget`` and ``agent`` (see ``workflows.agent_steps``).
     Queries: ``pending_gates`` -> list of ``PendingGate``; ``progress`` -> ``OnboardingProgress``.
     Search attributes: ``AiosProcess=onboarding``, ``AiosClient=<key>``,
@@ -162,14 +172,22 @@ class OnboardingWorkflow(Process):
             )
             self._done("client")
 
+            profile = f"{intake.name}. {facts.segment}. {facts.summary}"
             recalled = await step(
                 MemoryActivities.recall_memory,
-                RecallMemoryInput(
-                    query=f"{intake.name}. {facts.segment}. {facts.summary}", kinds=MEMORY_KINDS
-                ),
+                RecallMemoryInput(query=profile, kinds=MEMORY_KINDS),
                 MEMORY,
             )
             self._done("recall")
+            corrections: list[CorrectionHint] = []
+            if workflow.patched(OPERATOR_CORRECTIONS) and inp.apply_corrections:
+                learnt = await step(
+                    MemoryActivities.recall_corrections,
+                    RecallCorrectionsInput(agent=WELCOME_AGENT, query=profile),
+                    MEMORY,
+                )
+                corrections = learnt.corrections
+                self._done("recall-corrections")
 
             kickoff_at = kickoff_time(workflow.now(), inp.timezone)
             draft = await run_agent_step(
@@ -184,6 +202,7 @@ class OnboardingWorkflow(Process):
                     kickoff_at=kickoff_at,
                     memories=recalled.memories,
                     controls=controls,
+                    corrections=corrections,
                 ),
                 title=f"Welcome email for {intake.name}",
                 gate_policy=inp.gate_policy,
@@ -230,6 +249,7 @@ class OnboardingWorkflow(Process):
             )
 
         if outcome.status == "edited" and outcome.decision is not None:
+            drafted = draft
             draft = await step(
                 AgentActivities.revise_draft,
                 ReviseDraftInput(
@@ -242,6 +262,24 @@ class OnboardingWorkflow(Process):
                 KERNEL_WRITE,
             )
             self._done("draft-edit")
+            if workflow.patched(OPERATOR_CORRECTIONS):
+                await step(
+                    MemoryActivities.remember_correction,
+                    RememberCorrectionInput(
+                        idempotency_key=step_key("remember-correction"),
+                        agent=WELCOME_AGENT,
+                        gate="welcome",
+                        client_key=key,
+                        client_name=intake.name,
+                        client_profile=profile,
+                        draft_before=drafted.draft_id,
+                        draft_after=draft.draft_id,
+                        approver=outcome.decision.approver,
+                        comment=outcome.decision.comment,
+                    ),
+                    MEMORY,
+                )
+                self._done("remember-correction")
 
         sent = await step(
             ConnectorActivities.send_welcome,

@@ -21,13 +21,16 @@ with workflow.unsafe.imports_passed_through():
         OpenProposalInput,
         OpenProposalResult,
         ProposalVersionRef,
+        RecallCorrectionsInput,
         RecallMemoryInput,
+        RememberCorrectionInput,
         RememberInput,
         RetractProposalInput,
         ReviseProposalInput,
         SendProposalInput,
     )
     from aios.activities.proposals import EDITABLE_PROPOSAL_FIELDS, ProposalActivities
+    from aios.agents.corrections import CorrectionHint
     from aios.converter import ProcessInput
     from aios.errors import InvalidInput
     from aios.kernel.money import LineItem, format_amount, parse_amount
@@ -59,6 +62,10 @@ OUTCOME_KIND = "proposal_outcome"
 # A client's answer that arrives while its version is being sent (the email is out, the run has
 # not yet heard that the send step finished: a slow or killed worker) is kept, not rejected.
 EARLY_ANSWER = "early-client-answer"
+# Patch: recall the operator's corrections before the draft, and remember an edit at the
+# proposal gate as one (steps "recall-corrections", "remember-correction").
+OPERATOR_CORRECTIONS = "operator-corrections"
+PROPOSAL_AGENT = "proposal"
 
 
 def proposal_workflow_id(proposal_id: str) -> str:
@@ -76,6 +83,8 @@ class ProposalInput(ProcessInput):
     policy: ProposalPolicy = Field(default_factory=ProposalPolicy)
     billing_policy: BillingPolicy = Field(default_factory=BillingPolicy)
     gate_policy: GatePolicy = Field(default_factory=GatePolicy)
+    # The draft applies the operator's corrections learnt at earlier proposal gates.
+    apply_corrections: bool = True
 
 
 class ClientResponse(BaseModel):
@@ -119,6 +128,9 @@ class ProposalWorkflow(Process):
 
     Id: ``proposal/<proposal-id>``. Input ``ProposalInput``, result ``ProposalResult``.
 
+    An edit at the ``proposal`` gate is remembered as an ``operator_correction``: the next
+    proposal for a similar client gets it (its terms apply it; a hosted model reads it).
+
     Signals: ``decide`` (``GateDecision``) answers the ``proposal`` gate, whose editable fields
     are ``total``, ``discount_pct`` and ``terms`` (an edit makes a new version), and the agent
     gates ``budget`` and ``agent`` of the drafting step (see ``workflows.agent_steps``);
@@ -151,6 +163,8 @@ class ProposalWorkflow(Process):
         # The version whose send step runs, and the version an early answer is for.
         self._sending: ProposalVersionRef | None = None
         self._early_for: int | None = None
+        # Who the client is, for a correction learnt from an edit (key, name, profile).
+        self._client: tuple[str, str, str] = ("", "", "")
         self.accept(CLIENT_RESPONSE_SIGNAL, ClientResponse, self._client_response)
 
     # --- messages ----------------------------------------------------------------------
@@ -260,6 +274,17 @@ class ProposalWorkflow(Process):
         for m in similar.memories:
             memories.setdefault(m.id, m)
         self._done("recall")
+        profile = f"{opened.client_name}. {opened.segment}. {inp.scope[:2000]}"
+        self._client = (inp.client_key, opened.client_name, profile)
+        corrections: list[CorrectionHint] = []
+        if workflow.patched(OPERATOR_CORRECTIONS) and inp.apply_corrections:
+            learnt = await step(
+                MemoryActivities.recall_corrections,
+                RecallCorrectionsInput(agent=PROPOSAL_AGENT, query=profile),
+                MEMORY,
+            )
+            corrections = learnt.corrections
+            self._done("recall-corrections")
 
         valid_until = workflow.now() + inp.policy.expire_after
         try:
@@ -274,6 +299,7 @@ class ProposalWorkflow(Process):
                     payment_terms_days=max(inp.billing_policy.payment_terms.days, 1),
                     memories=list(memories.values()),
                     controls=controls,
+                    corrections=corrections,
                 ),
                 title=f"Proposal {inp.proposal_id} for {opened.client_name}",
                 gate_policy=inp.gate_policy,
@@ -468,6 +494,26 @@ class ProposalWorkflow(Process):
             KERNEL_WRITE,
         )
         self._done(f"edit/v{revised.version}")
+        if workflow.patched(OPERATOR_CORRECTIONS):
+            client_key, client_name, profile = self._client
+            await step(
+                MemoryActivities.remember_correction,
+                RememberCorrectionInput(
+                    idempotency_key=step_key(f"remember-correction/v{revised.version}"),
+                    agent=PROPOSAL_AGENT,
+                    gate="proposal",
+                    client_key=client_key,
+                    client_name=client_name,
+                    client_profile=profile,
+                    document="proposal_version",
+                    draft_before=version.version_id,
+                    draft_after=revised.version_id,
+                    approver=outcome.decision.approver,
+                    comment=outcome.decision.comment,
+                ),
+                MEMORY,
+            )
+            self._done(f"remember-correction/v{revised.version}")
         return revised
 
     async def _await_client(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aios.kernel.stores.clients import ClientStore
+    from aios.kernel.stores.corrections import CorrectionRecord, CorrectionStore
     from aios.kernel.stores.costs import CostLedger
     from aios.kernel.stores.database import (
         Database,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from aios.kernel.stores.notices import Notice, NoticeDraft, NoticeStore
     from aios.kernel.stores.operators import OperatorStore
     from aios.kernel.stores.outbox import Outbox
+    from aios.kernel.stores.policies import PolicyStore, PolicyVersion
     from aios.kernel.stores.proposals import ProposalStore
     from aios.kernel.stores.refs import ExternalRefs
     from aios.kernel.stores.switches import Switch, SwitchReader, SwitchStore
@@ -50,6 +52,8 @@ _HOMES = {
     "inbound": ["InboundEvent", "InboundStore"],
     "leads": ["ClientNote", "Lead", "LeadDraft", "LeadStore"],
     "switches": ["Switch", "SwitchReader", "SwitchStore"],
+    "policies": ["PolicyStore", "PolicyVersion"],
+    "corrections": ["CorrectionRecord", "CorrectionStore"],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -67,6 +71,8 @@ __all__ = [
     "ClientNote",
     "ClientStore",
     "ConnectorHealth",
+    "CorrectionRecord",
+    "CorrectionStore",
     "CostLedger",
     "Database",
     "DraftStore",
@@ -86,6 +92,8 @@ __all__ = [
     "OperatorStore",
     "Outbox",
     "OutboxResult",
+    "PolicyStore",
+    "PolicyVersion",
     "ProposalStore",
     "Store",
     "Switch",
