@@ -5,9 +5,11 @@ Each store owns its tables and nothing else, and all share one connection pool
 (the cost ledger of model calls), ``outbox``, ``refs`` (links to outside mirrors), ``health``
 (connector guards and synthetic checks), ``proposals``, ``invoices`` (with payments and credit
 notes), ``operators`` (the console's sign-in), ``gates`` (the gate projection the inbox
-reads), ``notices`` (the inbox's items that are not gates). Every write is idempotent: clients
-upsert by key, drafts and events insert by a deterministic id and ignore a repeat, notices
-open once per key, and the outbox runs an outside effect at most once per key.
+reads), ``notices`` (the inbox's items that are not gates), ``subscribers`` (the
+newsletter's list), ``newsletter`` (staged issues, one delivery per post and subscriber).
+Every write is idempotent: clients upsert by key, drafts and events insert by a deterministic
+id and ignore a repeat, notices open once per key, and the outbox runs an outside effect at
+most once per key.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from aios.kernel.stores import (
     ExternalRefs,
     GateStore,
     InvoiceStore,
+    NewsletterStore,
     NoticeStore,
     OperatorStore,
     Outbox,
     OutboxResult,
     ProposalStore,
+    SubscriberStore,
     apply_migrations,
 )
 
@@ -50,6 +54,8 @@ class KernelStore:
         self.gates = GateStore(self.db)
         self.operators = OperatorStore(self.db)
         self.notices = NoticeStore(self.db)
+        self.subscribers = SubscriberStore(self.db)
+        self.newsletter = NewsletterStore(self.db)
 
     def close(self) -> None:
         self.db.close()

@@ -24,11 +24,13 @@ if TYPE_CHECKING:
     from aios.kernel.stores.gates import GateRecord, GateStore
     from aios.kernel.stores.health import ConnectorHealth
     from aios.kernel.stores.invoices import InvoiceStore
+    from aios.kernel.stores.newsletter import NewsletterStore
     from aios.kernel.stores.notices import Notice, NoticeDraft, NoticeStore
     from aios.kernel.stores.operators import OperatorStore
     from aios.kernel.stores.outbox import Outbox
     from aios.kernel.stores.proposals import ProposalStore
     from aios.kernel.stores.refs import ExternalRefs
+    from aios.kernel.stores.subscribers import SubscriberStore
 
 _HOMES = {
     "clients": ["ClientStore"],
@@ -44,6 +46,8 @@ _HOMES = {
     "outbox": ["Outbox"],
     "proposals": ["ProposalStore"],
     "refs": ["ExternalRefs"],
+    "newsletter": ["NewsletterStore"],
+    "subscribers": ["SubscriberStore"],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -68,6 +72,7 @@ __all__ = [
     "GateRecord",
     "GateStore",
     "InvoiceStore",
+    "NewsletterStore",
     "Notice",
     "NoticeDraft",
     "NoticeStore",
@@ -76,6 +81,7 @@ __all__ = [
     "OutboxResult",
     "ProposalStore",
     "Store",
+    "SubscriberStore",
     "apply_migrations",
     "pool_size_for",
 ]
