@@ -282,6 +282,9 @@ class Settings(BaseSettings):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    # Subscribers and the newsletter: recipients per batch (one child workflow each) of a send
+    newsletter_batch_size: int = Field(default=100, ge=1, le=1000)
+
     @field_validator("business_name", "business_tax_id")
     @classmethod
     def _one_line(cls, value: str) -> str:

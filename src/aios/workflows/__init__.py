@@ -91,6 +91,8 @@ _WORKFLOWS = [
     ("proposal", "ProposalWorkflow"),
     ("billing", "BillingWorkflow"),
     ("checks", "SyntheticCheckWorkflow"),
+    ("newsletter", "NewsletterSendWorkflow"),
+    ("newsletter_batch", "NewsletterBatchWorkflow"),
 ]
 
 
