@@ -10,13 +10,17 @@ PostgreSQL (``AIOS_BENCH_ADMIN_URL``, default ``postgresql://postgres@127.0.0.1:
 all under a temporary state folder removed at the end. It adds the subscribers and confirms
 them through the kernel (not timed), stages one issue, starts one ``aios worker --role
 general`` and ``NewsletterSendWorkflow``; as the sink's count passes each of ``--kills`` even
-steps it SIGKILLs the worker and starts a new one at once.
+steps it waits a random 0-1 s (so the kill is not timed by the sink taking a message) and
+SIGKILLs the worker, then starts a new one at once.
 
 Printed: wall time from the start of the send to its result, messages per second (messages
 the sink received over that time), the workers' peak RSS (sampled every 0.5 s), the count of
 messages per recipient read back from the Maildir (how many recipients got 0, 1, 2...;
 exactly one each is the goal), outbox rows with more than one attempt (the in-doubt window),
-and the machine's load before and after. Figures only: nothing here passes or fails.
+distinct messages (Message-IDs) per recipient, and whether every second copy is an effect in
+doubt (the worker died after the SMTP server took the message and before the outbox recorded
+it: the retry sends it again with the same Message-ID), and the machine's load before and
+after. Figures only: nothing here passes or fails.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import collections
 import email
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -63,15 +68,17 @@ def maildir_count(maildir: Path) -> int:
         return 0
 
 
-def per_recipient(maildir: Path, post_id: str) -> collections.Counter[str]:
-    """How many messages of ``post_id`` each recipient received, read back from the sink."""
-    counts: collections.Counter[str] = collections.Counter()
+def per_recipient(maildir: Path, post_id: str) -> dict[str, list[tuple[str, str]]]:
+    """The messages of ``post_id`` each recipient received, read back from the sink:
+    recipient -> [(Message-ID, idempotency key)]."""
+    received: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
     for path in (maildir / "new").iterdir():
         with path.open("rb") as f:
             msg = email.message_from_binary_file(f)
-        if str(msg.get("X-Aios-Idempotency-Key", "")).startswith(f"newsletter/{post_id}/"):
-            counts[str(msg["To"]).lower()] += 1
-    return counts
+        key = str(msg.get("X-Aios-Idempotency-Key", ""))
+        if key.startswith(f"newsletter/{post_id}/"):
+            received[str(msg["To"]).lower()].append((str(msg["Message-ID"]), key))
+    return received
 
 
 def worker_env(settings_env: dict[str, str]) -> dict[str, str]:
@@ -138,6 +145,11 @@ async def send_and_kill(
         received = maildir_count(maildir)
         if marks and received >= marks[0]:
             marks.pop(0)
+            # A message's file appears while the sink is taking it, before the worker hears
+            # the sink's 250: killing right then would aim at the in-doubt window. A real
+            # crash is not timed by the sink, so the kill waits a random moment first.
+            await asyncio.sleep(random.uniform(0.0, 1.0))  # noqa: S311 (a moment, not a secret)
+            received = maildir_count(maildir)
             current.send_signal(signal.SIGKILL)
             current.wait()
             at = time.monotonic() - started
@@ -226,15 +238,24 @@ def bench(opts: argparse.Namespace) -> dict[str, Any]:
                 opts, env, state, config.address, config.namespace, queue, post_id, workers
             )
         )
-        counts = per_recipient(maildir, post_id)
+        received = per_recipient(maildir, post_id)
         expected = {d.email for d in drafts}
-        histogram = collections.Counter(counts.get(e, 0) for e in expected)
+        histogram = collections.Counter(len(received.get(e, [])) for e in expected)
+        distinct = collections.Counter(len({m for m, _ in received.get(e, [])}) for e in expected)
+        # A second copy is explained only by an effect in doubt: the worker died after the
+        # SMTP server took the message and before the outbox recorded it (row tried again).
+        copies = {e: got for e, got in received.items() if len(got) > 1}
+        in_doubt = 0
+        for got in copies.values():
+            entry = store.outbox.entry(got[0][1])
+            if entry is not None and entry["attempts"] >= len(got):
+                in_doubt += 1
         with store.db.transaction() as conn:
             retried = conn.execute(
                 "SELECT count(*) AS n FROM outbox WHERE idempotency_key LIKE %s AND attempts > 1",
                 (f"newsletter/{post_id}/%",),
             ).fetchone()
-        total = sum(counts.values())
+        total = sum(len(got) for got in received.values())
         figures: dict[str, Any] = {
             "subscribers": opts.subscribers,
             "kills": kills,
@@ -244,6 +265,9 @@ def bench(opts: argparse.Namespace) -> dict[str, Any]:
             "worker_peak_rss_mb": round(peak_rss, 1),
             "recipients_by_count": {str(k): v for k, v in sorted(histogram.items())},
             "exactly_one_each": histogram == collections.Counter({1: opts.subscribers}),
+            "distinct_messages_by_count": {str(k): v for k, v in sorted(distinct.items())},
+            "recipients_with_a_second_copy": len(copies),
+            "second_copies_from_effects_in_doubt": in_doubt,
             "outbox_rows_tried_more_than_once": int(retried["n"]) if retried else 0,
             "report": report.model_dump(),
             "rate_limit": opts.rate,
@@ -291,6 +315,12 @@ def main() -> None:
     print(
         f"messages per recipient: {figures['recipients_by_count']} "
         f"(exactly one each: {'yes' if figures['exactly_one_each'] else 'NO'})"
+    )
+    print(f"distinct messages (Message-ID) per recipient: {figures['distinct_messages_by_count']}")
+    print(
+        f"recipients with a second copy: {figures['recipients_with_a_second_copy']}, of which "
+        f"{figures['second_copies_from_effects_in_doubt']} from an effect in doubt (worker "
+        "killed between the SMTP hand-off and the outbox record)"
     )
     print(f"outbox rows tried more than once: {figures['outbox_rows_tried_more_than_once']}")
     print(f"report: {figures['report']}")

@@ -9,7 +9,9 @@ and is not retried; a transient one fails the batch, which Temporal retries with
 
 The one window in which a message can go out twice: the worker dies after the SMTP server
 accepted the message and before the outbox row is marked done. The retry then sends it again
-with the same ``Message-ID`` (receivers that de-duplicate by it show one message).
+with the same ``Message-ID`` (receivers that de-duplicate by it show one message). A batch
+keeps one SMTP connection (no connect and QUIT per message), so the window is the server's
+reply and one commit.
 
 The activity heartbeats after every message (the recipient's position), so a lost worker is
 noticed within the heartbeat timeout, and a cancel stops it between two messages, never in
@@ -27,7 +29,7 @@ from temporalio.exceptions import CancelledError
 
 from aios.activities.errors import translating_errors
 from aios.connectors.email import OPERATIONS as EMAIL
-from aios.connectors.email import OutgoingEmail, SmtpEmailConnector
+from aios.connectors.email import OutgoingEmail, SmtpEmailConnector, SmtpSession
 from aios.connectors.runtime import ConnectorRuntime
 from aios.errors import (
     ConnectorAuthError,
@@ -58,10 +60,12 @@ class NextBatchInput(BaseModel):
     post_id: str
     version: int
     after: int = Field(ge=0)
+    batches: int = Field(default=1, ge=1, le=20)  # how many batches' worth of recipients
 
 
 class NextBatchResult(BaseModel):
     subscriber_ids: list[int]
+    batch_size: int = DEFAULT_BATCH_SIZE  # recipients per batch (AIOS_NEWSLETTER_BATCH_SIZE)
 
 
 class SendBatchInput(BaseModel):
@@ -120,12 +124,15 @@ class NewsletterActivities:
     @activity.defn(name="newsletter_next_batch")
     @translating_errors
     def next_batch(self, inp: NextBatchInput) -> NextBatchResult:
-        """The next confirmed subscribers (by id, above ``after``) who lack the post."""
+        """The next confirmed subscribers (by id, above ``after``) who lack the post: up to
+        ``batches`` batches' worth, and the batch size to cut them by."""
         self._issue(inp.post_id, inp.version)
         recipients = self._store.newsletter.pending_recipients(
-            inp.post_id, after=inp.after, limit=self._batch_size
+            inp.post_id, after=inp.after, limit=self._batch_size * inp.batches
         )
-        return NextBatchResult(subscriber_ids=[r.id for r in recipients])
+        return NextBatchResult(
+            subscriber_ids=[r.id for r in recipients], batch_size=self._batch_size
+        )
 
     @activity.defn(name="newsletter_tally")
     @translating_errors
@@ -149,16 +156,26 @@ class NewsletterActivities:
         details = info.heartbeat_details
         start = details[0] if details and isinstance(details[0], int) else 0
         result = BatchResult()
-        for index in range(start, len(inp.subscriber_ids)):
-            if activity.is_cancelled():
-                raise CancelledError("the send was cancelled; the rest of the batch is not sent")
-            with activity.shield_thread_cancel_exception():
-                outcome = self._deliver(issue, body_html, inp.subscriber_ids[index], workflow_id)
-            setattr(result, outcome, getattr(result, outcome) + 1)
-            activity.heartbeat(index + 1)
+        with self._email.session() as smtp:  # one connection for the batch
+            for index in range(start, len(inp.subscriber_ids)):
+                if activity.is_cancelled():
+                    raise CancelledError("the send was cancelled; the rest of the batch waits")
+                with activity.shield_thread_cancel_exception():
+                    outcome = self._deliver(
+                        issue, body_html, inp.subscriber_ids[index], workflow_id, smtp
+                    )
+                setattr(result, outcome, getattr(result, outcome) + 1)
+                activity.heartbeat(index + 1)
         return result
 
-    def _deliver(self, issue: Issue, body_html: str, subscriber_id: int, workflow_id: str) -> str:
+    def _deliver(
+        self,
+        issue: Issue,
+        body_html: str,
+        subscriber_id: int,
+        workflow_id: str,
+        smtp: SmtpSession | None = None,
+    ) -> str:
         news = self._store.newsletter
         if news.delivery(issue.post_id, subscriber_id) is not None:
             return "already_delivered"
@@ -195,7 +212,7 @@ class NewsletterActivities:
                     self._email.name,
                     EMAIL["send"],
                     key,
-                    lambda dry_run: self._email.send(outgoing, dry_run=dry_run),
+                    lambda dry_run: self._email.send(outgoing, dry_run=dry_run, session=smtp),
                     step="send_newsletter",
                 )
                 break

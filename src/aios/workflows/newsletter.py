@@ -24,13 +24,22 @@ with workflow.unsafe.imports_passed_through():
     from aios.workflows.steps import step
     from aios.workflows.timeouts import KERNEL_WRITE
 
-__all__ = ["BATCHES_PER_RUN", "REPORT_QUERY", "NewsletterSendWorkflow", "batch_workflow_id"]
+__all__ = [
+    "BATCHES_AT_ONCE",
+    "BATCHES_PER_RUN",
+    "REPORT_QUERY",
+    "NewsletterSendWorkflow",
+    "batch_workflow_id",
+]
 
 PROCESS_NAME = "newsletter"
 REPORT_QUERY = "newsletter_report"
 # A run continues as new after this many batches, so a list of any size keeps its history
 # small (each batch is a handful of events in the parent).
 BATCHES_PER_RUN = 20
+# Batches sent side by side (child workflows at once); the email rate limit of each worker
+# still holds across them.
+BATCHES_AT_ONCE = 4
 
 
 def batch_workflow_id(post_id: str, first_subscriber: int) -> str:
@@ -46,21 +55,23 @@ class NewsletterSendWorkflow(Process):
     (``KernelStore.newsletter.stage_issue``); an unknown issue fails the run at once.
 
     The list is read in batches (``newsletter_next_batch``: confirmed subscribers by id who do
-    not have the post yet); each batch is a child ``NewsletterBatchWorkflow``, one after the
-    other, each message under the email connector's rate limit. A batch's id,
-    ``newsletter/<post>/batch/<first subscriber id>``, comes from the input, so a history
-    replays under any id and a second send of the same post cannot run the same batch at
-    once. After ``BATCHES_PER_RUN`` batches the run continues as new with where it stands.
+    not have the post yet); each batch is a child ``NewsletterBatchWorkflow``,
+    ``BATCHES_AT_ONCE`` at a time, each message under the email connector's rate limit. A
+    batch's id, ``newsletter/<post>/batch/<first subscriber id>``, comes from the input, so a
+    history replays under any id and a second send of the same post cannot run the same
+    batch at once. After ``BATCHES_PER_RUN`` batches the run continues as new with where it stands.
 
     Query ``newsletter_report`` -> ``NewsletterReport`` so far.
     Search attributes: ``AiosProcess=newsletter``, ``AiosOutcome``.
 
-    End states: ``completed``; ``cancelled`` (``temporal workflow cancel`` or the parent's
-    cancel): the batch in flight stops between two messages, no further batch starts, and the
-    run returns its report with ``cancelled=True``. Starting the send again later sends only
-    to those who do not have the post. The report's ``sent``, ``bounced`` and ``failed`` count
-    the post's deliveries as the kernel records them (every send of the post);
-    ``skipped_unsubscribed`` counts those this send passed over because they had left.
+    End states: ``completed``; ``failed`` (the issue is not staged, or a batch failed for
+    good: SMTP authentication refused, a policy refusal); ``cancelled`` (``temporal workflow
+    cancel`` or the parent's cancel): the batch in flight stops between two messages, no
+    further batch starts, and the run returns its report with ``cancelled=True``. Starting
+    the send again later sends only to those who do not have the post. The report's
+    ``sent``, ``bounced`` and ``failed`` count the post's deliveries as the kernel records
+    them (every send of the post); ``skipped_unsubscribed`` counts those this send passed
+    over because they had left.
     """
 
     NAME = PROCESS_NAME
@@ -80,6 +91,11 @@ class NewsletterSendWorkflow(Process):
         self._report = inp.so_far.model_copy() if inp.so_far else NewsletterReport()
         self._after = inp.after_subscriber
         self.set_details(f"Sending **{inp.post_id}** (version {inp.version}).")
+        # A failure that ends the run (an issue never staged, SMTP refusing our credentials)
+        # records newsletter.failed; nothing to compensate: what was sent is recorded.
+        return await self.guard(lambda: self._run(inp), entity=f"post:{inp.post_id}")
+
+    async def _run(self, inp: NewsletterSend) -> NewsletterReport:
         try:
             finished = await self._send(inp)
         except (asyncio.CancelledError, ChildWorkflowError) as exc:
@@ -99,33 +115,48 @@ class NewsletterSendWorkflow(Process):
         return await self.close(await self._finish(inp, False))
 
     async def _send(self, inp: NewsletterSend) -> bool:
-        """Batches until the list is done (True) or this run has done its share (False)."""
-        for _ in range(BATCHES_PER_RUN):
+        """Rounds of batches until the list is done (True) or this run has done its share
+        (False)."""
+        for _ in range(BATCHES_PER_RUN // BATCHES_AT_ONCE):
             # A batch that finished before the cancel reached it returns normally, and the
-            # cancel with it: the request itself is what stops the next batch.
+            # cancel with it: the request itself is what stops the next round.
             if workflow.cancellation_reason() is not None:
                 raise asyncio.CancelledError("the send was cancelled")
-            batch = await step(
+            found = await step(
                 NewsletterActivities.next_batch,
-                NextBatchInput(post_id=inp.post_id, version=inp.version, after=self._after),
+                NextBatchInput(
+                    post_id=inp.post_id,
+                    version=inp.version,
+                    after=self._after,
+                    batches=BATCHES_AT_ONCE,
+                ),
                 KERNEL_WRITE,
-                summary=f"next batch of {inp.post_id} after subscriber {self._after}",
+                summary=f"next batches of {inp.post_id} after subscriber {self._after}",
             )
-            ids = batch.subscriber_ids
+            ids, size = found.subscriber_ids, max(found.batch_size, 1)
             if not ids:
                 return True
-            result = await workflow.execute_child_workflow(
-                NewsletterBatchWorkflow.run,
-                NewsletterBatch(post_id=inp.post_id, version=inp.version, subscriber_ids=ids),
-                id=batch_workflow_id(inp.post_id, ids[0]),
+            chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
+            results = await asyncio.gather(
+                *(
+                    workflow.execute_child_workflow(
+                        NewsletterBatchWorkflow.run,
+                        NewsletterBatch(
+                            post_id=inp.post_id, version=inp.version, subscriber_ids=chunk
+                        ),
+                        id=batch_workflow_id(inp.post_id, chunk[0]),
+                    )
+                    for chunk in chunks
+                )
             )
             self._after = ids[-1]
             r = self._report
-            r.sent += result.sent
-            r.bounced += result.bounced
-            r.failed += result.failed
-            r.skipped_unsubscribed += result.skipped_unsubscribed
-            self._done(f"batch {ids[0]}-{ids[-1]}")
+            for result in results:
+                r.sent += result.sent
+                r.bounced += result.bounced
+                r.failed += result.failed
+                r.skipped_unsubscribed += result.skipped_unsubscribed
+            self._done(f"batches {ids[0]}-{ids[-1]}")
         return False
 
     async def _finish(self, inp: NewsletterSend, cancelled: bool) -> NewsletterReport:

@@ -143,14 +143,14 @@ class SubscriberStore(Store):
         return Subscriber.model_validate(row), True
 
     def mark_confirmation_sent(self, subscriber_id: int) -> None:
+        """Note when the confirmation email went out (its event, ``subscriber.
+        confirmation_emailed``, is the outbox's, written with the effect)."""
         with self.transaction() as conn:
-            row = conn.execute(
-                "UPDATE subscribers SET confirm_sent_at = now(), updated_at = now() "
-                "WHERE id = %s AND status = 'pending' RETURNING *",
+            conn.execute(
+                "UPDATE subscribers SET confirm_sent_at = now() WHERE id = %s AND status = "
+                "'pending'",
                 (subscriber_id,),
-            ).fetchone()
-            if row is not None:
-                self._append(conn, _event(row, "subscriber.confirmation_sent", {}))
+            )
 
     def confirm(self, subscriber_id: int, *, via: str) -> tuple[Subscriber | None, bool]:
         """Pending -> confirmed (the signed link was followed); anything else: unchanged."""
