@@ -59,10 +59,9 @@ def _settings() -> Settings:
 
 @contextmanager
 def _store(settings: Settings) -> Iterator[KernelStore]:
-    from aios.kernel.store import KernelStore
-    from aios.operations.common import _reach
+    from aios.operations.common import open_store
 
-    store = _reach(settings, lambda url: KernelStore(url, max_size=STORE_CONNECTIONS))
+    store = open_store(settings, max_size=STORE_CONNECTIONS)
     try:
         yield store
     finally:

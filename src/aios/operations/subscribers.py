@@ -26,7 +26,7 @@ from aios.converter import describe_validation
 from aios.errors import InvalidInput, RateLimited
 from aios.kernel.stores.subscribers import Subscriber, SubscriberDraft
 from aios.serve.links import LinkProblem
-from aios.serve.subscriber_links import SubscriberLinks
+from aios.serve.subscriber_links import SubscriberLinks, SubscriberPurpose
 
 if TYPE_CHECKING:
     from aios.connectors.email import SmtpEmailConnector
@@ -182,10 +182,10 @@ def add_subscribers(
     return results
 
 
-def _claimed(store: KernelStore, links: SubscriberLinks, purpose: str, token: str) -> Subscriber:
-    claim = links.read(
-        "confirm" if purpose == "confirm" else "unsubscribe", token, datetime.now(UTC)
-    )
+def _claimed(
+    store: KernelStore, links: SubscriberLinks, purpose: SubscriberPurpose, token: str
+) -> Subscriber:
+    claim = links.read(purpose, token, datetime.now(UTC))
     subscriber = store.subscribers.get(claim.subscriber_id)
     if subscriber is None or subscriber.email != claim.email:
         raise LinkProblem("tampered", "This link names no address on the list; it changes nothing.")

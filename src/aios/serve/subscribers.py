@@ -15,6 +15,8 @@ A tampered or expired link is refused (400) and changes nothing.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,7 +26,7 @@ from aios.errors import InvalidInput
 from aios.operations.subscribers import confirm_link, unsubscribe_link
 from aios.serve.context import state_of
 from aios.serve.links import LinkProblem
-from aios.serve.subscriber_links import SubscriberLinks
+from aios.serve.subscriber_links import SubscriberLinks, SubscriberPurpose
 
 __all__ = ["router"]
 
@@ -49,13 +51,8 @@ def _links(request: Request) -> SubscriberLinks:
     return SubscriberLinks.from_settings(state_of(request).settings)
 
 
-def _claim_email(request: Request, purpose: str, token: str) -> str:
-    from datetime import UTC, datetime
-
-    claim = _links(request).read(
-        "confirm" if purpose == "confirm" else "unsubscribe", token, datetime.now(UTC)
-    )
-    return claim.email
+def _claim_email(request: Request, purpose: SubscriberPurpose, token: str) -> str:
+    return _links(request).read(purpose, token, datetime.now(UTC)).email
 
 
 @router.get("/subscribers/confirm/{token}")
