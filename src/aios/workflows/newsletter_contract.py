@@ -12,9 +12,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["NEWSLETTER_WORKFLOW", "NewsletterReport", "NewsletterSend"]
+__all__ = ["NEWSLETTER_WORKFLOW", "NewsletterReport", "NewsletterSend", "send_workflow_id"]
 
 NEWSLETTER_WORKFLOW = "NewsletterSendWorkflow"
+
+
+def send_workflow_id(parent_workflow_id: str) -> str:
+    """The id of the send a content run starts as its child: ``<parent id>/send``."""
+    return f"{parent_workflow_id}/send"
 
 
 class NewsletterReport(BaseModel):
