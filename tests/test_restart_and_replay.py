@@ -83,7 +83,7 @@ async def test_this_sessions_runs_replay_cleanly(client: Client) -> None:
 async def test_stored_histories_replay_cleanly() -> None:
     """Histories saved from earlier versions must replay: a change that breaks them needs
     ``workflow.patched``. Refresh with ``AIOS_SAVE_HISTORIES=1 pytest tests/test_onboarding.py
-    tests/test_proposal.py tests/test_billing.py``.
+    tests/test_proposal.py tests/test_billing.py tests/test_newsletter.py``.
     """
     files = sorted(HISTORIES.glob("*.json"))
     assert files, "no stored histories in tests/histories"

@@ -367,6 +367,8 @@ class Settings(BaseSettings):
     # edits at the gate for similar clients (edits are remembered either way).
     agent_apply_corrections: bool = True
     _policy_version: int | None = PrivateAttr(default=None)
+    # Subscribers and the newsletter: recipients per batch (one child workflow each) of a send
+    newsletter_batch_size: int = Field(default=100, ge=1, le=1000)
 
     @field_validator("business_name", "business_tax_id")
     @classmethod

@@ -4,6 +4,7 @@ from aios.activities.agents import AgentActivities
 from aios.activities.connectors import ConnectorActivities
 from aios.activities.kernel import KernelActivities
 from aios.activities.memory import MemoryActivities
+from aios.activities.newsletter import NewsletterActivities
 from aios.activities.review import ReviewActivities
 
 __all__ = [
@@ -11,5 +12,6 @@ __all__ = [
     "ConnectorActivities",
     "KernelActivities",
     "MemoryActivities",
+    "NewsletterActivities",
     "ReviewActivities",
 ]

@@ -32,6 +32,7 @@ from aios.cli import memory as memory_commands
 from aios.cli import policy as policy_commands
 from aios.cli import render
 from aios.cli import review as review_commands
+from aios.cli import subscribers as subscriber_commands
 from aios.cli.render import Col, age, bold, line, one_line, records
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ app.add_typer(bank_commands.bank_app, name="bank")
 app.add_typer(review_commands.review_app, name="review")
 exchange_commands.register(app)
 app.add_typer(policy_commands.policy_app, name="policy")
+app.add_typer(subscriber_commands.subscribers_app, name="subscribers")
 
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print a JSON document for scripts (see README)")

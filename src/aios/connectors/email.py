@@ -7,9 +7,14 @@ sent it and receivers that de-duplicate by Message-ID see one message per step.
 
 from __future__ import annotations
 
+import contextlib
+import email.policy
 import hashlib
+import re
 import smtplib
 import ssl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses
@@ -25,12 +30,21 @@ from aios.errors import (
     TransientConnectorError,
 )
 
-__all__ = ["Attachment", "OutgoingEmail", "SmtpConfig", "SmtpEmailConnector", "message_id_for"]
+__all__ = [
+    "Attachment",
+    "OutgoingEmail",
+    "SmtpConfig",
+    "SmtpEmailConnector",
+    "SmtpSession",
+    "message_id_for",
+]
 
 NAME = "email"
 # A sent email cannot be unsent; what undoes it is another message (a retraction, a
 # cancellation), which the workflows send as their compensations.
 OPERATIONS = {"send": Operation("send", effect=True, compensation="send")}
+_LONG_LINES = email.policy.default.clone(max_line_length=998)
+_HEADER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,75}$")
 
 
 class SmtpConfig(BaseModel):
@@ -59,6 +73,10 @@ class OutgoingEmail:
     body: str
     idempotency_key: str
     attachments: tuple[Attachment, ...] = ()
+    # An HTML alternative to ``body`` (the plain text), and extra headers such as
+    # ``List-Unsubscribe``; a header name or value with a line break is refused.
+    html: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def message_id_for(idempotency_key: str) -> str:
@@ -121,14 +139,23 @@ class SmtpEmailConnector:
         subject = " ".join(email.subject.split())
         if not subject:
             raise InvalidInput("email: subject must not be empty")
-        msg = EmailMessage()
+        # A List-Unsubscribe URL is one long word: folded at 78 characters it would become an
+        # encoded word no mail program reads as a URL, so messages with extra headers fold at
+        # the RFC 5322 limit instead.
+        msg = EmailMessage(policy=_LONG_LINES) if email.headers else EmailMessage()
         msg["From"] = self._config.sender
         msg["To"] = email.to
         msg["Subject"] = subject
         msg["Date"] = formatdate(localtime=False)
         msg["Message-ID"] = message_id_for(email.idempotency_key)
         msg["X-Aios-Idempotency-Key"] = email.idempotency_key
+        for name, value in email.headers:
+            if not _HEADER_NAME.match(name) or any(ch in value for ch in "\r\n\x00"):
+                raise InvalidInput(f"email: header {name!r} is not one safe line")
+            msg[name] = value
         msg.set_content(email.body)
+        if email.html is not None:
+            msg.add_alternative(email.html, subtype="html")
         for att in email.attachments:
             msg.add_attachment(
                 att.content,
@@ -139,18 +166,36 @@ class SmtpEmailConnector:
             )
         return msg
 
-    def send(self, email: OutgoingEmail, *, dry_run: bool = False) -> dict[str, str]:
+    @contextmanager
+    def session(self) -> Iterator[SmtpSession]:
+        """One connection for many messages (a newsletter batch), opened on first use and
+        closed (QUIT) at the end; ``send(..., session=)`` uses it."""
+        session = SmtpSession(self._connect)
+        try:
+            yield session
+        finally:
+            session.close()
+
+    def send(
+        self, email: OutgoingEmail, *, dry_run: bool = False, session: SmtpSession | None = None
+    ) -> dict[str, str]:
         """Hand the message to the SMTP server; returns its Message-ID and recipient.
 
-        With ``dry_run`` the message is composed and checked but not sent.
+        With ``dry_run`` the message is composed and checked but not sent. With ``session``
+        the message goes over that session's connection (no connect and QUIT per message, so
+        the caller records the hand-off right after the server's 250); a connection that
+        failed is dropped and the next message opens a new one.
         """
         msg = self.compose(email)
         cfg = self._config
         if dry_run:
             return {"message_id": str(msg["Message-ID"]), "to": email.to, "dry_run": "true"}
         try:
-            with self._connect() as smtp:
-                refused = smtp.send_message(msg)
+            if session is None:
+                with self._connect() as smtp:
+                    refused = smtp.send_message(msg)
+            else:
+                refused = session.send_message(msg)
         except smtplib.SMTPAuthenticationError as exc:
             raise ConnectorAuthError(NAME, f"authentication failed ({exc.smtp_code})") from exc
         except smtplib.SMTPRecipientsRefused as exc:
@@ -171,6 +216,39 @@ class SmtpEmailConnector:
         if refused:
             raise _classified(refused)
         return {"message_id": str(msg["Message-ID"]), "to": email.to}
+
+
+class SmtpSession:
+    """A reusable SMTP connection (``SmtpEmailConnector.session``); not thread-safe."""
+
+    def __init__(self, connect: Callable[[], smtplib.SMTP]) -> None:
+        self._connect = connect
+        self._smtp: smtplib.SMTP | None = None
+
+    def send_message(self, msg: EmailMessage) -> dict[str, tuple[int, bytes]]:
+        if self._smtp is None:
+            self._smtp = self._connect()
+        try:
+            return self._smtp.send_message(msg)
+        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused):
+            raise  # refused and reset (RSET) by smtplib: the connection stays usable
+        except BaseException:
+            self._drop()
+            raise
+
+    def _drop(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            with contextlib.suppress(Exception):
+                smtp.close()
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            with contextlib.suppress(Exception):
+                smtp.quit()
+            with contextlib.suppress(Exception):
+                smtp.close()
 
 
 def _classified(refused: dict[str, tuple[int, bytes]]) -> Exception:

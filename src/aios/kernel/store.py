@@ -13,7 +13,9 @@ Each store owns its tables and nothing else, and all share one connection pool
 - ``leads``, leads that came in by themselves, and the notes they add to clients;
 - ``switches``, the kill switches;
 - ``policies``, versioned policy values, and ``corrections``, the operator's edits agents learn
-  from.
+  from;
+- ``subscribers``, the newsletter's list, and ``newsletter``, staged issues with one delivery
+  per post and subscriber.
 
 Every write is idempotent: clients upsert by key, drafts and events insert by a deterministic
 id and ignore a repeat, notices open once per key, switches change once per pause or resume,
@@ -35,12 +37,14 @@ from aios.kernel.stores import (
     InboundStore,
     InvoiceStore,
     LeadStore,
+    NewsletterStore,
     NoticeStore,
     OperatorStore,
     Outbox,
     OutboxResult,
     PolicyStore,
     ProposalStore,
+    SubscriberStore,
     SwitchStore,
     apply_migrations,
 )
@@ -70,6 +74,8 @@ class KernelStore:
         self.switches = SwitchStore(self.db)
         self.policies = PolicyStore(self.db)
         self.corrections = CorrectionStore(self.db)
+        self.subscribers = SubscriberStore(self.db)
+        self.newsletter = NewsletterStore(self.db)
 
     def close(self) -> None:
         self.db.close()

@@ -269,11 +269,15 @@ class Session:
 OPERATOR_DB_WAIT = 5.0
 
 
-def open_store(settings: Settings, *, connect_wait: float = OPERATOR_DB_WAIT) -> KernelStore:
+def open_store(
+    settings: Settings, *, connect_wait: float = OPERATOR_DB_WAIT, max_size: int = 1
+) -> KernelStore:
     """A small kernel store for one operator action; a clear error when PostgreSQL is down."""
     from aios.kernel.store import KernelStore
 
-    return _reach(settings, lambda url: KernelStore(url, max_size=1, connect_wait=connect_wait))
+    return _reach(
+        settings, lambda url: KernelStore(url, max_size=max_size, connect_wait=connect_wait)
+    )
 
 
 class HasGates(Protocol):

@@ -69,6 +69,7 @@ def create_app(
     from aios.serve.notices import router as notices_router
     from aios.serve.pages import router as pages_router
     from aios.serve.review import router as review_router
+    from aios.serve.subscribers import router as subscribers_router
 
     console = ConsoleState(settings, store=store, client=client)
 
@@ -96,6 +97,7 @@ def create_app(
     app.include_router(leads_router)
     app.include_router(review_router)
     app.include_router(control_router)  # the kill switches
+    app.include_router(subscribers_router)  # public: the signed token is the authority
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:

@@ -98,6 +98,8 @@ _WORKFLOWS = [
     ("billing", "BillingWorkflow"),
     ("checks", "SyntheticCheckWorkflow"),
     ("review", "ReviewDigestWorkflow"),
+    ("newsletter", "NewsletterSendWorkflow"),
+    ("newsletter_batch", "NewsletterBatchWorkflow"),
 ]
 
 

@@ -27,12 +27,14 @@ if TYPE_CHECKING:
     from aios.kernel.stores.inbound import InboundEvent, InboundStore
     from aios.kernel.stores.invoices import InvoiceStore
     from aios.kernel.stores.leads import ClientNote, Lead, LeadDraft, LeadStore
+    from aios.kernel.stores.newsletter import NewsletterStore
     from aios.kernel.stores.notices import Notice, NoticeDraft, NoticeStore
     from aios.kernel.stores.operators import OperatorStore
     from aios.kernel.stores.outbox import Outbox
     from aios.kernel.stores.policies import PolicyStore, PolicyVersion
     from aios.kernel.stores.proposals import ProposalStore
     from aios.kernel.stores.refs import ExternalRefs
+    from aios.kernel.stores.subscribers import SubscriberStore
     from aios.kernel.stores.switches import Switch, SwitchReader, SwitchStore
 
 _HOMES = {
@@ -54,6 +56,8 @@ _HOMES = {
     "switches": ["Switch", "SwitchReader", "SwitchStore"],
     "policies": ["PolicyStore", "PolicyVersion"],
     "corrections": ["CorrectionRecord", "CorrectionStore"],
+    "newsletter": ["NewsletterStore"],
+    "subscribers": ["SubscriberStore"],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -86,6 +90,7 @@ __all__ = [
     "Lead",
     "LeadDraft",
     "LeadStore",
+    "NewsletterStore",
     "Notice",
     "NoticeDraft",
     "NoticeStore",
@@ -96,6 +101,7 @@ __all__ = [
     "PolicyVersion",
     "ProposalStore",
     "Store",
+    "SubscriberStore",
     "Switch",
     "SwitchReader",
     "SwitchStore",
