@@ -25,6 +25,7 @@ import typer
 from rich.text import Text
 
 from aios.cli import console as console_commands
+from aios.cli import content as content_commands
 from aios.cli import memory as memory_commands
 from aios.cli import render
 from aios.cli.render import Col, age, bold, line, one_line, records
@@ -53,6 +54,7 @@ checks_app = typer.Typer(help="Synthetic connector checks on a Temporal Schedule
 app.add_typer(checks_app, name="checks")
 app.add_typer(console_commands.operator_app, name="operator")
 app.add_typer(memory_commands.memory_app, name="memory")
+app.add_typer(content_commands.content_app, name="content")
 
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print a JSON document for scripts (see README)")
@@ -858,14 +860,18 @@ def dev_up(
     _print_status(rows)
     line(f"State folder: {s.state_path}")
 
-    async def schedule() -> str:
-        return await ensure_check_schedule(await connect(s), s)
+    async def schedule() -> tuple[str, str]:
+        from aios.operations.content import ensure_content_schedule
 
-    done = run(schedule())
+        temporal = await connect(s)
+        return await ensure_check_schedule(temporal, s), await ensure_content_schedule(temporal, s)
+
+    done, planning = run(schedule())
     line(
         f"Synthetic connector checks: schedule {done}, every {age(s.synthetic_check_every)} "
         "(`aios health`)"
     )
+    line(f"Content planning: schedule aios-content-planning {planning} ({s.content_planning_cron})")
 
 
 @dev_app.command("status")

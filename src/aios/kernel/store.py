@@ -6,7 +6,8 @@ Each store owns its tables and nothing else, and all share one connection pool
 (connector guards and synthetic checks), ``proposals``, ``invoices`` (with payments and credit
 notes), ``operators`` (the console's sign-in), ``gates`` (the gate projection the inbox
 reads), ``notices`` (the inbox's items that are not gates), ``subscribers`` (the
-newsletter's list), ``newsletter`` (staged issues, one delivery per post and subscriber).
+newsletter's list), ``newsletter`` (staged issues, one delivery per post and subscriber),
+``posts`` (the content process's posts and their versions).
 Every write is idempotent: clients upsert by key, drafts and events insert by a deterministic
 id and ignore a repeat, notices open once per key, and the outbox runs an outside effect at
 most once per key.
@@ -29,6 +30,7 @@ from aios.kernel.stores import (
     OperatorStore,
     Outbox,
     OutboxResult,
+    PostStore,
     ProposalStore,
     SubscriberStore,
     apply_migrations,
@@ -56,6 +58,7 @@ class KernelStore:
         self.notices = NoticeStore(self.db)
         self.subscribers = SubscriberStore(self.db)
         self.newsletter = NewsletterStore(self.db)
+        self.posts = PostStore(self.db)
 
     def close(self) -> None:
         self.db.close()

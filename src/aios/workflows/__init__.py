@@ -23,6 +23,14 @@ if TYPE_CHECKING:
         SyntheticCheckResult,
         SyntheticCheckWorkflow,
     )
+    from aios.workflows.content import (
+        RESCHEDULE_SIGNAL,
+        ContentInput,
+        ContentResult,
+        ContentWorkflow,
+        Reschedule,
+        content_workflow_id,
+    )
     from aios.workflows.gates import (
         DECIDE_SIGNAL,
         GateDecision,
@@ -82,6 +90,14 @@ _HOMES = {
         "proposal_workflow_id",
     ],
     "saga": ["Saga", "SagaReport"],
+    "content": [
+        "RESCHEDULE_SIGNAL",
+        "ContentInput",
+        "ContentResult",
+        "ContentWorkflow",
+        "Reschedule",
+        "content_workflow_id",
+    ],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -91,6 +107,7 @@ _WORKFLOWS = [
     ("proposal", "ProposalWorkflow"),
     ("billing", "BillingWorkflow"),
     ("checks", "SyntheticCheckWorkflow"),
+    ("content", "ContentWorkflow"),
 ]
 
 
@@ -112,12 +129,16 @@ __all__ = [
     "CLIENT_RESPONSE_SIGNAL",
     "DECIDE_SIGNAL",
     "PAYMENT_RECEIVED_SIGNAL",
+    "RESCHEDULE_SIGNAL",
     "WORKFLOWS",
     "BillingInput",
     "BillingProgress",
     "BillingResult",
     "BillingWorkflow",
     "ClientResponse",
+    "ContentInput",
+    "ContentResult",
+    "ContentWorkflow",
     "GateDecision",
     "GateHost",
     "GateOutcome",
@@ -131,6 +152,7 @@ __all__ = [
     "ProposalProgress",
     "ProposalResult",
     "ProposalWorkflow",
+    "Reschedule",
     "RunProgress",
     "Saga",
     "SagaReport",
@@ -138,6 +160,7 @@ __all__ = [
     "SyntheticCheckResult",
     "SyntheticCheckWorkflow",
     "billing_workflow_id",
+    "content_workflow_id",
     "onboarding_workflow_id",
     "proposal_workflow_id",
 ]

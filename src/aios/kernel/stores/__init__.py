@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from aios.kernel.stores.notices import Notice, NoticeDraft, NoticeStore
     from aios.kernel.stores.operators import OperatorStore
     from aios.kernel.stores.outbox import Outbox
+    from aios.kernel.stores.posts import Post, PostStore, PostVersion
     from aios.kernel.stores.proposals import ProposalStore
     from aios.kernel.stores.refs import ExternalRefs
     from aios.kernel.stores.subscribers import SubscriberStore
@@ -48,6 +49,7 @@ _HOMES = {
     "refs": ["ExternalRefs"],
     "newsletter": ["NewsletterStore"],
     "subscribers": ["SubscriberStore"],
+    "posts": ["Post", "PostStore", "PostVersion"],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -79,6 +81,9 @@ __all__ = [
     "OperatorStore",
     "Outbox",
     "OutboxResult",
+    "Post",
+    "PostStore",
+    "PostVersion",
     "ProposalStore",
     "Store",
     "SubscriberStore",

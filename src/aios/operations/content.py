@@ -1,0 +1,147 @@
+"""The content process from the operator's side: start a post, plan one, the weekly planning
+schedule, move a scheduled post, and show a post with its versions and fact-check."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+)
+
+from aios.config import Settings
+from aios.errors import InvalidInput
+from aios.kernel.store import KernelStore
+from aios.kernel.stores.posts import Post, PostVersion
+from aios.operations.common import NewId, Session, Started, require_running, start_new
+
+if TYPE_CHECKING:
+    from aios.workflows.content import ContentInput
+
+__all__ = [
+    "PLANNING_SCHEDULE_ID",
+    "NewPost",
+    "PostView",
+    "content_schedule",
+    "ensure_content_schedule",
+    "move_post",
+    "post_view",
+    "start_post",
+]
+
+PLANNING_SCHEDULE_ID = "aios-content-planning"
+# The id of the runs the schedule starts; Temporal appends the start time to it.
+PLANNED_WORKFLOW_ID = "content/planned"
+
+
+class NewPost(BaseModel):
+    """What ``aios content start`` and ``aios content plan`` take; validated before anything
+    starts. No topic: the run plans topics from memory and asks at gate ``topic``."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    post_id: NewId | None = None
+    topic: str = Field(default="", max_length=300)
+    publish_at: AwareDatetime | None = None
+
+
+def _content_input(settings: Settings, new: NewPost, post_id: str) -> ContentInput:
+    from aios.workflows.content import ContentInput
+
+    return ContentInput(
+        post_id=post_id,
+        topic=new.topic,
+        publish_at=new.publish_at,
+        novelty_threshold=settings.content_novelty_threshold,
+        gate_policy=settings.gate_policy,
+    )
+
+
+async def start_post(client: Client, settings: Settings, new: NewPost) -> Started:
+    """Start ``ContentWorkflow`` for a new post; a taken id starts nothing."""
+    from aios.workflows.content import ContentWorkflow, content_workflow_id
+
+    if "\n" in new.topic:
+        raise InvalidInput("topic: one line")
+    post_id = new.post_id or f"post-{datetime.now(UTC):%Y%m%d}-{uuid.uuid4().hex[:4]}"
+    return await start_new(
+        client,
+        ContentWorkflow.run,
+        _content_input(settings, new, post_id),
+        content_workflow_id(post_id),
+        settings,
+        f"Post: {new.topic[:80]}" if new.topic else f"Post {post_id}: plan a topic",
+    )
+
+
+def content_schedule(settings: Settings) -> Schedule:
+    """The weekly planning schedule: a ``ContentWorkflow`` that plans topics from memory."""
+    from aios.workflows.content import ContentWorkflow
+
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            ContentWorkflow.run,
+            _content_input(settings, NewPost(), ""),
+            id=PLANNED_WORKFLOW_ID,
+            task_queue=settings.task_queue,
+        ),
+        spec=ScheduleSpec(cron_expressions=[settings.content_planning_cron]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.ALLOW_ALL),
+        state=ScheduleState(note="AiOs content planning: topics from memory, gate `topic`"),
+    )
+
+
+async def ensure_content_schedule(client: Client, settings: Settings) -> str:
+    """Create schedule ``aios-content-planning`` or bring it up to date; returns what it did."""
+    schedule = content_schedule(settings)
+    try:
+        await client.create_schedule(PLANNING_SCHEDULE_ID, schedule)
+        return "created"
+    except ScheduleAlreadyRunningError:
+        handle = client.get_schedule_handle(PLANNING_SCHEDULE_ID)
+        await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
+        return "updated"
+
+
+async def move_post(client: Client, post_ref: str, publish_at: datetime, by: str) -> str:
+    """Signal ``reschedule`` to the post's run; returns its workflow id."""
+    from aios.workflows.content import RESCHEDULE_SIGNAL, Reschedule, content_workflow_id
+
+    if publish_at.tzinfo is None:
+        raise InvalidInput("at: give a time zone (2026-12-01T09:00:00Z)")
+    workflow_id = post_ref if "/" in post_ref else content_workflow_id(post_ref)
+    await require_running(client, workflow_id)
+    move = Reschedule(publish_at=publish_at, by=by)
+    await client.get_workflow_handle(workflow_id).signal(RESCHEDULE_SIGNAL, move)
+    return workflow_id
+
+
+class PostView(BaseModel):
+    post: Post
+    versions: list[PostVersion]
+
+
+def post_view(store: KernelStore, post_id: str) -> PostView:
+    """The post and every version (oldest first), with each version's fact-check."""
+    post_id = post_id.removeprefix("content/")
+    post = store.posts.get(post_id)
+    if post is None:
+        raise InvalidInput(f"post: no post with id {post_id!r}")
+    return PostView(post=post, versions=store.posts.versions(post_id))
+
+
+async def start(settings: Settings, new: NewPost) -> Started:
+    """``start_post`` with its own connection (``aios content start|plan``)."""
+    with Session(settings) as session:
+        return await start_post(await session.client(), settings, new)

@@ -1,0 +1,325 @@
+"""ContentWorkflow on the real stack: planning with the novelty check, the fact-check at gate
+``content``, edits as versions, the durable publication timer, and publication (page, feed,
+newsletter child, memory).
+
+``NewsletterSendWorkflow`` (the delivery engine, another part) is represented here by a small
+workflow registered under its name that honours its contract (``NewsletterSend`` in,
+``NewsletterReport`` out) and reports fixed counts, so these tests check what the content
+process does with a report: it records exactly what the child reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
+
+from aios.config import Settings
+from aios.operations.common import run_progress
+from aios.operations.content import NewPost, move_post, start_post
+from aios.workers.main import build_worker
+from aios.workers.services import Services
+from aios.workflows.content import ContentResult
+from aios.workflows.newsletter_contract import NEWSLETTER_WORKFLOW
+from aios.workflows.progress import ContentProgress
+from tests.conftest import RecordingSmtp
+from tests.helpers import RUNS, save_history
+from tests.newsletter_stand_in import NewsletterStandIn
+
+
+@pytest.fixture
+async def content_worker(
+    client: Client, settings: Settings, services: Services, executor: ThreadPoolExecutor
+) -> AsyncIterator[Worker]:
+    from aios.workflows import WORKFLOWS
+
+    workflows = [
+        w
+        for w in WORKFLOWS
+        if getattr(w, "__temporal_workflow_definition").name != NEWSLETTER_WORKFLOW
+    ]
+    async with build_worker(
+        client,
+        settings.task_queue,
+        services.activities(),
+        executor,
+        workflows=[*workflows, NewsletterStandIn],
+    ) as w:
+        yield w
+
+
+pytestmark = pytest.mark.usefixtures("content_worker")
+
+
+def _tag() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+async def _progress_until(
+    client: Client, workflow_id: str, ok: Any, timeout: float = 30
+) -> ContentProgress:
+    async with asyncio.timeout(timeout):
+        while True:
+            progress = await run_progress(client, workflow_id)
+            assert isinstance(progress, ContentProgress)
+            if ok(progress):
+                return progress
+            await asyncio.sleep(0.1)
+
+
+def _gate(name: str, title_start: str = "") -> Any:
+    return lambda p: any(
+        g.gate == name and g.title.startswith(title_start) for g in p.pending_gates
+    )
+
+
+async def _decide(client: Client, workflow_id: str, **decision: Any) -> None:
+    await client.get_workflow_handle(workflow_id).signal("decide", {"approver": "pat", **decision})
+
+
+def _remember(services: Services, text: str, entity: str, kind: str) -> str:
+    return services.memory.remember(
+        text,
+        entity=entity,
+        kind=kind,
+        source_workflow_id="test/seed",
+        source_run_id="seed",
+        idempotency_key=f"seed/{uuid.uuid4().hex}",
+    ).id
+
+
+def _site(settings: Settings) -> Path:
+    return settings.state_path / "site"
+
+
+async def test_a_repeated_topic_is_flagged_and_an_edit_makes_version_2_checked_at_the_gate(
+    client: Client, settings: Settings, services: Services
+) -> None:
+    tag = _tag()
+    subject = f"an online ordering website for the {tag} bakery chain"
+    outcome = _remember(
+        services,
+        f"Proposal bakery-{tag} v1. Outcome: accepted. Price: USD 5,600.00 (list USD 5,600.00, "
+        f"discount 0%). Reason: fits the budget. Counters: none. Scope: {subject}.",
+        f"client:bakery-{tag}",
+        "proposal_outcome",
+    )
+    old_post = f"old-{tag}"
+    _remember(
+        services,
+        f"Post {old_post} v1: What we learned: {subject}. Notes on {subject}, from recent work.",
+        f"post:{old_post}",
+        "published_post",
+    )
+    # A topic given by the operator goes through the same novelty check as a planned one.
+    started = await start_post(
+        client, settings, NewPost(topic=f"What we learned: {subject}", post_id=f"bakery-{tag}")
+    )
+    RUNS.append(started.workflow_id)
+    wid = started.workflow_id
+    progress = await _progress_until(client, wid, _gate("topic"))
+    [gate] = progress.pending_gates
+    assert f"[repeats post {old_post}, similarity" in gate.summary
+    [planned] = [e for e in services.store.events.for_run(wid) if e.kind == "content.planned"]
+    [candidate] = planned.payload["topics"]
+    assert candidate["repeats"] == old_post
+    assert candidate["similarity"] >= settings.content_novelty_threshold
+
+    # The operator sets a new angle; the draft cites the outcome it quotes.
+    await _decide(
+        client, wid, decision="edit", edits={"topic": f"Fixed prices for the {tag} bakery"}
+    )
+    progress = await _progress_until(client, wid, _gate("content", "Post v1"))
+    assert "0 without a source, 0 in conflict with memory" in progress.pending_gates[0].summary
+    store = services.store
+    post_id = f"bakery-{tag}"
+    v1 = store.posts.version(post_id, 1)
+    assert v1 is not None and v1.source == "agent" and outcome in v1.memory_ids
+    assert v1.findings is not None and v1.findings["unsourced"] == []
+
+    # An edit of the body is version 2, fact-checked and shown at the gate again.
+    body = (
+        v1.markdown
+        + "\nWe cut delivery time by 40% for every bakery we worked with.\n"
+        + f"\nThe bakery site was priced at USD 4,000 [mem:{outcome}].\n"
+    )
+    await _decide(client, wid, decision="edit", edits={"body": body}, comment="add results")
+    progress = await _progress_until(client, wid, _gate("content", "Post v2"))
+    summary = progress.pending_gates[0].summary
+    assert "1 without a source, 1 in conflict with memory" in summary
+    assert "unsourced: We cut delivery time by 40%" in summary
+    versions = store.posts.versions(post_id)
+    assert [(v.version, v.source, v.author) for v in versions] == [
+        (1, "agent", "agent:content"),
+        (2, "operator", "pat"),
+    ]
+    assert versions[0].markdown == v1.markdown  # version 1 is kept as it was
+    findings = versions[1].findings or {}
+    assert [c["text"] for c in findings["unsourced"]] == [
+        "We cut delivery time by 40% for every bakery we worked with."
+    ]
+    [conflict] = findings["conflicts"]
+    assert conflict["problem"].startswith("says 4000; the cited memory says")
+
+    # A bad edit is refused and the gate keeps waiting for a decision.
+    await _decide(client, wid, decision="edit", edits={"title": " "})
+    progress = await _progress_until(client, wid, lambda p: p.rejected_signals == 1)
+    [waiting] = progress.pending_gates
+    assert (waiting.gate, waiting.last_rejection) == ("content", "edits.title: must not be empty")
+
+    await _decide(client, wid, decision="reject", comment="not this week")
+    handle = client.get_workflow_handle(wid, result_type=ContentResult)
+    result = await handle.result()
+    await save_history(handle, "content_rejected")
+    assert (result.status, result.version, result.reason) == ("rejected", 2, "not this week")
+    post = store.posts.get(post_id)
+    assert post is not None and post.status == "rejected"
+    assert not (_site(settings) / "posts" / f"{post_id}.html").exists()
+    assert store.newsletter.issue(post_id, 2) is None
+
+
+async def test_a_scheduled_post_moved_then_cancelled_publishes_and_sends_nothing(
+    client: Client, settings: Settings, services: Services, smtp: RecordingSmtp
+) -> None:
+    tag = _tag()
+    post_id = f"invoicing-{tag}"
+    first = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+    started = await start_post(
+        client,
+        settings,
+        NewPost(
+            topic=f"Invoicing habits {tag} of small studios", post_id=post_id, publish_at=first
+        ),
+    )
+    RUNS.append(started.workflow_id)
+    wid = started.workflow_id
+    await _progress_until(client, wid, _gate("content", "Post v1"))
+
+    def not_to_operator() -> int:
+        return smtp.count - len(smtp.to(settings.operator_email))
+
+    mails_before = not_to_operator()
+    await _decide(client, wid, decision="approve", gate="content")
+    progress = await _progress_until(client, wid, lambda p: p.waiting_for == "reschedule")
+    assert progress.publish_at == first and "scheduled/0" in progress.steps_done
+    store = services.store
+    post = store.posts.get(post_id)
+    assert post is not None and (post.status, post.scheduled_at) == ("scheduled", first)
+
+    later = first + timedelta(days=1)
+    await move_post(client, post_id, later, "pat")
+    progress = await _progress_until(client, wid, lambda p: "scheduled/1" in p.steps_done)
+    assert progress.publish_at == later
+    # A move without a time zone is refused; the timer keeps the last good time.
+    await client.get_workflow_handle(wid).signal("reschedule", {"publish_at": "2026-12-01T09:00"})
+    progress = await _progress_until(client, wid, lambda p: p.rejected_signals == 1)
+    assert progress.publish_at == later and "publish_at" in (progress.last_rejection or "")
+    post = store.posts.get(post_id)
+    assert post is not None and (post.status, post.scheduled_at) == ("scheduled", later)
+    # The refusal is written out and the run is back on its timer.
+    await _progress_until(client, wid, lambda p: p.waiting_for == "reschedule")
+    assert [e.kind for e in store.events.for_run(wid)].count("signal.rejected") == 1
+
+    handle = client.get_workflow_handle(wid, result_type=ContentResult)
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    await save_history(handle, "content_cancelled")
+    post = store.posts.get(post_id)
+    assert post is not None and post.status == "cancelled"
+    kinds = [e.kind for e in store.events.for_run(wid)]
+    assert kinds.count("post.scheduled") == 2 and "post.cancelled" in kinds
+    assert kinds[-1] == "content.cancelled" and "post.published" not in kinds
+    # Nothing went out: no newsletter run, no staged issue, no page, no email.
+    with pytest.raises(RPCError) as missing:
+        await client.get_workflow_handle(f"{wid}/send").describe()
+    assert missing.value.status == RPCStatusCode.NOT_FOUND
+    assert store.newsletter.issue(post_id, 1) is None
+    assert not (_site(settings) / "posts" / f"{post_id}.html").exists()
+    assert not_to_operator() == mails_before  # only the operator's gate emails went out
+
+
+async def test_a_published_post_writes_page_and_feed_remembers_it_and_records_the_counts(
+    client: Client, settings: Settings, services: Services
+) -> None:
+    tag = _tag()
+    source = _remember(
+        services,
+        f"Onboarded Studio {tag} (design). Request: a brand refresh in 6 weeks. "
+        "Welcome approved by pat.",
+        f"client:studio-{tag}",
+        "onboarding_summary",
+    )
+    post_id = f"refresh-{tag}"
+    started = await start_post(
+        client,
+        settings,
+        NewPost(topic=f"Brand refresh {tag} for studios in six weeks", post_id=post_id),
+    )
+    RUNS.append(started.workflow_id)
+    wid = started.workflow_id
+    await _progress_until(client, wid, _gate("content", "Post v1"))
+    await _decide(client, wid, decision="approve")
+    handle = client.get_workflow_handle(wid, result_type=ContentResult)
+    result = await handle.result()
+    await save_history(handle, "content_published")
+    assert (result.status, result.version) == ("published", 1)
+    assert (result.sent, result.bounced, result.unsubscribed) == (3, 1, 2)
+
+    store = services.store
+    version = store.posts.version(post_id, 1)
+    assert version is not None and source in version.memory_ids
+    post = store.posts.get(post_id)
+    assert post is not None and (post.status, post.published_version) == ("published", 1)
+
+    # The page and the feed, whole, with no citation and no temporary file left behind.
+    site = _site(settings)
+    page = site / "posts" / f"{post_id}.html"
+    assert result.page == str(page)
+    html = page.read_text()
+    assert f"<h1>{version.title}</h1>" in html and "[mem:" not in html
+    entries = ET.fromstring((site / "feed.xml").read_text()).findall(
+        "{http://www.w3.org/2005/Atom}entry"
+    )
+    ids = [e.findtext("{http://www.w3.org/2005/Atom}id") for e in entries]
+    assert f"urn:aios:post:{post_id}" in ids
+    assert not [p for p in site.rglob("*") if p.name.endswith(".tmp")]
+
+    # The newsletter child got the staged version; the counts it reported are recorded.
+    child = await client.get_workflow_handle(f"{wid}/send").describe()
+    assert child.parent_id == wid
+    issue = store.newsletter.issue(post_id, 1)
+    assert issue is not None and issue.subject == version.title and "[mem:" not in issue.markdown
+    events = store.events.for_run(wid)
+    [counts] = [e for e in events if e.kind == "post.newsletter_counts"]
+    assert counts.payload == {
+        "version": 1,
+        "sent": 3,
+        "bounced": 1,
+        "unsubscribed": 2,
+        "failed": 0,
+        "cancelled": False,
+    }
+    assert [e.kind for e in events][-1] == "content.published"
+
+    # One memory point for the post, with its provenance.
+    assert result.memory_id is not None
+    memory = services.memory.get(result.memory_id)
+    assert memory is not None and memory.text.startswith(f"Post {post_id} v1: {version.title}")
+    p = memory.provenance
+    assert (p.kind, p.entity, p.version, p.source_workflow_id) == (
+        "published_post",
+        f"post:{post_id}",
+        1,
+        wid,
+    )
