@@ -25,7 +25,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from aios.config import Settings
+from aios.operations import console
 from aios.operations.common import run_progress
+from aios.operations.console_models import PostGateDocument, TopicGateDocument
 from aios.operations.content import NewPost, move_post, start_post
 from aios.workers.main import build_worker
 from aios.workers.services import Services
@@ -98,6 +100,15 @@ def _remember(services: Services, text: str, entity: str, kind: str) -> str:
     ).id
 
 
+def _rendered(settings: Settings, view: Any) -> str:
+    """The gate's document as the console's gate page renders it."""
+    from aios.serve.context import ConsoleState
+
+    env = ConsoleState(settings).templates.env
+    page = env.from_string('{% from "_document.html" import document %}{{ document(view) }}')
+    return page.render(view=view)
+
+
 def _site(settings: Settings) -> Path:
     return settings.state_path / "site"
 
@@ -134,6 +145,12 @@ async def test_a_repeated_topic_is_flagged_and_an_edit_makes_version_2_checked_a
     [candidate] = planned.payload["topics"]
     assert candidate["repeats"] == old_post
     assert candidate["similarity"] >= settings.content_novelty_threshold
+    # The console's document of gate `topic`: the candidate, numbered, flagged.
+    view = await console.gate_view(client, services.store, settings, wid)
+    assert isinstance(view.document, TopicGateDocument)
+    [row] = view.document.candidates
+    assert (row.number, row.repeats) == (1, old_post)
+    assert f"repeats post {old_post}" in _rendered(settings, view)
 
     # The operator sets a new angle; the draft cites the outcome it quotes.
     await _decide(
@@ -170,6 +187,24 @@ async def test_a_repeated_topic_is_flagged_and_an_edit_makes_version_2_checked_a
     ]
     [conflict] = findings["conflicts"]
     assert conflict["problem"].startswith("says 4000; the cited memory says")
+    # The console's document of gate `content`: version 2 rendered, its findings, the audience.
+    view = await console.gate_view(client, store, settings, wid)
+    doc = view.document
+    assert isinstance(doc, PostGateDocument)
+    assert (doc.version, doc.versions, doc.author, doc.audience) == (
+        2,
+        2,
+        "pat",
+        store.subscribers.confirmed_count(),
+    )
+    assert [(f.what, f.text[:24]) for f in doc.findings] == [
+        ("unsourced", "We cut delivery time by "),
+        ("conflict", "The bakery site was pric"),
+    ]
+    assert {f.name: f.value for f in view.fields} == {"title": doc.title, "body": body.strip()}
+    page = _rendered(settings, view)
+    assert "1 without a source, 1 in conflict with memory" in page
+    assert f"<h1>{doc.title}</h1>" in page and "<li>We cut delivery time" not in page
 
     # A bad edit is refused and the gate keeps waiting for a decision.
     await _decide(client, wid, decision="edit", edits={"title": " "})

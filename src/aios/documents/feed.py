@@ -30,6 +30,7 @@ __all__ = [
     "page_path",
     "public_markdown",
     "render_feed",
+    "render_markdown",
     "render_page",
     "write_site",
 ]
@@ -60,10 +61,12 @@ def public_markdown(markdown: str) -> str:
     return _CITATION.sub("", markdown)
 
 
-def _render_markdown(markdown: str) -> str:
+def render_markdown(markdown: str, *, public: bool = True) -> str:
+    """``markdown`` as HTML (CommonMark, raw HTML escaped); ``public`` leaves out citations."""
     from markdown_it import MarkdownIt
 
-    return str(MarkdownIt("commonmark", {"html": False}).render(public_markdown(markdown)))
+    text = public_markdown(markdown) if public else markdown
+    return str(MarkdownIt("commonmark", {"html": False}).render(text))
 
 
 def page_path(folder: Path, post_id: str) -> Path:
@@ -92,7 +95,7 @@ def render_page(post: PublicPost, site: SiteInfo) -> str:
         f'<p><time datetime="{post.published_at.isoformat()}">'
         f"{post.published_at:%d %B %Y}</time> by {e(site.author)}</p>\n"
         f"<p><em>{e(post.summary)}</em></p></header>\n"
-        f"{_render_markdown(post.markdown)}"
+        f"{render_markdown(post.markdown)}"
         "</article>\n</body>\n</html>\n"
     )
 
@@ -117,7 +120,7 @@ def render_feed(posts: list[PublicPost], site: SiteInfo) -> str:
         ET.SubElement(entry, f"{{{ATOM}}}published").text = post.published_at.isoformat()
         ET.SubElement(entry, f"{{{ATOM}}}summary").text = post.summary
         content = ET.SubElement(entry, f"{{{ATOM}}}content", type="html")
-        content.text = _render_markdown(post.markdown)
+        content.text = render_markdown(post.markdown)
     body = ET.tostring(feed, encoding="unicode")
     return f'<?xml version="1.0" encoding="utf-8"?>\n{body}\n'
 

@@ -27,6 +27,7 @@ from aios.kernel.stores.posts import Post, PostVersion
 from aios.operations.common import NewId, Session, Started, require_running, start_new
 
 if TYPE_CHECKING:
+    from aios.operations.console_models import GateDocument, GateState
     from aios.workflows.content import ContentInput
 
 __all__ = [
@@ -36,8 +37,10 @@ __all__ = [
     "content_schedule",
     "ensure_content_schedule",
     "move_post",
+    "post_gate_document",
     "post_view",
     "start_post",
+    "topic_gate_document",
 ]
 
 PLANNING_SCHEDULE_ID = "aios-content-planning"
@@ -145,3 +148,59 @@ async def start(settings: Settings, new: NewPost) -> Started:
     """``start_post`` with its own connection (``aios content start|plan``)."""
     with Session(settings) as session:
         return await start_post(await session.client(), settings, new)
+
+
+# --- the console's documents of the two gates ----------------------------------------------
+
+
+def topic_gate_document(gate: GateState) -> GateDocument:
+    """Gate ``topic``: the candidates from the gate's details, numbered as the edit takes them."""
+    from aios.operations.console_models import TopicGateDocument, TopicRow
+
+    raw = gate.details.get("candidates")
+    rows = [
+        TopicRow(number=n, **{k: c.get(k) for k in TopicRow.model_fields if k in c})
+        for n, c in enumerate(raw if isinstance(raw, list) else [], 1)
+        if isinstance(c, dict) and isinstance(c.get("topic"), str)
+    ]
+    return TopicGateDocument(post_id=gate.workflow_id.split("/", 1)[-1], candidates=rows)
+
+
+def post_gate_document(store: KernelStore, gate: GateState) -> tuple[GateDocument | None, str]:
+    """Gate ``content``: the version the gate shows, rendered, with findings and audience."""
+    from aios.documents.feed import render_markdown
+    from aios.operations.console_models import CitedMemory, Finding, PostGateDocument
+
+    post_id = str(gate.details.get("post_id") or gate.workflow_id.split("/", 1)[-1])
+    versions = store.posts.versions(post_id)
+    wanted = gate.details.get("version")
+    shown = [v for v in versions if v.version == wanted] or versions[-1:]
+    if not shown:
+        return None, f"post {post_id!r} has no version yet"
+    v = shown[0]
+    found = v.findings or {}
+    findings = [
+        Finding(what="unsourced", text=str(c.get("text", "")), problem=str(c.get("problem", "")))
+        for c in found.get("unsourced", [])
+    ] + [
+        Finding(what="conflict", text=str(c.get("text", "")), problem=str(c.get("problem", "")))
+        for c in found.get("conflicts", [])
+    ]
+    audience = gate.details.get("audience")
+    return (
+        PostGateDocument(
+            post_id=post_id,
+            version=v.version,
+            versions=len(versions),
+            title=v.title,
+            summary=v.summary,
+            markdown=v.markdown,
+            html=render_markdown(v.markdown, public=False),
+            author=v.author,
+            claims=int(found.get("claims", 0)),
+            findings=findings,
+            audience=audience if isinstance(audience, int) else None,
+            memories=[CitedMemory(id=i, used=True) for i in v.memory_ids],
+        ),
+        "",
+    )

@@ -244,10 +244,11 @@ class ContentWorkflow(Process):
 
         while True:
             checked = await self._fact_check(version, known)
+            summary, audience = await self._review_summary(version, checked)
             outcome = await self.wait_for_decision(
                 gate=CONTENT_GATE,
                 title=f"Post v{version.version}: {version.title}",
-                summary=await self._review_summary(version, checked),
+                summary=summary,
                 drafted_by=version.call.label if version.call else version.author,
                 policy=inp.gate_policy,
                 editable_fields=list(EDITABLE_POST_FIELDS),
@@ -260,6 +261,7 @@ class ContentWorkflow(Process):
                     "unsourced": checked.unsourced,
                     "conflicts": checked.conflicts,
                     "findings": checked.findings,
+                    "audience": audience,
                 },
             )
             if outcome.status in ("rejected", "expired"):
@@ -417,7 +419,10 @@ class ContentWorkflow(Process):
         self._done(f"fact-check/v{version.version}")
         return checked
 
-    async def _review_summary(self, version: PostVersionRef, checked: FactCheckResult) -> str:
+    async def _review_summary(
+        self, version: PostVersionRef, checked: FactCheckResult
+    ) -> tuple[str, int]:
+        """The gate's summary line, and the audience: confirmed subscribers now."""
         audience = await step(
             ContentActivities.audience_size,
             StageIssueInput(
@@ -436,7 +441,7 @@ class ContentWorkflow(Process):
             f"{version.summary} Fact-check: {found}.{first} Audience: {audience} confirmed "
             f"subscriber{'s' if audience != 1 else ''}. Show it: aios content show "
             f"{version.post_id}"
-        )
+        ), audience
 
     # --- scheduling and publication ------------------------------------------------------
 
