@@ -302,6 +302,8 @@ class Settings(BaseSettings):
         default="", max_length=300, description="public address of that folder (feed links)"
     )
     content_site_title: str = Field(default="Notes", min_length=1, max_length=200)
+    # Subscribers and the newsletter: recipients per batch (one child workflow each) of a send
+    newsletter_batch_size: int = Field(default=100, ge=1, le=1000)
 
     @field_validator("business_name", "business_tax_id")
     @classmethod

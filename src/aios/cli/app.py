@@ -28,6 +28,7 @@ from aios.cli import console as console_commands
 from aios.cli import content as content_commands
 from aios.cli import memory as memory_commands
 from aios.cli import render
+from aios.cli import subscribers as subscriber_commands
 from aios.cli.render import Col, age, bold, line, one_line, records
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ app.add_typer(checks_app, name="checks")
 app.add_typer(console_commands.operator_app, name="operator")
 app.add_typer(memory_commands.memory_app, name="memory")
 app.add_typer(content_commands.content_app, name="content")
+app.add_typer(subscriber_commands.subscribers_app, name="subscribers")
 
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print a JSON document for scripts (see README)")

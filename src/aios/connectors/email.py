@@ -7,7 +7,9 @@ sent it and receivers that de-duplicate by Message-ID see one message per step.
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -31,6 +33,8 @@ NAME = "email"
 # A sent email cannot be unsent; what undoes it is another message (a retraction, a
 # cancellation), which the workflows send as their compensations.
 OPERATIONS = {"send": Operation("send", effect=True, compensation="send")}
+_LONG_LINES = email.policy.default.clone(max_line_length=998)
+_HEADER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,75}$")
 
 
 class SmtpConfig(BaseModel):
@@ -59,6 +63,10 @@ class OutgoingEmail:
     body: str
     idempotency_key: str
     attachments: tuple[Attachment, ...] = ()
+    # An HTML alternative to ``body`` (the plain text), and extra headers such as
+    # ``List-Unsubscribe``; a header name or value with a line break is refused.
+    html: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def message_id_for(idempotency_key: str) -> str:
@@ -121,14 +129,23 @@ class SmtpEmailConnector:
         subject = " ".join(email.subject.split())
         if not subject:
             raise InvalidInput("email: subject must not be empty")
-        msg = EmailMessage()
+        # A List-Unsubscribe URL is one long word: folded at 78 characters it would become an
+        # encoded word no mail program reads as a URL, so messages with extra headers fold at
+        # the RFC 5322 limit instead.
+        msg = EmailMessage(policy=_LONG_LINES) if email.headers else EmailMessage()
         msg["From"] = self._config.sender
         msg["To"] = email.to
         msg["Subject"] = subject
         msg["Date"] = formatdate(localtime=False)
         msg["Message-ID"] = message_id_for(email.idempotency_key)
         msg["X-Aios-Idempotency-Key"] = email.idempotency_key
+        for name, value in email.headers:
+            if not _HEADER_NAME.match(name) or any(ch in value for ch in "\r\n\x00"):
+                raise InvalidInput(f"email: header {name!r} is not one safe line")
+            msg[name] = value
         msg.set_content(email.body)
+        if email.html is not None:
+            msg.add_alternative(email.html, subtype="html")
         for att in email.attachments:
             msg.add_attachment(
                 att.content,

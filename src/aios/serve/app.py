@@ -64,6 +64,7 @@ def create_app(
     given (a given store is left open)."""
     from aios.serve.decisions import router as decisions_router
     from aios.serve.pages import router as pages_router
+    from aios.serve.subscribers import router as subscribers_router
 
     console = ConsoleState(settings, store=store, client=client)
 
@@ -86,6 +87,7 @@ def create_app(
     app.include_router(signin_router())
     app.include_router(pages_router)
     app.include_router(decisions_router)
+    app.include_router(subscribers_router)  # public: the signed token is the authority
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:

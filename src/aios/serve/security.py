@@ -43,14 +43,14 @@ COMMON_HEADERS = [
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 ]
 
-_LINK = re.compile(r"^/l/[^/]+")
+_LINK = re.compile(r"^(/l|/subscribers/confirm|/subscribers/unsubscribe)/[^/]+")
 
 log = structlog.get_logger("aios.console")
 
 
 def loggable_path(path: str) -> str:
     """``path`` as a log line may show it: a link's token is replaced by ``…``."""
-    return _LINK.sub("/l/…", path)
+    return _LINK.sub(lambda m: f"{m.group(1)}/…", path)
 
 
 def safe_next(target: str | None, default: str = "/inbox") -> str:

@@ -53,7 +53,16 @@ PASSTHROUGH_MODULES = ("email_validator", "idna")
 # where workflows use it, and is imported once per worker: re-importing those for every run
 # cost a third of the worker's CPU.
 PROCESS_MODULES = frozenset(
-    {"onboarding", "proposal", "billing", "checks", "memory_lookup", "content"}
+    {
+        "onboarding",
+        "proposal",
+        "billing",
+        "checks",
+        "memory_lookup",
+        "newsletter",
+        "newsletter_batch",
+        "content",
+    }
 )
 log = structlog.get_logger("aios.worker")
 

@@ -54,8 +54,10 @@ __all__ = [
     "connector_runtime",
     "email_templates",
     "hubspot_connector",
+    "newsletter_activities",
     "payment_providers",
     "scrubber",
+    "smtp_connector",
     "webhook_connector",
 ]
 
@@ -91,17 +93,7 @@ class Services:
             except BaseException:
                 store.close()
                 raise
-        email = SmtpEmailConnector(
-            SmtpConfig(
-                host=settings.smtp_host,
-                port=settings.smtp_port,
-                security=settings.smtp_security,
-                username=settings.smtp_username,
-                password=settings.smtp_password,
-                timeout_seconds=settings.smtp_timeout_seconds,
-                sender=settings.mail_from,
-            )
-        )
+        email = smtp_connector(settings)
         return cls(
             settings=settings,
             store=store,
@@ -202,6 +194,7 @@ class Services:
             content.publish_post,
             content.stage_newsletter_issue,
             content.audience_size,
+            *newsletter_activities(self.store, self.email, self.runtime, s),
         ]
 
     def probes(self) -> dict[str, Callable[[], CheckResult]]:
@@ -314,6 +307,21 @@ def agent_runner(
     )
 
 
+def smtp_connector(settings: Settings) -> SmtpEmailConnector:
+    """The SMTP connector of ``settings`` (``AIOS_SMTP_*``, sender ``AIOS_MAIL_FROM``)."""
+    return SmtpEmailConnector(
+        SmtpConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            timeout_seconds=settings.smtp_timeout_seconds,
+            sender=settings.mail_from,
+        )
+    )
+
+
 def connector_runtime(
     settings: Settings, store: KernelStore, scrub: Scrubber | None = None
 ) -> ConnectorRuntime:
@@ -353,3 +361,21 @@ def hubspot_connector(settings: Settings) -> HubSpotConnector | None:
     return HubSpotConnector(
         HubSpotConfig(token=settings.hubspot_token, base_url=settings.hubspot_base_url)
     )
+
+
+def newsletter_activities(
+    store: KernelStore, email: SmtpEmailConnector, runtime: ConnectorRuntime, settings: Settings
+) -> list[Callable[..., Any]]:
+    """The newsletter's activities (``activities.newsletter``)."""
+    from aios.activities.newsletter import NewsletterActivities
+    from aios.serve.subscriber_links import SubscriberLinks
+
+    news = NewsletterActivities(
+        store,
+        email,
+        runtime,
+        SubscriberLinks.from_settings(settings),
+        sender_name=settings.business_identity.name,
+        batch_size=settings.newsletter_batch_size,
+    )
+    return [news.next_batch, news.send_batch, news.tally]

@@ -108,6 +108,8 @@ _WORKFLOWS = [
     ("billing", "BillingWorkflow"),
     ("checks", "SyntheticCheckWorkflow"),
     ("content", "ContentWorkflow"),
+    ("newsletter", "NewsletterSendWorkflow"),
+    ("newsletter_batch", "NewsletterBatchWorkflow"),
 ]
 
 

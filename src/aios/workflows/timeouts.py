@@ -30,6 +30,7 @@ __all__ = [
     "MEMORY_READ",
     "MODEL_CALL",
     "MODEL_REQUEST_TIMEOUT",
+    "NEWSLETTER_BATCH",
     "StepOptions",
     "memory_task_queue",
 ]
@@ -83,4 +84,10 @@ CONNECTOR_CHECK = StepOptions(
     timedelta(minutes=10),
     _retry(2, 30, attempts=3),
     heartbeat=timedelta(seconds=60),
+)
+# One newsletter batch (up to a few hundred messages under the email rate limit): it
+# heartbeats after every message, so a lost worker is noticed within 10 s and a cancel reaches
+# it between two messages; transient SMTP failures retry the batch with backoff for a day.
+NEWSLETTER_BATCH = StepOptions(
+    timedelta(minutes=30), timedelta(days=1), _retry(2, 60), heartbeat=timedelta(seconds=10)
 )
