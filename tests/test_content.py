@@ -365,3 +365,65 @@ async def test_a_published_post_writes_page_and_feed_remembers_it_and_records_th
         1,
         wid,
     )
+
+
+async def test_the_content_commands_refuse_bad_input_in_one_line_and_show_a_post(
+    client: Client, settings: Settings
+) -> None:
+    from tests.test_cli import invoke
+
+    tag = _tag()
+    for args, expected in [
+        (["--topic", "Pricing", "--at", "2026-12-01T09:00"], "error: at: '2026-12-01T09:00' has"),
+        (["--topic", "Pricing", "--id", "Bad Id"], "error: post_id: must be 1-80 lowercase"),
+        (["--topic", "  "], "error: topic: must not be empty"),
+    ]:
+        result = await invoke(settings, "content", "start", *args)
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith(expected) and len(result.output.splitlines()) == 1
+    result = await invoke(settings, "content", "show", f"nothing-{tag}")
+    assert (result.exit_code, result.output.strip()) == (
+        1,
+        f"error: post: no post with id 'nothing-{tag}'",
+    )
+    result = await invoke(
+        settings, "content", "move", f"nothing-{tag}", "--at", "2026-12-01T09:00:00Z"
+    )
+    assert result.exit_code == 1 and "does not exist" in result.output
+
+    result = await invoke(
+        settings, "content", "start", "--topic", f"Scoping {tag} well", "--id", f"cli-{tag}"
+    )
+    assert result.exit_code == 0, result.output
+    wid = f"content/cli-{tag}"
+    RUNS.append(wid)
+    await _progress_until(client, wid, _gate("content", "Post v1"))
+    result = await invoke(settings, "content", "show", f"cli-{tag}", "--version", "1")
+    assert result.exit_code == 0, result.output
+    assert f"Post cli-{tag}: drafting; topic: Scoping {tag} well" in result.output
+    assert "agent:content" in result.output and f"# Scoping {tag} well" in result.output
+    await client.get_workflow_handle(wid).cancel()
+
+
+async def test_the_planning_schedule_starts_a_run_that_waits_at_gate_topic(
+    client: Client, settings: Settings
+) -> None:
+    from aios.operations.content import PLANNING_SCHEDULE_ID, ensure_content_schedule
+
+    assert await ensure_content_schedule(client, settings) == "created"
+    schedule = client.get_schedule_handle(PLANNING_SCHEDULE_ID)
+    try:
+        assert await ensure_content_schedule(client, settings) == "updated"
+        await schedule.trigger()
+        async with asyncio.timeout(30):
+            while not (actions := (await schedule.describe()).info.recent_actions):
+                await asyncio.sleep(0.1)
+        started = actions[0].action
+        wid = getattr(started, "workflow_id", "")
+        assert wid.startswith("content/planned-")
+        RUNS.append(wid)
+        progress = await _progress_until(client, wid, _gate("topic"))
+        assert progress.post_id.startswith("planned-") and progress.stage == "planning"
+        await client.get_workflow_handle(wid).cancel()
+    finally:
+        await schedule.delete()
