@@ -427,3 +427,43 @@ async def test_the_planning_schedule_starts_a_run_that_waits_at_gate_topic(
         await client.get_workflow_handle(wid).cancel()
     finally:
         await schedule.delete()
+
+
+async def test_a_cancel_during_the_send_stops_the_newsletter_and_records_what_went_out(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    smtp: RecordingSmtp,
+    readers: list[str],
+) -> None:
+    tag = _tag()
+    # Enough readers that the send (20 emails a second by default) is still going on.
+    confirm(services, readers, *[f"many-{n}-{tag}@example.com" for n in range(60)])
+    post_id = f"busy-{tag}"
+    started = await start_post(
+        client, settings, NewPost(topic=f"Busy lists {tag} and their senders", post_id=post_id)
+    )
+    RUNS.append(started.workflow_id)
+    wid = started.workflow_id
+    await _progress_until(client, wid, _gate("content", "Post v1"))
+    await _decide(client, wid, decision="approve")
+    store = services.store
+    async with asyncio.timeout(30):  # the first emails are out
+        while store.newsletter.delivery_counts(post_id).get("sent", 0) < 3:
+            await asyncio.sleep(0.05)
+    handle = client.get_workflow_handle(wid, result_type=ContentResult)
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    await save_history(handle, "content_cancelled_during_send")
+
+    events = store.events.for_run(wid)
+    [counts] = [e for e in events if e.kind == "post.newsletter_counts"]
+    mine = sum(len(smtp.to(r)) for r in readers)
+    # What went out is what the engine reported (it stops between two messages of a batch).
+    assert counts.payload["cancelled"] is True
+    assert 3 <= counts.payload["sent"] <= 60 and mine == counts.payload["sent"]
+    assert [e.kind for e in events][-1] == "content.cancelled"
+    post = store.posts.get(post_id)
+    assert post is not None and post.status == "published"  # the page was already up
+    assert (_site(settings) / "posts" / f"{post_id}.html").exists()

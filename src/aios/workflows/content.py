@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta
 from typing import Literal
@@ -140,8 +141,9 @@ class ContentWorkflow(Process):
 
     End states: ``published``; ``rejected`` (the operator said no at a gate; nothing sent);
     ``expired`` (no decision in time; nothing sent); cancelled (before publication: the post is
-    marked cancelled and nothing is sent; during the newsletter send: the child is cancelled
-    and stops its remaining batches).
+    marked cancelled and nothing is sent; during the newsletter send: the child is cancelled,
+    stops its remaining batches and reports what went out, which is recorded; the page stays
+    published and the post is remembered).
     """
 
     NAME = PROCESS_NAME
@@ -558,6 +560,11 @@ class ContentWorkflow(Process):
             "cancelled": report.cancelled,
         }
         await record("post.newsletter_counts", entity, counts)
+        if report.cancelled and workflow.cancellation_reason() is not None:
+            # This run was cancelled during the send: the child stopped its remaining batches
+            # and reported what went out (recorded above); the page stays published.
+            self._stage = "ended"
+            raise asyncio.CancelledError("cancelled during the newsletter send")
         notified = await notify(
             "content.published",
             {
