@@ -21,6 +21,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from aios.config import Settings
+from aios.errors import InvalidInput
 from aios.kernel.stores.subscribers import SubscriberDraft
 from aios.operations import console
 from aios.operations.common import run_progress
@@ -427,6 +428,9 @@ async def test_the_planning_schedule_starts_a_run_that_waits_at_gate_topic(
         await client.get_workflow_handle(wid).cancel()
     finally:
         await schedule.delete()
+    bad = settings.model_copy(update={"content_planning_cron": "every monday"})
+    with pytest.raises(InvalidInput, match="content_planning_cron: 'every monday' is not"):
+        await ensure_content_schedule(client, bad)
 
 
 async def test_a_cancel_during_the_send_stops_the_newsletter_and_records_what_went_out(

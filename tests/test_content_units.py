@@ -213,3 +213,10 @@ def test_versions_are_kept_and_a_repeated_step_stores_one_version(database_url: 
             store.posts.open(post_id, "content/other", "Topic", event=_event("post.opened"))
     finally:
         store.close()
+
+
+def test_a_scheduled_run_takes_its_post_id_from_its_workflow_id() -> None:
+    from aios.workflows.content import post_id_from
+
+    assert post_id_from("content/planned-2026-11-30T08:00:00Z") == "planned-2026-11-30t08-00-00z"
+    assert post_id_from("content/my-post") == "my-post"

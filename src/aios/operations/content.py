@@ -19,6 +19,7 @@ from temporalio.client import (
     ScheduleState,
     ScheduleUpdate,
 )
+from temporalio.service import RPCError, RPCStatusCode
 
 from aios.config import Settings
 from aios.errors import InvalidInput
@@ -109,12 +110,20 @@ async def ensure_content_schedule(client: Client, settings: Settings) -> str:
     """Create schedule ``aios-content-planning`` or bring it up to date; returns what it did."""
     schedule = content_schedule(settings)
     try:
-        await client.create_schedule(PLANNING_SCHEDULE_ID, schedule)
-        return "created"
-    except ScheduleAlreadyRunningError:
-        handle = client.get_schedule_handle(PLANNING_SCHEDULE_ID)
-        await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
-        return "updated"
+        try:
+            await client.create_schedule(PLANNING_SCHEDULE_ID, schedule)
+            return "created"
+        except ScheduleAlreadyRunningError:
+            handle = client.get_schedule_handle(PLANNING_SCHEDULE_ID)
+            await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
+            return "updated"
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.INVALID_ARGUMENT:
+            raise
+        raise InvalidInput(
+            f"content_planning_cron: {settings.content_planning_cron!r} is not a schedule "
+            f"Temporal takes ({exc.message})"
+        ) from None
 
 
 async def move_post(client: Client, post_ref: str, publish_at: datetime, by: str) -> str:
