@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from temporalio import activity
@@ -29,6 +29,7 @@ from aios.agents.content import (
     flag_repeats,
     propose_topics,
 )
+from aios.agents.runner import AgentRunner
 from aios.agents.welcome import MemoryHint
 from aios.documents.feed import PublicPost, SiteInfo, public_markdown, write_site
 from aios.errors import InvalidInput
@@ -38,6 +39,7 @@ from aios.memory.store import RecalledMemory
 
 __all__ = [
     "EDITABLE_POST_FIELDS",
+    "AudienceInput",
     "ContentActivities",
     "DraftPostInput",
     "DraftPostResult",
@@ -154,6 +156,11 @@ class StageIssueInput(BaseModel):
     version: int
 
 
+class AudienceInput(BaseModel):
+    post_id: str
+    version: int
+
+
 class PublishPostInput(BaseModel):
     idempotency_key: str
     post_id: str
@@ -195,7 +202,7 @@ class ContentActivities:
     def __init__(
         self,
         store: KernelStore,
-        runner: Any,
+        runner: AgentRunner,
         *,
         operator_name: str,
         site_dir: Path,
@@ -447,7 +454,7 @@ class ContentActivities:
 
     @activity.defn(name="audience_size")
     @translating_errors
-    def audience_size(self, inp: StageIssueInput) -> int:
+    def audience_size(self, inp: AudienceInput) -> int:
         """How many confirmed subscribers the newsletter would go to now."""
         return int(self._store.subscribers.confirmed_count())
 

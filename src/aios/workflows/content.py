@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from aios.activities.content import (
         EDITABLE_POST_FIELDS,
+        AudienceInput,
         ContentActivities,
         DraftPostInput,
         FactCheckPostInput,
@@ -427,12 +428,9 @@ class ContentWorkflow(Process):
         """The gate's summary line, and the audience: confirmed subscribers now."""
         audience = await step(
             ContentActivities.audience_size,
-            StageIssueInput(
-                idempotency_key=step_key(f"audience/v{version.version}"),
-                post_id=version.post_id,
-                version=version.version,
-            ),
+            AudienceInput(post_id=version.post_id, version=version.version),
             KERNEL_WRITE,
+            summary=f"audience size: v{version.version}",
         )
         found = (
             f"{checked.claims} claims, {checked.unsourced} without a source, "
