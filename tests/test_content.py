@@ -9,6 +9,7 @@ session's SMTP server; subscribers a test confirms are taken off the list when i
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -403,7 +404,13 @@ async def test_the_content_commands_refuse_bad_input_in_one_line_and_show_a_post
     assert result.exit_code == 0, result.output
     assert f"Post cli-{tag}: drafting; topic: Scoping {tag} well" in result.output
     assert "agent:content" in result.output and f"# Scoping {tag} well" in result.output
-    await client.get_workflow_handle(wid).cancel()
+    # Cancelled at the gate: the post is withdrawn, nothing is published.
+    result = await invoke(settings, "cancel", wid, "--yes")
+    assert result.exit_code == 0, result.output
+    with pytest.raises(WorkflowFailureError):
+        await client.get_workflow_handle(wid).result()
+    result = await invoke(settings, "content", "show", f"cli-{tag}", "--json")
+    assert result.exit_code == 0 and json.loads(result.output)["post"]["status"] == "cancelled"
 
 
 async def test_the_planning_schedule_starts_a_run_that_waits_at_gate_topic(

@@ -141,10 +141,10 @@ class ContentWorkflow(Process):
     Search attributes: ``AiosProcess=content``, ``AiosAwaitingApproval``, ``AiosCostUsd``.
 
     End states: ``published``; ``rejected`` (the operator said no at a gate; nothing sent);
-    ``expired`` (no decision in time; nothing sent); cancelled (before publication: the post is
-    marked cancelled and nothing is sent; during the newsletter send: the child is cancelled,
-    stops its remaining batches and reports what went out, which is recorded; the page stays
-    published and the post is remembered).
+    ``expired`` (no decision in time; nothing sent); cancelled (before publication starts: the
+    post is marked cancelled, nothing is sent or written; during the newsletter send: the child
+    is cancelled, stops its remaining batches and reports what went out, which is recorded; the
+    page stays published and the post is remembered).
     """
 
     NAME = PROCESS_NAME
@@ -212,6 +212,20 @@ class ContentWorkflow(Process):
             KERNEL_WRITE,
         )
         self._done("open")
+        # Until publication starts, a run that ends by cancel or failure withdraws the post.
+        self._saga.add(
+            "withdraw-post",
+            lambda: step(
+                ContentActivities.set_post_status,
+                SetPostStatusInput(
+                    idempotency_key=step_key("withdrawn"),
+                    post_id=post_id,
+                    status="cancelled",
+                    reason="the run ended before publication",
+                ),
+                KERNEL_WRITE,
+            ),
+        )
         self._stage = "drafting"
         recalled = await step(
             MemoryActivities.recall_memory,
@@ -448,19 +462,6 @@ class ContentWorkflow(Process):
     async def _wait_for_publish_time(self, post_id: str) -> None:
         """Wait until ``publish_at`` (moved by ``reschedule``); a cancel here sends nothing."""
         self._stage = "scheduled"
-        self._saga.add(
-            "withdraw-post",
-            lambda: step(
-                ContentActivities.set_post_status,
-                SetPostStatusInput(
-                    idempotency_key=step_key("withdrawn"),
-                    post_id=post_id,
-                    status="cancelled",
-                    reason="the run ended before publication",
-                ),
-                KERNEL_WRITE,
-            ),
-        )
         recorded = -1
         while True:
             at = self._publish_at
