@@ -9,15 +9,18 @@ session's SMTP server; subscribers a test confirms are taken off the list when i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest
+from pydantic import SecretStr
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -28,11 +31,14 @@ from aios.operations import console
 from aios.operations.common import run_progress
 from aios.operations.console_models import PostGateDocument, TopicGateDocument
 from aios.operations.content import NewPost, move_post, start_post
+from aios.workers.main import build_worker
 from aios.workers.services import Services
 from aios.workflows.content import ContentResult
 from aios.workflows.progress import ContentProgress
 from tests.conftest import RecordingSmtp
+from tests.flaky_http import FlakyHttpServer
 from tests.helpers import RUNS, save_history
+from tests.test_connector_fabric import webhook
 
 
 @pytest.fixture
@@ -52,9 +58,6 @@ def confirm(services: Services, readers: list[str], *emails: str) -> None:
         readers.append(added.email)
         confirmed, _ = store.subscribers.confirm(added.id, via="test")
         assert confirmed is not None and confirmed.status == "confirmed"
-
-
-pytestmark = pytest.mark.usefixtures("worker")
 
 
 def _tag() -> str:
@@ -107,6 +110,7 @@ def _site(settings: Settings) -> Path:
     return settings.state_path / "site"
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_repeated_topic_is_flagged_and_an_edit_makes_version_2_checked_at_the_gate(
     client: Client, settings: Settings, services: Services
 ) -> None:
@@ -217,6 +221,7 @@ async def test_a_repeated_topic_is_flagged_and_an_edit_makes_version_2_checked_a
     assert store.newsletter.issue(post_id, 2) is None
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_scheduled_post_moved_then_cancelled_publishes_and_sends_nothing(
     client: Client,
     settings: Settings,
@@ -290,6 +295,24 @@ async def test_a_published_post_writes_page_and_feed_remembers_it_and_records_th
     services: Services,
     smtp: RecordingSmtp,
     readers: list[str],
+    executor: ThreadPoolExecutor,
+) -> None:
+    with FlakyHttpServer() as hooks:
+        s = settings.model_copy(
+            update={"webhook_url": hooks.url, "webhook_secret": SecretStr("k" * 32)}
+        )
+        with_hook = dataclasses.replace(services, settings=s, webhook=webhook(hooks))
+        async with build_worker(client, s.task_queue, with_hook.activities(), executor):
+            await _publish_and_check(client, s, services, smtp, readers, hooks)
+
+
+async def _publish_and_check(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    smtp: RecordingSmtp,
+    readers: list[str],
+    hooks: FlakyHttpServer,
 ) -> None:
     tag = _tag()
     two = [f"first-{tag}@example.com", f"second-{tag}@example.com"]
@@ -355,6 +378,15 @@ async def test_a_published_post_writes_page_and_feed_remembers_it_and_records_th
         "cancelled": False,
     }
     assert [e.kind for e in events][-1] == "content.published"
+    # One webhook content.published with the post and the counts.
+    [delivery] = [json.loads(r.body) for r in hooks.received]
+    assert delivery["type"] == "content.published"
+    assert {k: delivery["data"][k] for k in ("post_id", "version", "sent", "page")} == {
+        "post_id": post_id,
+        "version": 1,
+        "sent": result.sent,
+        "page": result.page,
+    }
 
     # One memory point for the post, with its provenance.
     assert result.memory_id is not None
@@ -369,6 +401,7 @@ async def test_a_published_post_writes_page_and_feed_remembers_it_and_records_th
     )
 
 
+@pytest.mark.usefixtures("worker")
 async def test_the_content_commands_refuse_bad_input_in_one_line_and_show_a_post(
     client: Client, settings: Settings
 ) -> None:
@@ -413,6 +446,7 @@ async def test_the_content_commands_refuse_bad_input_in_one_line_and_show_a_post
     assert result.exit_code == 0 and json.loads(result.output)["post"]["status"] == "cancelled"
 
 
+@pytest.mark.usefixtures("worker")
 async def test_the_planning_schedule_starts_a_run_that_waits_at_gate_topic(
     client: Client, settings: Settings
 ) -> None:
@@ -440,6 +474,7 @@ async def test_the_planning_schedule_starts_a_run_that_waits_at_gate_topic(
         await ensure_content_schedule(client, bad)
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_cancel_during_the_send_stops_the_newsletter_and_records_what_went_out(
     client: Client,
     settings: Settings,
