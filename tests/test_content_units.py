@@ -220,3 +220,13 @@ def test_a_scheduled_run_takes_its_post_id_from_its_workflow_id() -> None:
 
     assert post_id_from("content/planned-2026-11-30T08:00:00Z") == "planned-2026-11-30t08-00-00z"
     assert post_id_from("content/my-post") == "my-post"
+
+
+def test_a_run_input_with_a_post_id_that_cannot_name_a_file_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from aios.workflows.content import ContentInput
+
+    with pytest.raises(ValidationError, match="post_id"):
+        ContentInput(post_id="../Bad Id")
+    assert ContentInput(post_id="good-1").post_id == "good-1"

@@ -75,7 +75,8 @@ class ContentInput(ProcessInput):
     """``post_id`` empty: taken from the workflow id (a scheduled planning run's id ends in its
     start time). ``topic`` empty: plan topics from memory and ask at gate ``topic``."""
 
-    post_id: str = ""
+    # Names the page file too: lowercase letters, digits and hyphens.
+    post_id: str = Field(default="", pattern=r"^(?:[a-z0-9][a-z0-9-]{0,99})?$")
     topic: str = Field(default="", max_length=300)
     publish_at: AwareDatetime | None = None
     novelty_threshold: float = Field(default=0.85, ge=0, le=1)
