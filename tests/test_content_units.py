@@ -122,6 +122,16 @@ def test_the_template_draft_cites_every_claim_it_makes() -> None:
     assert citations(draft.markdown) == [M1] == draft.memory_ids_used
     check = fact_check(draft.markdown, {M1: OUTCOME})
     assert check.claims >= 1 and check.clean
+    # A model's draft with a claim that cites nothing, or an id it was not given, is refused.
+    request = ContentRequest(topic="t", operator_name="Pat", memories=memories)
+    unsourced = draft.model_copy(update={"markdown": "We won 3 deals last month."})
+    assert ContentAgent().check(unsourced, request) == (
+        "markdown: a claim without [mem:<id>]: 'We won 3 deals last month.'"
+    )
+    invented = draft.model_copy(update={"markdown": f"It was accepted [mem:{M2}]."})
+    assert ContentAgent().check(invented, request) == (
+        f"markdown: {M2!r} is not one of the memories given"
+    )
 
 
 # --- page and feed ----------------------------------------------------------------------------

@@ -248,10 +248,15 @@ class ContentAgent(Agent[ContentRequest, ContentDraft]):
         )
 
     def check(self, output: ContentDraft, request: ContentRequest) -> str | None:
+        """Every id cited or listed is one the agent was given, and every claim cites one
+        (a model's reply that fails this gets a repair try, then the next tier)."""
         cited = citations(output.markdown)
         problem = unknown_memory_ids(cited, request.memories)
         if problem:
             return problem.replace("memory_ids_used", "markdown")
+        unsourced = fact_check(output.markdown, {m.id: m.text for m in request.memories})
+        if unsourced.unsourced:
+            return f"markdown: a claim without [mem:<id>]: {unsourced.unsourced[0].text[:200]!r}"
         return unknown_memory_ids(output.memory_ids_used, request.memories)
 
     def memory_ids(self, request: ContentRequest) -> list[str]:
