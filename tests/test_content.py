@@ -222,7 +222,7 @@ async def test_a_repeated_topic_is_flagged_and_an_edit_makes_version_2_checked_a
 
 
 @pytest.mark.usefixtures("worker")
-async def test_a_scheduled_post_moved_then_cancelled_publishes_and_sends_nothing(
+async def test_a_scheduled_post_moved_then_cancelled_writes_and_sends_nothing(
     client: Client,
     settings: Settings,
     services: Services,
