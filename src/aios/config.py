@@ -367,6 +367,26 @@ class Settings(BaseSettings):
     # edits at the gate for similar clients (edits are remembered either way).
     agent_apply_corrections: bool = True
     _policy_version: int | None = PrivateAttr(default=None)
+    # Content: planning posts, the novelty check, where published posts are written
+    content_novelty_threshold: float = Field(
+        default=0.85,
+        ge=0.0,
+        le=1.0,
+        description="a topic whose cosine similarity to a published post reaches this is "
+        "flagged as a repeat of that post",
+    )
+    content_planning_cron: str = Field(
+        default="0 8 * * 1",
+        description="when schedule aios-content-planning starts a planning run (cron, UTC)",
+    )
+    content_site_dir: Path | None = Field(
+        default=None,
+        description="folder of the published pages and the Atom feed; unset: state_dir/site",
+    )
+    content_site_url: str = Field(
+        default="", max_length=300, description="public address of that folder (feed links)"
+    )
+    content_site_title: str = Field(default="Notes", min_length=1, max_length=200)
     # Subscribers and the newsletter: recipients per batch (one child workflow each) of a send
     newsletter_batch_size: int = Field(default=100, ge=1, le=1000)
 

@@ -26,6 +26,7 @@ from rich.text import Text
 
 from aios.cli import bank as bank_commands
 from aios.cli import console as console_commands
+from aios.cli import content as content_commands
 from aios.cli import control as control_commands
 from aios.cli import exchange as exchange_commands
 from aios.cli import memory as memory_commands
@@ -63,6 +64,7 @@ app.add_typer(bank_commands.bank_app, name="bank")
 app.add_typer(review_commands.review_app, name="review")
 exchange_commands.register(app)
 app.add_typer(policy_commands.policy_app, name="policy")
+app.add_typer(content_commands.content_app, name="content")
 app.add_typer(subscriber_commands.subscribers_app, name="subscribers")
 
 JsonOpt = Annotated[
@@ -946,16 +948,20 @@ def dev_up(
     _print_status(rows)
     line(f"State folder: {s.state_path}")
 
-    async def schedule() -> str:
-        return await ensure_check_schedule(await connect(s), s)
+    async def schedule() -> tuple[str, str]:
+        from aios.operations.content import ensure_content_schedule
 
-    done = run(schedule())
+        temporal = await connect(s)
+        return await ensure_check_schedule(temporal, s), await ensure_content_schedule(temporal, s)
+
+    done, planning = run(schedule())
     line(
         f"Synthetic connector checks: schedule {done}, every {age(s.synthetic_check_every)} "
         "(`aios health`)"
     )
     done = run(review_commands.ensure_schedule(s))
     line(f"Weekly review digest: schedule {done}, Mondays 07:00 to {s.operator_email}")
+    line(f"Content planning: schedule aios-content-planning {planning} ({s.content_planning_cron})")
 
 
 @dev_app.command("status")

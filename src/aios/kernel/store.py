@@ -15,7 +15,8 @@ Each store owns its tables and nothing else, and all share one connection pool
 - ``policies``, versioned policy values, and ``corrections``, the operator's edits agents learn
   from;
 - ``subscribers``, the newsletter's list, and ``newsletter``, staged issues with one delivery
-  per post and subscriber.
+  per post and subscriber;
+- ``posts``, the content process's posts with every version.
 
 Every write is idempotent: clients upsert by key, drafts and events insert by a deterministic
 id and ignore a repeat, notices open once per key, switches change once per pause or resume,
@@ -43,6 +44,7 @@ from aios.kernel.stores import (
     Outbox,
     OutboxResult,
     PolicyStore,
+    PostStore,
     ProposalStore,
     SubscriberStore,
     SwitchStore,
@@ -76,6 +78,7 @@ class KernelStore:
         self.corrections = CorrectionStore(self.db)
         self.subscribers = SubscriberStore(self.db)
         self.newsletter = NewsletterStore(self.db)
+        self.posts = PostStore(self.db)
 
     def close(self) -> None:
         self.db.close()

@@ -27,13 +27,17 @@ __all__ = [
     "EditableField",
     "FailingCheck",
     "FieldDiff",
+    "Finding",
     "GateDocument",
     "GateState",
     "GateStatus",
     "GateView",
     "InvoiceGateDocument",
     "NotFound",
+    "PostGateDocument",
     "ProposalGateDocument",
+    "TopicGateDocument",
+    "TopicRow",
     "WelcomeGateDocument",
 ]
 
@@ -45,6 +49,8 @@ FIELD_LABELS = {
     "total": "Total",
     "discount_pct": "Discount (%)",
     "terms": "Terms",
+    "title": "Title",
+    "topic": "Topic (text, or the number of a candidate)",
 }
 MULTILINE_FIELDS = frozenset({"body", "terms"})
 PREVIEW_CHARS = 600
@@ -184,13 +190,58 @@ class ConnectorsGateDocument(BaseModel):
     failing: list[FailingCheck]
 
 
+class TopicRow(BaseModel):
+    """A candidate topic at gate ``topic``: where it came from and whether it repeats a post."""
+
+    number: int
+    topic: str
+    origin: str = ""
+    sources: list[str] = Field(default_factory=list)
+    repeats: str | None = None
+    similarity: float | None = None
+
+
+class TopicGateDocument(BaseModel):
+    kind: Literal["topic"] = "topic"
+    post_id: str
+    candidates: list[TopicRow]
+
+
+class Finding(BaseModel):
+    """A fact-check finding: an unsourced claim or a conflict with memory."""
+
+    what: Literal["unsourced", "conflict"]
+    text: str
+    problem: str = ""
+
+
+class PostGateDocument(BaseModel):
+    """Gate ``content``: the version shown, rendered, with its fact-check and audience."""
+
+    kind: Literal["content"] = "content"
+    post_id: str
+    version: int
+    versions: int
+    title: str
+    summary: str
+    markdown: str
+    html: str  # the Markdown rendered, raw HTML disabled
+    author: str
+    claims: int = 0
+    findings: list[Finding] = Field(default_factory=list)
+    audience: int | None = None
+    memories: list[CitedMemory] = Field(default_factory=list)
+
+
 GateDocument = Annotated[
     WelcomeGateDocument
     | ProposalGateDocument
     | InvoiceGateDocument
     | BudgetGateDocument
     | AgentGateDocument
-    | ConnectorsGateDocument,
+    | ConnectorsGateDocument
+    | TopicGateDocument
+    | PostGateDocument,
     Field(discriminator="kind"),
 ]
 

@@ -60,6 +60,12 @@ async def gate_document(
         return _agent(store, gate), ""
     if gate.gate == "connectors":
         return _connectors(gate), ""
+    if gate.gate in ("topic", "content") and gate.process == "content":
+        from aios.operations.content import post_gate_document, topic_gate_document
+
+        if gate.gate == "topic":
+            return topic_gate_document(gate), ""
+        return post_gate_document(store, gate)
     return None, f"gate {gate.gate!r} has no document of its own; its summary says what it asks"
 
 

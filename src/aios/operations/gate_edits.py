@@ -16,6 +16,7 @@ from aios.operations.console_models import (
     EditableField,
     FieldDiff,
     GateView,
+    PostGateDocument,
     ProposalGateDocument,
     WelcomeGateDocument,
 )
@@ -32,6 +33,8 @@ def editable_fields(view: GateView) -> list[EditableField]:
     values: dict[str, str] = {}
     if isinstance(doc, WelcomeGateDocument):
         values = {"subject": doc.subject, "body": doc.body}
+    elif isinstance(doc, PostGateDocument):
+        values = {"title": doc.title, "body": doc.markdown}
     elif isinstance(doc, ProposalGateDocument):
         values = {
             "total": _major(doc.total_minor, doc.currency),

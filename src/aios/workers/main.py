@@ -62,6 +62,7 @@ PROCESS_MODULES = frozenset(
         "review",
         "newsletter",
         "newsletter_batch",
+        "content",
     }
 )
 log = structlog.get_logger("aios.worker")

@@ -20,6 +20,7 @@ from typing import Any
 
 from aios.activities import AgentActivities, ConnectorActivities, KernelActivities, MemoryActivities
 from aios.activities.billing import BillingActivities
+from aios.activities.content import ContentActivities, site_folder
 from aios.activities.context import pause_waiter
 from aios.activities.crm import CrmActivities
 from aios.activities.health import HealthActivities
@@ -36,6 +37,7 @@ from aios.connectors.payments.bank import BankDetails, BankTransferProvider
 from aios.connectors.payments.base import PaymentProvider
 from aios.connectors.runtime import ConnectorRuntime
 from aios.connectors.webhooks import WebhookConfig, WebhookConnector
+from aios.documents.feed import SiteInfo
 from aios.identity import BusinessIdentity
 from aios.kernel.pause import PauseGate
 from aios.kernel.store import KernelStore, apply_migrations
@@ -146,6 +148,17 @@ class Services:
         review = ReviewActivities(
             self.store, self.email, self.runtime, operator_email=s.operator_email
         )
+        content = ContentActivities(
+            self.store,
+            runner,
+            operator_name=s.operator_name,
+            site_dir=site_folder(s.state_path, s.content_site_dir),
+            site=SiteInfo(
+                title=s.content_site_title,
+                author=s.business_name or s.operator_name,
+                base_url=s.content_site_url,
+            ),
+        )
         return [
             proposals.open_proposal,
             proposals.draft_proposal,
@@ -185,6 +198,16 @@ class Services:
             review.send_review_digest,
             memory.remember_correction,
             memory.recall_corrections,
+            content.plan_topics,
+            content.check_topic_novelty,
+            content.open_post,
+            content.draft_post,
+            content.revise_post,
+            content.fact_check_post,
+            content.set_post_status,
+            content.publish_post,
+            content.stage_newsletter_issue,
+            content.audience_size,
             *newsletter_activities(self.store, self.email, self.runtime, s),
         ]
 

@@ -23,6 +23,14 @@ if TYPE_CHECKING:
         SyntheticCheckResult,
         SyntheticCheckWorkflow,
     )
+    from aios.workflows.content import (
+        RESCHEDULE_SIGNAL,
+        ContentInput,
+        ContentResult,
+        ContentWorkflow,
+        Reschedule,
+        content_workflow_id,
+    )
     from aios.workflows.gates import (
         DECIDE_SIGNAL,
         GateDecision,
@@ -88,6 +96,14 @@ _HOMES = {
     ],
     "saga": ["Saga", "SagaReport"],
     "review": ["ReviewDigestInput", "ReviewDigestResult", "ReviewDigestWorkflow"],
+    "content": [
+        "RESCHEDULE_SIGNAL",
+        "ContentInput",
+        "ContentResult",
+        "ContentWorkflow",
+        "Reschedule",
+        "content_workflow_id",
+    ],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -98,6 +114,7 @@ _WORKFLOWS = [
     ("billing", "BillingWorkflow"),
     ("checks", "SyntheticCheckWorkflow"),
     ("review", "ReviewDigestWorkflow"),
+    ("content", "ContentWorkflow"),
     ("newsletter", "NewsletterSendWorkflow"),
     ("newsletter_batch", "NewsletterBatchWorkflow"),
 ]
@@ -121,12 +138,16 @@ __all__ = [
     "CLIENT_RESPONSE_SIGNAL",
     "DECIDE_SIGNAL",
     "PAYMENT_RECEIVED_SIGNAL",
+    "RESCHEDULE_SIGNAL",
     "WORKFLOWS",
     "BillingInput",
     "BillingProgress",
     "BillingResult",
     "BillingWorkflow",
     "ClientResponse",
+    "ContentInput",
+    "ContentResult",
+    "ContentWorkflow",
     "GateDecision",
     "GateHost",
     "GateOutcome",
@@ -140,6 +161,7 @@ __all__ = [
     "ProposalProgress",
     "ProposalResult",
     "ProposalWorkflow",
+    "Reschedule",
     "ReviewDigestInput",
     "ReviewDigestResult",
     "ReviewDigestWorkflow",
@@ -150,6 +172,7 @@ __all__ = [
     "SyntheticCheckResult",
     "SyntheticCheckWorkflow",
     "billing_workflow_id",
+    "content_workflow_id",
     "onboarding_workflow_id",
     "proposal_workflow_id",
 ]

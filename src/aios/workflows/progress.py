@@ -8,12 +8,15 @@ decodes.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
 
 from aios.workflows.gates import PendingGate
 
 __all__ = [
     "BillingProgress",
+    "ContentProgress",
     "OnboardingProgress",
     "ProposalProgress",
     "RunProgress",
@@ -80,6 +83,24 @@ class BillingProgress(RunProgress):
         )
 
 
+class ContentProgress(RunProgress):
+    post_id: str = ""
+    # planning, drafting, review, scheduled, publishing, published, ended
+    stage: str = ""
+    version: int = 0
+    publish_at: datetime | None = None
+
+    def details(self) -> dict[str, str]:
+        return _shown(
+            {
+                "post": self.post_id,
+                "stage": self.stage,
+                "version": str(self.version) if self.version else "",
+                "publish at": f"{self.publish_at:%Y-%m-%d %H:%M} UTC" if self.publish_at else "",
+            }
+        )
+
+
 def _shown(values: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in values.items() if v}
 
@@ -88,6 +109,7 @@ _BY_PROCESS: dict[str, type[RunProgress]] = {
     "onboarding": OnboardingProgress,
     "proposal": ProposalProgress,
     "billing": BillingProgress,
+    "content": ContentProgress,
 }
 
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from aios.kernel.stores.operators import OperatorStore
     from aios.kernel.stores.outbox import Outbox
     from aios.kernel.stores.policies import PolicyStore, PolicyVersion
+    from aios.kernel.stores.posts import Post, PostStore, PostVersion
     from aios.kernel.stores.proposals import ProposalStore
     from aios.kernel.stores.refs import ExternalRefs
     from aios.kernel.stores.subscribers import SubscriberStore
@@ -58,6 +59,7 @@ _HOMES = {
     "corrections": ["CorrectionRecord", "CorrectionStore"],
     "newsletter": ["NewsletterStore"],
     "subscribers": ["SubscriberStore"],
+    "posts": ["Post", "PostStore", "PostVersion"],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -99,6 +101,9 @@ __all__ = [
     "OutboxResult",
     "PolicyStore",
     "PolicyVersion",
+    "Post",
+    "PostStore",
+    "PostVersion",
     "ProposalStore",
     "Store",
     "SubscriberStore",
