@@ -25,6 +25,7 @@ import typer
 from rich.text import Text
 
 from aios.cli import console as console_commands
+from aios.cli import mail as mail_commands
 from aios.cli import memory as memory_commands
 from aios.cli import render
 from aios.cli.render import Col, age, bold, line, one_line, records
@@ -53,6 +54,7 @@ checks_app = typer.Typer(help="Synthetic connector checks on a Temporal Schedule
 app.add_typer(checks_app, name="checks")
 app.add_typer(console_commands.operator_app, name="operator")
 app.add_typer(memory_commands.memory_app, name="memory")
+app.add_typer(mail_commands.mail_app, name="mail")
 
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print a JSON document for scripts (see README)")
@@ -866,6 +868,16 @@ def dev_up(
         f"Synthetic connector checks: schedule {done}, every {age(s.synthetic_check_every)} "
         "(`aios health`)"
     )
+    if s.imap_host:  # inbound mail: the poller
+        from aios.operations.mail import MAIL_SCHEDULE_ID, ensure_mail_schedule
+
+        async def mail() -> str:
+            return await ensure_mail_schedule(await connect(s), s)
+
+        line(
+            f"Inbound mail: schedule {MAIL_SCHEDULE_ID} {run(mail())}, a poll every "
+            f"{age(s.imap_poll_every)} (`aios mail poll` polls now)"
+        )
 
 
 @dev_app.command("status")

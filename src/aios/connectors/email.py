@@ -59,6 +59,8 @@ class OutgoingEmail:
     body: str
     idempotency_key: str
     attachments: tuple[Attachment, ...] = ()
+    reply_to: str | None = None  # where answers go (a plus-address of the inbound mailbox)
+    in_reply_to: str | None = None  # the Message-ID this email answers
 
 
 def message_id_for(idempotency_key: str) -> str:
@@ -128,6 +130,11 @@ class SmtpEmailConnector:
         msg["Date"] = formatdate(localtime=False)
         msg["Message-ID"] = message_id_for(email.idempotency_key)
         msg["X-Aios-Idempotency-Key"] = email.idempotency_key
+        if email.reply_to:
+            msg["Reply-To"] = email.reply_to
+        if email.in_reply_to:
+            msg["In-Reply-To"] = email.in_reply_to
+            msg["References"] = email.in_reply_to
         msg.set_content(email.body)
         for att in email.attachments:
             msg.add_attachment(

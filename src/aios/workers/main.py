@@ -52,7 +52,9 @@ PASSTHROUGH_MODULES = ("email_validator", "idna")
 # Process base, gates, saga, activities' contracts) holds no per-run state, is deterministic
 # where workflows use it, and is imported once per worker: re-importing those for every run
 # cost a third of the worker's CPU.
-PROCESS_MODULES = frozenset({"onboarding", "proposal", "billing", "checks", "memory_lookup"})
+PROCESS_MODULES = frozenset(
+    {"onboarding", "proposal", "billing", "checks", "memory_lookup", "inbound_mail"}
+)
 log = structlog.get_logger("aios.worker")
 
 

@@ -22,6 +22,7 @@ from aios.activities import AgentActivities, ConnectorActivities, KernelActiviti
 from aios.activities.billing import BillingActivities
 from aios.activities.crm import CrmActivities
 from aios.activities.health import HealthActivities
+from aios.activities.inbound import InboundActivities
 from aios.activities.proposals import ProposalActivities
 from aios.agents.providers import ChatModel, OpenAIChat
 from aios.agents.runner import AgentRunner
@@ -30,6 +31,7 @@ from aios.connectors.caldav import CalDavConfig, CalDavConnector
 from aios.connectors.contract import CheckResult
 from aios.connectors.email import SmtpConfig, SmtpEmailConnector
 from aios.connectors.hubspot import HubSpotConfig, HubSpotConnector
+from aios.connectors.imap import ImapConfig, ImapMailbox
 from aios.connectors.payments.bank import BankDetails, BankTransferProvider
 from aios.connectors.payments.base import PaymentProvider
 from aios.connectors.runtime import ConnectorRuntime
@@ -52,6 +54,7 @@ __all__ = [
     "connector_runtime",
     "email_templates",
     "hubspot_connector",
+    "imap_mailbox",
     "payment_providers",
     "scrubber",
     "webhook_connector",
@@ -133,6 +136,7 @@ class Services:
             webhook=self.webhook,
             calendar=self.calendar,
             gate_links=GateLinks.from_settings(s),
+            reply_address=s.imap_address if s.imap_host else None,
         )
         crm = CrmActivities(self.store, self.runtime, self.crm)
         proposals = ProposalActivities(
@@ -144,6 +148,17 @@ class Services:
         )
         billing = BillingActivities(self.store, self.providers, self.runtime)
         health = HealthActivities(self.store, self.runtime, self.probes())
+        inbound = InboundActivities(
+            self.store,
+            runner,
+            mailbox=imap_mailbox(s),
+            email=self.email,
+            runtime=self.runtime,
+            operator_email=s.operator_email,
+            signing_key=GateLinks.from_settings(s).key,
+            imap_address=s.imap_address,
+            max_attachment_bytes=s.imap_max_attachment_bytes,
+        )
         return [
             proposals.open_proposal,
             proposals.draft_proposal,
@@ -179,6 +194,12 @@ class Services:
             crm.mirror_client,
             crm.mirror_deal,
             health.check_connectors,
+            inbound.fetch_inbound,
+            inbound.mark_inbound_seen,
+            inbound.match_inbound,
+            inbound.classify_reply,
+            inbound.send_reply_answer,
+            inbound.inbound_handled,
         ]
 
     def probes(self) -> dict[str, Callable[[], CheckResult]]:
@@ -320,6 +341,23 @@ def caldav_connector(settings: Settings) -> CalDavConnector | None:
             password=settings.caldav_password,
             calendar=settings.caldav_calendar,
             create_missing=True,
+        )
+    )
+
+
+def imap_mailbox(settings: Settings) -> ImapMailbox | None:
+    """The inbound mailbox, when ``AIOS_IMAP_HOST`` is set."""
+    if settings.imap_host is None or settings.imap_username is None:
+        return None
+    assert settings.imap_password is not None  # checked by Settings
+    return ImapMailbox(
+        ImapConfig(
+            host=settings.imap_host,
+            port=settings.imap_port,
+            security=settings.imap_security,
+            username=settings.imap_username,
+            password=settings.imap_password,
+            folder=settings.imap_folder,
         )
     )
 

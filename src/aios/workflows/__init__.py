@@ -91,6 +91,8 @@ _WORKFLOWS = [
     ("proposal", "ProposalWorkflow"),
     ("billing", "BillingWorkflow"),
     ("checks", "SyntheticCheckWorkflow"),
+    ("inbound_mail", "InboundMailWorkflow"),
+    ("inbound_mail", "MailPollWorkflow"),
 ]
 
 

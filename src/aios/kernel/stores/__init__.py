@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from aios.kernel.stores.events import EventLog
     from aios.kernel.stores.gates import GateRecord, GateStore
     from aios.kernel.stores.health import ConnectorHealth
+    from aios.kernel.stores.inbound import InboundStore, SentEmail, StoredEmail
     from aios.kernel.stores.invoices import InvoiceStore
     from aios.kernel.stores.notices import Notice, NoticeDraft, NoticeStore
     from aios.kernel.stores.operators import OperatorStore
@@ -44,6 +45,7 @@ _HOMES = {
     "outbox": ["Outbox"],
     "proposals": ["ProposalStore"],
     "refs": ["ExternalRefs"],
+    "inbound": ["InboundStore", "SentEmail", "StoredEmail"],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -67,6 +69,7 @@ __all__ = [
     "ExternalRefs",
     "GateRecord",
     "GateStore",
+    "InboundStore",
     "InvoiceStore",
     "Notice",
     "NoticeDraft",
@@ -75,7 +78,9 @@ __all__ = [
     "Outbox",
     "OutboxResult",
     "ProposalStore",
+    "SentEmail",
     "Store",
+    "StoredEmail",
     "apply_migrations",
     "pool_size_for",
 ]
