@@ -303,6 +303,7 @@ async def test_an_unsure_reading_waits_at_a_gate_and_an_edit_sends_the_edited_re
     progress = await progress_until(client, handle.id, lambda p: p.version == 2)
     assert progress.total == "USD 1,900.00"
     await handle.cancel()
+    await ends_cancelled(handle)
 
 
 async def test_a_forged_operator_reply_decides_nothing_and_the_real_one_decides(
@@ -322,13 +323,13 @@ async def test_a_forged_operator_reply_decides_nothing_and_the_real_one_decides(
         while not (mine := [m for m in smtp.to(operator) if handle.id in body_text(m)]):
             await asyncio.sleep(0.1)
     gate_email = mine[0]
-    assert "reply token" in body_text(gate_email)
+    [token] = [
+        line.split()[-1] for line in body_text(gate_email).splitlines() if "reply token" in line
+    ]
     plus = " ".join(str(gate_email["Reply-To"]).split())
     assert plus.startswith("aios+")
-    # Someone else answers "approve" to the gate email, quoting it (and its token) in full.
-    forged = reply_to(
-        gate_email, "mallory@evil.example", "approve\n\n" + "> " + str(gate_email.get_payload())
-    )
+    # Someone else answers "approve" to the gate email, with its whole text (token and all).
+    forged = reply_to(gate_email, "mallory@evil.example", "approve\n\n" + body_text(gate_email))
     # The operator's address, but neither the plus-address nor the token line.
     tokenless = reply_to(gate_email, operator, "approve", to=INBOX)
     # An email that answers nothing AiOs sent.
@@ -344,6 +345,7 @@ async def test_a_forged_operator_reply_decides_nothing_and_the_real_one_decides(
         )
         assert notice is not None
         assert (notice.kind, notice.suspicious) == (kind, True)
+        assert token not in notice.summary  # the gate's secret is not repeated anywhere
     # The gate still waits: nothing was decided.
     assert (await wait_for_gate(client, handle.id)).gate == "proposal"
     assert signals(await handle.fetch_history(), "decide") == 0

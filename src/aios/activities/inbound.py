@@ -30,6 +30,7 @@ from aios.errors import InvalidInput
 from aios.kernel.inbound import (
     answered_ids,
     gate_reply_secret,
+    hide_secrets,
     operator_command,
     secret_matches,
 )
@@ -141,6 +142,8 @@ class InboundHandledInput(BaseModel):
 
 
 def _excerpt(text: str) -> str:
+    """The new part of the body, cut short, without any gate reply token."""
+    text = hide_secrets(text)
     new = " ".join(strip_quoted(text).split()) or " ".join(text.split())
     return new[:EXCERPT_CHARS] + ("..." if len(new) > EXCERPT_CHARS else "")
 

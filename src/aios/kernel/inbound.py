@@ -20,6 +20,7 @@ __all__ = [
     "OperatorCommand",
     "answered_ids",
     "gate_reply_secret",
+    "hide_secrets",
     "operator_command",
     "reply_token",
     "secret_matches",
@@ -73,6 +74,11 @@ def secret_matches(expected: str, tokens: list[str], text: str) -> bool:
     for candidate in candidates:  # every candidate compared, each in constant time
         ok |= hmac.compare_digest(candidate.lower().encode(), expected.encode())
     return ok
+
+
+def hide_secrets(text: str) -> str:
+    """``text`` with every gate reply token line's token hidden (for excerpts and notices)."""
+    return _SECRET_LINE.sub("reply token [hidden]", text)
 
 
 @dataclass(frozen=True)

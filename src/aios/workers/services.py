@@ -211,6 +211,8 @@ class Services:
             probes["caldav"] = self.calendar.check
         if self.crm is not None:
             probes["hubspot"] = self.crm.check
+        if (mailbox := imap_mailbox(self.settings)) is not None:
+            probes["imap"] = mailbox.check
         return probes
 
     def close(self) -> None:

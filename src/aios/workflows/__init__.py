@@ -30,6 +30,15 @@ if TYPE_CHECKING:
         GateOutcome,
         PendingGate,
     )
+    from aios.workflows.inbound_mail import (
+        InboundMailInput,
+        InboundMailResult,
+        InboundMailWorkflow,
+        MailPollInput,
+        MailPollResult,
+        MailPollWorkflow,
+        inbound_workflow_id,
+    )
     from aios.workflows.onboarding import (
         OnboardingInput,
         OnboardingResult,
@@ -82,6 +91,15 @@ _HOMES = {
         "proposal_workflow_id",
     ],
     "saga": ["Saga", "SagaReport"],
+    "inbound_mail": [
+        "InboundMailInput",
+        "InboundMailResult",
+        "InboundMailWorkflow",
+        "MailPollInput",
+        "MailPollResult",
+        "MailPollWorkflow",
+        "inbound_workflow_id",
+    ],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -123,6 +141,12 @@ __all__ = [
     "GateDecision",
     "GateHost",
     "GateOutcome",
+    "InboundMailInput",
+    "InboundMailResult",
+    "InboundMailWorkflow",
+    "MailPollInput",
+    "MailPollResult",
+    "MailPollWorkflow",
     "OnboardingInput",
     "OnboardingProgress",
     "OnboardingResult",
@@ -140,6 +164,7 @@ __all__ = [
     "SyntheticCheckResult",
     "SyntheticCheckWorkflow",
     "billing_workflow_id",
+    "inbound_workflow_id",
     "onboarding_workflow_id",
     "proposal_workflow_id",
 ]
