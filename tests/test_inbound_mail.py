@@ -18,12 +18,13 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.worker import Worker
 
 from aios import operations
-from aios.agents.reply import ReplyAgent, ReplyRequest, strip_quoted
+from aios.agents.reply import ReplyAgent, ReplyReading, ReplyRequest, strip_quoted
 from aios.config import Settings
 from aios.connectors.imap import message_key, parse_email, plus_tokens
 from aios.kernel.inbound import (
@@ -37,7 +38,7 @@ from aios.operations.mail import MAIL_SCHEDULE_ID, ensure_mail_schedule, poll_ma
 from aios.workers.main import build_worker
 from aios.workers.services import Services
 from aios.workflows.billing import BillingResult
-from aios.workflows.inbound_mail import InboundMailResult, inbound_workflow_id
+from aios.workflows.inbound_mail import InboundMailResult, _edited_reading, inbound_workflow_id
 from tests import dovecot_server
 from tests.conftest import RecordingSmtp, subprocess_env
 from tests.helpers import RUNS, wait_for_gate
@@ -132,6 +133,40 @@ def test_the_template_reads_a_reply(
     assert result.output.intent == intent
     assert (str(result.output.proposed_total) if result.output.proposed_total else None) == total
     assert (result.confidence >= 0.8) is confident
+
+
+def test_the_operators_edit_of_a_reading_is_checked_field_by_field() -> None:
+    reading = ReplyReading(intent="accept", note="ok")
+    assert _edited_reading(reading, {"response": "maybe"})[1] == (
+        "edits.response: must be accept, decline or counter"
+    )
+    assert _edited_reading(reading, {"response": "counter", "total": "lots"})[1] == (
+        "edits.total: 'lots' is not an amount"
+    )
+    problem = _edited_reading(reading, {"response": "counter", "total": "1900.123"})[1]
+    assert problem is not None
+    assert problem.startswith("edits.total: ")
+    assert _edited_reading(reading, {"total": "5"})[1] == "edits.total: only with response counter"
+    edited, problem = _edited_reading(reading, {"response": "counter", "total": "1,900"})
+    assert problem is None
+    assert (edited.intent, str(edited.proposed_total), edited.note) == ("counter", "1900", "ok")
+
+
+def test_an_incomplete_mailbox_setting_is_refused_and_mail_poll_without_one_exits_non_zero(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ValidationError, match="imap_host, imap_username and imap_password"):
+        Settings(imap_host="imap.example.com", _env_file=None)
+    with pytest.raises(ValidationError, match="imap_address"):
+        Settings(imap_address="not-an-address", _env_file=None)
+    from typer.testing import CliRunner
+
+    from aios.cli.app import app
+
+    env = {"AIOS_STATE_DIR": str(tmp_path), "AIOS_IMAP_HOST": ""}
+    result = CliRunner().invoke(app, ["mail", "poll"], env=env)
+    assert result.exit_code == 1
+    assert "AIOS_IMAP_HOST" in result.output
 
 
 # --- a real mailbox ------------------------------------------------------------------------------

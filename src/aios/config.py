@@ -308,6 +308,11 @@ class Settings(BaseSettings):
         description="a client reply read with less confidence waits at a gate",
     )
 
+    @field_validator("imap_host", "imap_username", "imap_address", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @model_validator(mode="after")
     def _check_imap(self) -> Settings:
         given = [self.imap_host is not None, self.imap_username is not None]

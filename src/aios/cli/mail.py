@@ -29,11 +29,12 @@ def poll(as_json: JsonOpt = False) -> None:
 def _poll(as_json: bool) -> None:
     from aios.cli.app import run, settings
     from aios.cli.render import emit_json, line
-    from aios.operations.mail import poll_mail
+    from aios.operations.mail import poll_mail, require_imap
     from aios.temporal import connect
     from aios.workflows.inbound_mail import MailPollResult
 
     s = settings()
+    require_imap(s)  # before Temporal: the missing setting is the one thing to fix
 
     async def go() -> MailPollResult:
         return await poll_mail(await connect(s), s)
@@ -65,10 +66,11 @@ def schedule() -> None:
 def _schedule() -> None:
     from aios.cli.app import run, settings
     from aios.cli.render import age, line
-    from aios.operations.mail import MAIL_SCHEDULE_ID, ensure_mail_schedule
+    from aios.operations.mail import MAIL_SCHEDULE_ID, ensure_mail_schedule, require_imap
     from aios.temporal import connect
 
     s = settings()
+    require_imap(s)
 
     async def go() -> str:
         return await ensure_mail_schedule(await connect(s), s)

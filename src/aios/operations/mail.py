@@ -30,7 +30,7 @@ from aios.errors import InvalidInput
 if TYPE_CHECKING:
     from aios.workflows.inbound_mail import MailPollInput, MailPollResult
 
-__all__ = ["MAIL_SCHEDULE_ID", "ensure_mail_schedule", "mail_schedule", "poll_mail"]
+__all__ = ["MAIL_SCHEDULE_ID", "ensure_mail_schedule", "mail_schedule", "poll_mail", "require_imap"]
 
 MAIL_SCHEDULE_ID = "aios-mail-poll"
 
@@ -46,7 +46,7 @@ def _poll_input(settings: Settings) -> MailPollInput:
     )
 
 
-def _require_imap(settings: Settings) -> None:
+def require_imap(settings: Settings) -> None:
     if settings.imap_host is None:
         raise InvalidInput(
             "inbound mail: no mailbox configured (set AIOS_IMAP_HOST, AIOS_IMAP_USERNAME and "
@@ -73,7 +73,7 @@ def mail_schedule(settings: Settings) -> Schedule:
 
 async def ensure_mail_schedule(client: Client, settings: Settings) -> str:
     """Create the poll schedule, or bring it up to date; returns what it did."""
-    _require_imap(settings)
+    require_imap(settings)
     schedule = mail_schedule(settings)
     try:
         await client.create_schedule(MAIL_SCHEDULE_ID, schedule)
@@ -88,7 +88,7 @@ async def poll_mail(client: Client, settings: Settings) -> MailPollResult:
     """Poll the mailbox once now and wait for that poll (not for the emails' own runs)."""
     from aios.workflows.inbound_mail import POLL_PROCESS, MailPollWorkflow
 
-    _require_imap(settings)
+    require_imap(settings)
     handle = await client.start_workflow(
         MailPollWorkflow.run,
         _poll_input(settings),

@@ -22,7 +22,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
@@ -150,7 +150,15 @@ def _edited_reading(
     elif "total" in edits:
         return reading, "edits.total: only with response counter"
     note = edits.get("note", reading.note)[:300]
-    return ReplyReading(intent=intent, proposed_total=total, note=note), None
+    try:
+        edited = ReplyReading.model_validate(
+            {"intent": intent, "proposed_total": total, "note": note}
+        )
+    except ValidationError as exc:  # more decimals than a price has, too many digits
+        first = exc.errors()[0]
+        where = {"proposed_total": "total"}.get(str(first["loc"][0]), str(first["loc"][0]))
+        return reading, f"edits.{where}: {first['msg']}"
+    return edited, None
 
 
 @workflow.defn(name="InboundMailWorkflow")
