@@ -19,6 +19,7 @@ emails seen. ``InboundMailWorkflow`` matches the email to what AiOs sent and:
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
@@ -410,29 +411,33 @@ class MailPollWorkflow(Process):
             unreadable=len(fetched.unreadable),
             skipped=fetched.skipped,
         )
-        seen = list(fetched.unreadable)
-        for email in fetched.emails:
-            seen.append(email.uid)
-            if email.handled:
-                continue
-            wid = inbound_workflow_id(email.message_key)
+        seen = list(fetched.unreadable) + [e.uid for e in fetched.emails]
+        new = [e for e in fetched.emails if not e.handled]
+
+        async def start(message_key: str) -> bool:
             try:
                 await workflow.start_child_workflow(
                     InboundMailWorkflow.run,
                     InboundMailInput(
-                        message_key=email.message_key,
+                        message_key=message_key,
                         proposal_policy=inp.proposal_policy,
                         gate_policy=inp.gate_policy,
                         min_confidence=inp.min_confidence,
                     ),
-                    id=wid,
+                    id=inbound_workflow_id(message_key),
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                     parent_close_policy=ParentClosePolicy.ABANDON,
-                    static_summary=f"Inbound email {email.message_key[:12]}",
+                    static_summary=f"Inbound email {message_key[:12]}",
                 )
-                result.started.append(wid)
-            except WorkflowAlreadyStartedError:  # fetched before: its run has it
-                result.already_started.append(wid)
+            except WorkflowAlreadyStartedError:  # fetched before (or twice now): one run has it
+                return False
+            return True
+
+        # All started at once; an email in the batch twice gets its run once.
+        started = await asyncio.gather(*(start(e.message_key) for e in new))
+        for email, fresh in zip(new, started, strict=True):
+            wid = inbound_workflow_id(email.message_key)
+            (result.started if fresh else result.already_started).append(wid)
         if seen:  # each email's run has it now: the mailbox may forget it
             result.marked_seen = await step(
                 InboundActivities.mark_inbound_seen,
