@@ -325,6 +325,10 @@ async def test_an_unsure_reading_waits_at_a_gate_and_an_edit_sends_the_edited_re
     assert gate.gate == "reply"
     assert "counter at 2000" in gate.title
     assert "client text, quoted" in gate.summary
+    # The run says what it did, and the gate is in the operator's inbox like any other.
+    progress = await operations.run_progress(client, wid)
+    assert progress.steps_done[:2] == ["match:proposal_reply", "read:counter"]
+    assert [i.workflow_id for i in await operations.inbox(client) if i.workflow_id == wid] == [wid]
     # Nothing reached the proposal yet.
     assert signals(await handle.fetch_history(), "client_response") == 0
     from aios.workflows.gates import GateDecision

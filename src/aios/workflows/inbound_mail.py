@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.workflows.attributes import CLIENT
     from aios.workflows.contract import DECIDE_SIGNAL, GateDecision
     from aios.workflows.process import Process
+    from aios.workflows.progress import RunProgress
     from aios.workflows.proposal import CLIENT_RESPONSE_SIGNAL, ClientResponse
     from aios.workflows.steps import step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MODEL_CALL
@@ -172,7 +173,7 @@ class InboundMailWorkflow(Process):
     Signals: ``decide`` (``GateDecision``) answers gate ``reply``: approve sends the proposed
     reading (or the drafted answer to a question), ``edit`` changes it first (fields
     ``response``, ``total``, ``note``; for a question ``answer``), reject drops the email.
-    Queries: ``pending_gates``. Search attributes: ``AiosProcess=inbound-mail``, ``AiosClient``,
+    Queries: ``pending_gates``; ``progress`` -> ``RunProgress``. Search attributes: ``AiosProcess=inbound-mail``, ``AiosClient``,
     ``AiosAwaitingApproval``, ``AiosOutcome``.
 
     End states: ``signalled`` (``client_response`` sent to the proposal), ``decided`` (the
@@ -182,6 +183,17 @@ class InboundMailWorkflow(Process):
     """
 
     NAME = INBOUND_PROCESS
+
+    @workflow.query(name="progress")
+    def progress(self) -> RunProgress:
+        return RunProgress(
+            process=INBOUND_PROCESS,
+            steps_done=list(self._steps),
+            pending_gates=self.pending_gates(),
+            compensations_pending=self._saga.pending,
+            rejected_signals=self.signal_log.total,
+            last_rejection=self.signal_log.last,
+        )
 
     @workflow.run
     async def run(self, inp: InboundMailInput) -> InboundMailResult:
