@@ -224,6 +224,15 @@ def reply_to(
     return msg.as_bytes()
 
 
+def attach(raw: bytes, filename: str, content: bytes) -> bytes:
+    from email import message_from_bytes, policy
+
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    msg.add_attachment(content, maintype="application", subtype="pdf", filename=filename)
+    return msg.as_bytes()
+
+
 def key_of(raw: bytes) -> str:
     return message_key(parse_email(raw, max_attachment_bytes=0).message_id)
 
@@ -371,8 +380,9 @@ async def test_a_forged_operator_reply_decides_nothing_and_the_real_one_decides(
     forged = reply_to(gate_email, "mallory@evil.example", "approve\n\n" + body_text(gate_email))
     # The operator's address, but neither the plus-address nor the token line.
     tokenless = reply_to(gate_email, operator, "approve", to=INBOX)
-    # An email that answers nothing AiOs sent.
+    # An email that answers nothing AiOs sent, with a brief attached.
     stray = reply_to(gate_email, "someone@else.example", "Hello!", to=INBOX, headers=False)
+    stray = attach(stray, "brief.pdf", b"%PDF-1.4 brief")
     for raw in (forged, tokenless, stray):
         dovecot.deliver(raw)
     await poll_mail(client, mail_settings)
@@ -385,6 +395,12 @@ async def test_a_forged_operator_reply_decides_nothing_and_the_real_one_decides(
         assert notice is not None
         assert (notice.kind, notice.suspicious) == (kind, True)
         assert token not in notice.summary  # the gate's secret is not repeated anywhere
+    kept = store.inbound.get(key_of(stray))
+    assert kept is not None
+    assert kept.attachments == [
+        {"filename": "brief.pdf", "content_type": "application/pdf", "size": 14, "kept": True}
+    ]
+    assert store.inbound.attachment(key_of(stray), 0) == b"%PDF-1.4 brief"
     # The gate still waits: nothing was decided.
     assert (await wait_for_gate(client, handle.id)).gate == "proposal"
     assert signals(await handle.fetch_history(), "decide") == 0
@@ -455,3 +471,42 @@ async def test_a_worker_killed_while_handling_an_email_gives_exactly_one_signal(
     inbound = await client.get_workflow_handle(inbound_workflow_id(key_of(answer))).fetch_history()
     initiated = EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED
     assert len([e for e in inbound.events if e.event_type == initiated]) == 1
+
+
+async def test_a_question_waits_with_a_drafted_answer_that_goes_out_when_approved(
+    client: Client,
+    mail_settings: Settings,
+    services: Services,
+    mail_worker: Worker,
+    smtp: RecordingSmtp,
+    dovecot: dovecot_server.Dovecot,
+) -> None:
+    store = services.store
+    _, key, address = known_client(store, segment="consulting")
+    handle = await propose(client, mail_settings, store, key, WORKSHOP)
+    await progress_until(client, handle.id, waiting_for("client_response"))
+    (proposal_email,) = await mails_until(smtp, address, 1)
+    question = reply_to(proposal_email, address, "When could you start the workshop?")
+    dovecot.deliver(question)
+    await poll_mail(client, mail_settings)
+    wid = inbound_workflow_id(key_of(question))
+    gate = await wait_for_gate(client, wid)
+    assert gate.editable_fields == ["answer"]
+    assert "Drafted answer:" in gate.summary
+    from aios.workflows.gates import GateDecision
+
+    await operations.decide(
+        client,
+        wid,
+        GateDecision(decision="edit", approver="pat", edits={"answer": "We can start Monday."}),
+    )
+    assert (await handled(client, question)).outcome == "answered"
+    [_, answer] = await mails_until(smtp, address, 2)
+    assert " ".join(str(answer["In-Reply-To"]).split()) == str(
+        parse_email(question, max_attachment_bytes=0).message_id
+    )
+    assert body_text(answer).strip() == "We can start Monday."
+    # A question is not an answer: the proposal still waits for one.
+    assert signals(await handle.fetch_history(), "client_response") == 0
+    await handle.cancel()
+    await ends_cancelled(handle)
