@@ -173,8 +173,8 @@ class InboundMailWorkflow(Process):
     Signals: ``decide`` (``GateDecision``) answers gate ``reply``: approve sends the proposed
     reading (or the drafted answer to a question), ``edit`` changes it first (fields
     ``response``, ``total``, ``note``; for a question ``answer``), reject drops the email.
-    Queries: ``pending_gates``; ``progress`` -> ``RunProgress``. Search attributes: ``AiosProcess=inbound-mail``, ``AiosClient``,
-    ``AiosAwaitingApproval``, ``AiosOutcome``.
+    Queries: ``pending_gates``; ``progress`` -> ``RunProgress``. Search attributes:
+    ``AiosProcess=inbound-mail``, ``AiosClient``, ``AiosAwaitingApproval``, ``AiosOutcome``.
 
     End states: ``signalled`` (``client_response`` sent to the proposal), ``decided`` (the
     operator's emailed decision sent to a gate), ``answered`` (the approved answer emailed),
