@@ -157,6 +157,8 @@ def test_an_incomplete_mailbox_setting_is_refused_and_mail_poll_without_one_exit
 ) -> None:
     with pytest.raises(ValidationError, match="imap_host, imap_username and imap_password"):
         Settings(imap_host="imap.example.com", _env_file=None)
+    with pytest.raises(ValidationError, match="imap_poll_every must be at least one second"):
+        Settings(imap_poll_every=0, _env_file=None)
     with pytest.raises(ValidationError, match="imap_address"):
         Settings(imap_address="not-an-address", _env_file=None)
     from typer.testing import CliRunner

@@ -319,6 +319,8 @@ class Settings(BaseSettings):
         given.append(self.imap_password is not None)
         if any(given) and not all(given):
             raise ValueError("imap_host, imap_username and imap_password must be set together")
+        if self.imap_poll_every < timedelta(seconds=1):
+            raise ValueError("imap_poll_every must be at least one second")
         if self.imap_address is not None and "@" not in self.imap_address.strip("@"):
             raise ValueError(f"imap_address: {self.imap_address!r} is not an address")
         return self
