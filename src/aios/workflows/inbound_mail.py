@@ -52,7 +52,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.workflows.progress import RunProgress
     from aios.workflows.proposal import CLIENT_RESPONSE_SIGNAL, ClientResponse
     from aios.workflows.steps import step, step_key
-    from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MODEL_CALL
+    from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MAILBOX, MODEL_CALL
 
 __all__ = [
     "INBOUND_PROCESS",
@@ -71,8 +71,6 @@ POLL_PROCESS = "mail-poll"
 REPLY_GATE = "reply"
 READING_FIELDS = ["response", "total", "note"]
 ANSWER_FIELDS = ["answer"]
-# Fetching is reading a mailbox: retried like a connector call, but within a poll's interval.
-FETCH = KERNEL_WRITE
 
 
 def inbound_workflow_id(message_key: str) -> str:
@@ -416,7 +414,7 @@ class MailPollWorkflow(Process):
 
     async def _poll(self, inp: MailPollInput) -> MailPollResult:
         fetched = await step(
-            InboundActivities.fetch_inbound, FetchInboundInput(limit=inp.limit), FETCH
+            InboundActivities.fetch_inbound, FetchInboundInput(limit=inp.limit), MAILBOX
         )
         result = MailPollResult(
             fetched=len(fetched.emails),
@@ -454,7 +452,7 @@ class MailPollWorkflow(Process):
             result.marked_seen = await step(
                 InboundActivities.mark_inbound_seen,
                 MarkSeenInput(uids=seen, uid_validity=fetched.uid_validity),
-                FETCH,
+                MAILBOX,
             )
         self._done("poll")
         await self.end(

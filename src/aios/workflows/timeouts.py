@@ -25,6 +25,7 @@ __all__ = [
     "CONNECTOR_CHECK",
     "CONNECTOR_EFFECT",
     "KERNEL_WRITE",
+    "MAILBOX",
     "MEMORY",
     "MEMORY_QUEUE_SUFFIX",
     "MEMORY_READ",
@@ -84,3 +85,7 @@ CONNECTOR_CHECK = StepOptions(
     _retry(2, 30, attempts=3),
     heartbeat=timedelta(seconds=60),
 )
+# Reading the inbound mailbox (a batch of emails with their attachments, each kept in
+# PostgreSQL): longer than a kernel write; a silent server is cut off by the IMAP client's own
+# socket timeout.
+MAILBOX = StepOptions(timedelta(minutes=5), timedelta(minutes=30), _retry(2, 60))
