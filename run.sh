@@ -20,6 +20,18 @@ browser() {
   fi
 }
 
+# The inbound-mail tests start their own Dovecot (Debian's dovecot-imapd) on a free port.
+mailserver() {
+  command -v dovecot >/dev/null && [ -e /usr/lib/dovecot/imap ] && return 0
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing Debian's dovecot-imapd for the inbound-mail tests" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; }
+  else
+    echo "the inbound-mail tests need Debian's dovecot-imapd: sudo apt-get install dovecot-imapd" >&2
+  fi
+}
+
 setup() {
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   local stamp
@@ -36,7 +48,7 @@ cmd="${1:-}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
   demo)  setup; exec "$VENV/bin/aios" demo "$@" ;;
-  test)  setup; browser; exec "$VENV/bin/python" -m pytest -q "$@" ;;
+  test)  setup; browser; mailserver; exec "$VENV/bin/python" -m pytest -q "$@" ;;
   check) setup
          "$VENV/bin/ruff" check .
          "$VENV/bin/ruff" format --check .

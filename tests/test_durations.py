@@ -23,6 +23,7 @@ DURATIONS = [
     "billing_remind_every",
     "synthetic_check_every",
     "worker_shutdown_grace",
+    "imap_poll_every",
 ]
 
 

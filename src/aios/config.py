@@ -389,6 +389,48 @@ class Settings(BaseSettings):
     content_site_title: str = Field(default="Notes", min_length=1, max_length=200)
     # Subscribers and the newsletter: recipients per batch (one child workflow each) of a send
     newsletter_batch_size: int = Field(default=100, ge=1, le=1000)
+    # Inbound mail: the IMAP mailbox clients and the operator write to (aios.connectors.imap)
+    imap_host: str | None = Field(
+        default=None, description="the IMAP server of the inbound mailbox; unset: no polling"
+    )
+    imap_port: int = Field(default=993, ge=1, le=65535)
+    imap_security: Literal["none", "starttls", "tls"] = "tls"
+    imap_username: str | None = None
+    imap_password: SecretStr | None = None
+    imap_folder: str = "INBOX"
+    imap_address: str | None = Field(
+        default=None,
+        description="the mailbox's address; emails AiOs sends then carry Reply-To "
+        "<local>+<token>@<domain>, which matches a reply without In-Reply-To",
+    )
+    imap_poll_every: Duration = timedelta(minutes=1)
+    imap_batch: int = Field(default=50, ge=1, le=500, description="messages per poll at most")
+    imap_max_attachment_bytes: int = Field(
+        default=10_000_000, ge=0, description="a bigger attachment is listed, not kept"
+    )
+    reply_min_confidence: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="a client reply read with less confidence waits at a gate",
+    )
+
+    @field_validator("imap_host", "imap_username", "imap_address", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _check_imap(self) -> Settings:
+        given = [self.imap_host is not None, self.imap_username is not None]
+        given.append(self.imap_password is not None)
+        if any(given) and not all(given):
+            raise ValueError("imap_host, imap_username and imap_password must be set together")
+        if self.imap_poll_every < timedelta(seconds=1):
+            raise ValueError("imap_poll_every must be at least one second")
+        if self.imap_address is not None and "@" not in self.imap_address.strip("@"):
+            raise ValueError(f"imap_address: {self.imap_address!r} is not an address")
+        return self
 
     @field_validator("business_name", "business_tax_id")
     @classmethod

@@ -7,6 +7,7 @@ business identity (``aios.identity``), and show dates and times in the business'
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 
@@ -30,7 +31,8 @@ from aios.activities.models import (
 from aios.connectors.caldav import CalDavConnector, CalendarEvent
 from aios.connectors.calendar import Invite, invite_attachment, kickoff_uid
 from aios.connectors.email import OPERATIONS as EMAIL
-from aios.connectors.email import Attachment, OutgoingEmail, SmtpEmailConnector
+from aios.connectors.email import Attachment, OutgoingEmail, SmtpEmailConnector, message_id_for
+from aios.connectors.imap import reply_address
 from aios.connectors.runtime import ConnectorRuntime
 from aios.connectors.webhooks import WebhookConnector, WebhookEvent, retraction_of
 from aios.documents import (
@@ -44,6 +46,7 @@ from aios.documents import (
 from aios.errors import InvalidInput
 from aios.identity import BusinessIdentity, format_date, format_when
 from aios.kernel.commerce import Invoice, Proposal, ProposalVersion
+from aios.kernel.inbound import gate_reply_secret, reply_token
 from aios.kernel.models import Client
 from aios.kernel.money import format_amount
 from aios.kernel.store import KernelStore, OutboxResult
@@ -88,8 +91,11 @@ class ConnectorActivities:
         webhook: WebhookConnector | None = None,
         calendar: CalDavConnector | None = None,
         gate_links: GateLinks | None = None,
+        reply_address: str | None = None,
     ) -> None:
         self._store = store
+        # The inbound mailbox (AIOS_IMAP_ADDRESS): answers come back to a plus-address of it.
+        self._reply_address = reply_address
         self._gate_links = gate_links
         self._email = email
         self._runtime = runtime
@@ -113,8 +119,17 @@ class ConnectorActivities:
         )
 
     def _send(
-        self, email: OutgoingEmail, operation: str, event_kind: str, entity: str | None
+        self,
+        email: OutgoingEmail,
+        operation: str,
+        event_kind: str,
+        entity: str | None,
+        *,
+        secret: str | None = None,
     ) -> SendResult:
+        if self._reply_address and email.reply_to is None:
+            token = reply_token(message_id_for(email.idempotency_key), secret)
+            email = replace(email, reply_to=reply_address(self._reply_address, token))
         result, ran = self._runtime.effect(
             self._email.name,
             EMAIL["send"],
@@ -299,9 +314,13 @@ class ConnectorActivities:
         workflow_id, run_id = info.workflow_id or "", info.workflow_run_id or ""
         zone = self._identity.zone
         links: dict[str, str] = {}
+        secret = None
         if self._gate_links is not None and inp.gate_key and run_id:
             made = self._gate_links.for_gate(workflow_id, run_id, inp.gate_key, inp.expires_at)
             links = {str(action): url for action, url in made.items()}
+            if self._reply_address:
+                key = self._gate_links.key
+                secret = gate_reply_secret(key, workflow_id, run_id, inp.gate_key)
         text = self._templates.render(
             "gate_reminder",
             GateReminderEmail(
@@ -319,6 +338,7 @@ class ConnectorActivities:
                 open_url=links.get("open", ""),
                 approve_url=links.get("approve", ""),
                 reject_url=links.get("reject", ""),
+                reply_token=secret or "",
             ),
         )
         email = OutgoingEmail(
@@ -328,7 +348,7 @@ class ConnectorActivities:
             idempotency_key=inp.idempotency_key,
         )
         kind = "gate.emailed" if inp.reminder == 0 else "gate.reminded"
-        result = self._send(email, "send_gate_reminder", kind, None)
+        result = self._send(email, "send_gate_reminder", kind, None, secret=secret)
         if inp.reminder > 0 and inp.gate_key:
             self._store.gates.reminded(
                 workflow_id,

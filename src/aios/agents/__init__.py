@@ -2,6 +2,7 @@
 
 from aios.agents.base import AgentResult, Usage, fence
 from aios.agents.intake import IntakeAgent, IntakeFacts, IntakeRequest
+from aios.agents.reply import ReplyAgent, ReplyReading, ReplyRequest
 from aios.agents.welcome import MemoryHint, WelcomeAgent, WelcomeDraft, WelcomeRequest
 
 __all__ = [
@@ -10,6 +11,9 @@ __all__ = [
     "IntakeFacts",
     "IntakeRequest",
     "MemoryHint",
+    "ReplyAgent",
+    "ReplyReading",
+    "ReplyRequest",
     "Usage",
     "WelcomeAgent",
     "WelcomeDraft",

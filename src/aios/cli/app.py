@@ -29,6 +29,7 @@ from aios.cli import console as console_commands
 from aios.cli import content as content_commands
 from aios.cli import control as control_commands
 from aios.cli import exchange as exchange_commands
+from aios.cli import mail as mail_commands
 from aios.cli import memory as memory_commands
 from aios.cli import policy as policy_commands
 from aios.cli import render
@@ -66,6 +67,7 @@ exchange_commands.register(app)
 app.add_typer(policy_commands.policy_app, name="policy")
 app.add_typer(content_commands.content_app, name="content")
 app.add_typer(subscriber_commands.subscribers_app, name="subscribers")
+app.add_typer(mail_commands.mail_app, name="mail")
 
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print a JSON document for scripts (see README)")
@@ -962,6 +964,16 @@ def dev_up(
     done = run(review_commands.ensure_schedule(s))
     line(f"Weekly review digest: schedule {done}, Mondays 07:00 to {s.operator_email}")
     line(f"Content planning: schedule aios-content-planning {planning} ({s.content_planning_cron})")
+    if s.imap_host:  # inbound mail: the poller
+        from aios.operations.mail import MAIL_SCHEDULE_ID, ensure_mail_schedule
+
+        async def mail() -> str:
+            return await ensure_mail_schedule(await connect(s), s)
+
+        line(
+            f"Inbound mail: schedule {MAIL_SCHEDULE_ID} {run(mail())}, a poll every "
+            f"{age(s.imap_poll_every)} (`aios mail poll` polls now)"
+        )
 
 
 @dev_app.command("status")

@@ -77,6 +77,8 @@ class OutgoingEmail:
     # ``List-Unsubscribe``; a header name or value with a line break is refused.
     html: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    reply_to: str | None = None  # where answers go (a plus-address of the inbound mailbox)
+    in_reply_to: str | None = None  # the Message-ID this email answers
 
 
 def message_id_for(idempotency_key: str) -> str:
@@ -153,6 +155,11 @@ class SmtpEmailConnector:
             if not _HEADER_NAME.match(name) or any(ch in value for ch in "\r\n\x00"):
                 raise InvalidInput(f"email: header {name!r} is not one safe line")
             msg[name] = value
+        if email.reply_to:
+            msg["Reply-To"] = email.reply_to
+        if email.in_reply_to:
+            msg["In-Reply-To"] = email.in_reply_to
+            msg["References"] = email.in_reply_to
         msg.set_content(email.body)
         if email.html is not None:
             msg.add_alternative(email.html, subtype="html")

@@ -16,7 +16,8 @@ Each store owns its tables and nothing else, and all share one connection pool
   from;
 - ``subscribers``, the newsletter's list, and ``newsletter``, staged issues with one delivery
   per post and subscriber;
-- ``posts``, the content process's posts with every version.
+- ``posts``, the content process's posts with every version;
+- ``mail``, the emails the IMAP poller fetched, once per Message-ID, and what became of them.
 
 Every write is idempotent: clients upsert by key, drafts and events insert by a deterministic
 id and ignore a repeat, notices open once per key, switches change once per pause or resume,
@@ -38,6 +39,7 @@ from aios.kernel.stores import (
     InboundStore,
     InvoiceStore,
     LeadStore,
+    MailStore,
     NewsletterStore,
     NoticeStore,
     OperatorStore,
@@ -79,6 +81,7 @@ class KernelStore:
         self.subscribers = SubscriberStore(self.db)
         self.newsletter = NewsletterStore(self.db)
         self.posts = PostStore(self.db)
+        self.mail = MailStore(self.db)
 
     def close(self) -> None:
         self.db.close()

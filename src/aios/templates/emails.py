@@ -112,6 +112,8 @@ class GateReminderEmail(_Context):
     open_url: str = ""
     approve_url: str = ""
     reject_url: str = ""
+    # With an inbound mailbox: the secret a reply "approve" / "reject: reason" must carry.
+    reply_token: str = ""
 
 
 class ProposalEmail(_Context):

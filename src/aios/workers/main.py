@@ -63,6 +63,7 @@ PROCESS_MODULES = frozenset(
         "newsletter",
         "newsletter_batch",
         "content",
+        "inbound_mail",
     }
 )
 log = structlog.get_logger("aios.worker")

@@ -24,6 +24,7 @@ from aios.activities.content import ContentActivities, site_folder
 from aios.activities.context import pause_waiter
 from aios.activities.crm import CrmActivities
 from aios.activities.health import HealthActivities
+from aios.activities.inbound import InboundActivities
 from aios.activities.proposals import ProposalActivities
 from aios.activities.review import ReviewActivities
 from aios.agents.providers import ChatModel, OpenAIChat
@@ -33,6 +34,7 @@ from aios.connectors.caldav import CalDavConfig, CalDavConnector
 from aios.connectors.contract import CheckResult
 from aios.connectors.email import SmtpConfig, SmtpEmailConnector
 from aios.connectors.hubspot import HubSpotConfig, HubSpotConnector
+from aios.connectors.imap import ImapConfig, ImapMailbox
 from aios.connectors.payments.bank import BankDetails, BankTransferProvider
 from aios.connectors.payments.base import PaymentProvider
 from aios.connectors.runtime import ConnectorRuntime
@@ -57,6 +59,7 @@ __all__ = [
     "connector_runtime",
     "email_templates",
     "hubspot_connector",
+    "imap_mailbox",
     "newsletter_activities",
     "pause_gate",
     "payment_providers",
@@ -134,6 +137,7 @@ class Services:
             webhook=self.webhook,
             calendar=self.calendar,
             gate_links=GateLinks.from_settings(s),
+            reply_address=s.imap_address if s.imap_host else None,
         )
         crm = CrmActivities(self.store, self.runtime, self.crm)
         proposals = ProposalActivities(
@@ -158,6 +162,17 @@ class Services:
                 author=s.business_name or s.operator_name,
                 base_url=s.content_site_url,
             ),
+        )
+        inbound = InboundActivities(
+            self.store,
+            runner,
+            mailbox=imap_mailbox(s),
+            email=self.email,
+            runtime=self.runtime,
+            operator_email=s.operator_email,
+            signing_key=GateLinks.from_settings(s).key,
+            imap_address=s.imap_address,
+            max_attachment_bytes=s.imap_max_attachment_bytes,
         )
         return [
             proposals.open_proposal,
@@ -209,6 +224,12 @@ class Services:
             content.stage_newsletter_issue,
             content.audience_size,
             *newsletter_activities(self.store, self.email, self.runtime, s),
+            inbound.fetch_inbound,
+            inbound.mark_inbound_seen,
+            inbound.match_inbound,
+            inbound.classify_reply,
+            inbound.send_reply_answer,
+            inbound.inbound_handled,
         ]
 
     def probes(self) -> dict[str, Callable[[], CheckResult]]:
@@ -220,6 +241,8 @@ class Services:
             probes["caldav"] = self.calendar.check
         if self.crm is not None:
             probes["hubspot"] = self.crm.check
+        if (mailbox := imap_mailbox(self.settings)) is not None:
+            probes["imap"] = mailbox.check
         return probes
 
     def close(self) -> None:
@@ -385,6 +408,23 @@ def caldav_connector(settings: Settings) -> CalDavConnector | None:
             password=settings.caldav_password,
             calendar=settings.caldav_calendar,
             create_missing=True,
+        )
+    )
+
+
+def imap_mailbox(settings: Settings) -> ImapMailbox | None:
+    """The inbound mailbox, when ``AIOS_IMAP_HOST`` is set."""
+    if settings.imap_host is None or settings.imap_username is None:
+        return None
+    assert settings.imap_password is not None  # checked by Settings
+    return ImapMailbox(
+        ImapConfig(
+            host=settings.imap_host,
+            port=settings.imap_port,
+            security=settings.imap_security,
+            username=settings.imap_username,
+            password=settings.imap_password,
+            folder=settings.imap_folder,
         )
     )
 

@@ -38,6 +38,15 @@ if TYPE_CHECKING:
         GateOutcome,
         PendingGate,
     )
+    from aios.workflows.inbound_mail import (
+        InboundMailInput,
+        InboundMailResult,
+        InboundMailWorkflow,
+        MailPollInput,
+        MailPollResult,
+        MailPollWorkflow,
+        inbound_workflow_id,
+    )
     from aios.workflows.onboarding import (
         OnboardingInput,
         OnboardingResult,
@@ -104,6 +113,15 @@ _HOMES = {
         "Reschedule",
         "content_workflow_id",
     ],
+    "inbound_mail": [
+        "InboundMailInput",
+        "InboundMailResult",
+        "InboundMailWorkflow",
+        "MailPollInput",
+        "MailPollResult",
+        "MailPollWorkflow",
+        "inbound_workflow_id",
+    ],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -117,6 +135,8 @@ _WORKFLOWS = [
     ("content", "ContentWorkflow"),
     ("newsletter", "NewsletterSendWorkflow"),
     ("newsletter_batch", "NewsletterBatchWorkflow"),
+    ("inbound_mail", "InboundMailWorkflow"),
+    ("inbound_mail", "MailPollWorkflow"),
 ]
 
 
@@ -151,6 +171,12 @@ __all__ = [
     "GateDecision",
     "GateHost",
     "GateOutcome",
+    "InboundMailInput",
+    "InboundMailResult",
+    "InboundMailWorkflow",
+    "MailPollInput",
+    "MailPollResult",
+    "MailPollWorkflow",
     "OnboardingInput",
     "OnboardingProgress",
     "OnboardingResult",
@@ -173,6 +199,7 @@ __all__ = [
     "SyntheticCheckWorkflow",
     "billing_workflow_id",
     "content_workflow_id",
+    "inbound_workflow_id",
     "onboarding_workflow_id",
     "proposal_workflow_id",
 ]

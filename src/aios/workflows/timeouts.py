@@ -35,6 +35,7 @@ __all__ = [
     "CONNECTOR_CHECK",
     "CONNECTOR_EFFECT",
     "KERNEL_WRITE",
+    "MAILBOX",
     "MEMORY",
     "MEMORY_QUEUE_SUFFIX",
     "MEMORY_READ",
@@ -109,3 +110,7 @@ CONNECTOR_CHECK = StepOptions(
 NEWSLETTER_BATCH = StepOptions(
     timedelta(minutes=30), timedelta(days=1), _retry(2, 60), heartbeat=timedelta(seconds=10)
 )
+# Reading the inbound mailbox (a batch of emails with their attachments, each kept in
+# PostgreSQL): longer than a kernel write; a silent server is cut off by the IMAP client's own
+# socket timeout.
+MAILBOX = StepOptions(timedelta(minutes=5), timedelta(minutes=30), _retry(2, 60))

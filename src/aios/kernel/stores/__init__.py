@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from aios.kernel.stores.inbound import InboundEvent, InboundStore
     from aios.kernel.stores.invoices import InvoiceStore
     from aios.kernel.stores.leads import ClientNote, Lead, LeadDraft, LeadStore
+    from aios.kernel.stores.mail import MailStore, SentEmail, StoredEmail
     from aios.kernel.stores.newsletter import NewsletterStore
     from aios.kernel.stores.notices import Notice, NoticeDraft, NoticeStore
     from aios.kernel.stores.operators import OperatorStore
@@ -60,6 +61,7 @@ _HOMES = {
     "newsletter": ["NewsletterStore"],
     "subscribers": ["SubscriberStore"],
     "posts": ["Post", "PostStore", "PostVersion"],
+    "mail": ["MailStore", "SentEmail", "StoredEmail"],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -92,6 +94,7 @@ __all__ = [
     "Lead",
     "LeadDraft",
     "LeadStore",
+    "MailStore",
     "NewsletterStore",
     "Notice",
     "NoticeDraft",
@@ -105,7 +108,9 @@ __all__ = [
     "PostStore",
     "PostVersion",
     "ProposalStore",
+    "SentEmail",
     "Store",
+    "StoredEmail",
     "SubscriberStore",
     "Switch",
     "SwitchReader",
