@@ -7,12 +7,12 @@ reject``, the console, or the ``decide`` signal with edits.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from functools import wraps
 from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
+
+from aios.cli.base import JsonOpt, command
 
 if TYPE_CHECKING:
     from aios.cli.render import Cell
@@ -26,25 +26,10 @@ content_app = typer.Typer(
     help="Content: plan a topic, draft, fact-check, approve, schedule and publish a post."
 )
 
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print a JSON document for scripts (see README)")
-]
 AtOpt = Annotated[
     str | None,
     typer.Option("--at", help="Publish at this time, ISO 8601 with a zone (2026-12-01T09:00:00Z)"),
 ]
-
-
-def _command(fn: Callable[P, R]) -> Callable[P, R]:
-    """``cli.app.command``: expected errors become one line on stderr and exit code 1."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from aios.cli.app import command
-
-        return command(fn)(*args, **kwargs)
-
-    return wrapper
 
 
 def _when(value: str | None) -> datetime | None:
@@ -78,7 +63,7 @@ def _start(topic: str, post_id: str | None, at: str | None, as_json: bool) -> No
 
 
 @content_app.command("start")
-@_command
+@command
 def start_post(
     topic: Annotated[str, typer.Option(help="What the post is about (one line)")],
     post_id: Annotated[str | None, typer.Option("--id", help="Post id (a-z, 0-9, -)")] = None,
@@ -94,7 +79,7 @@ def start_post(
 
 
 @content_app.command("plan")
-@_command
+@command
 def plan(
     post_id: Annotated[str | None, typer.Option("--id", help="Post id (a-z, 0-9, -)")] = None,
     at: AtOpt = None,
@@ -106,7 +91,7 @@ def plan(
 
 
 @content_app.command("schedule")
-@_command
+@command
 def schedule() -> None:
     """Create or update the weekly planning schedule `aios-content-planning`."""
     from aios.cli.app import run, settings
@@ -124,7 +109,7 @@ def schedule() -> None:
 
 
 @content_app.command("move")
-@_command
+@command
 def move(
     post: Annotated[str, typer.Argument(help="Post id or workflow id (content/<post-id>)")],
     at: Annotated[str, typer.Option("--at", help="New time, ISO 8601 with a zone")],
@@ -148,7 +133,7 @@ def move(
 
 
 @content_app.command("show")
-@_command
+@command
 def show(
     post: Annotated[str, typer.Argument(help="Post id or workflow id (content/<post-id>)")],
     version: Annotated[

@@ -10,19 +10,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from aios.cli.memory import _command
+from aios.cli.base import JsonOpt, command
 
 if TYPE_CHECKING:
     from aios.operations.exchange import Manifest
 
 __all__ = ["register"]
 
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print a JSON document for scripts (see README)")
-]
 
-
-@_command
+@command
 def export(
     path: Annotated[Path, typer.Argument(help="A new folder to write the export to")],
     as_json: JsonOpt = False,
@@ -57,7 +53,7 @@ def export(
     line(f"Schema: {schema}; counts and SHA-256 of every file in manifest.json")
 
 
-@_command
+@command
 def import_(
     path: Annotated[Path, typer.Argument(help="A folder written by `aios export`")],
     as_json: JsonOpt = False,

@@ -7,11 +7,11 @@ embedded shard open, otherwise through the memory worker.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
+
+from aios.cli.base import JsonOpt, command
 
 if TYPE_CHECKING:
     from aios.memory.records import MemoryQuery, MemoryRecord, MemoryView
@@ -25,25 +25,9 @@ memory_app = typer.Typer(
     help="Semantic memory: search it, show a memory with its versions, migrate, index."
 )
 
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print a JSON document for scripts (see README)")
-]
-
-
-def _command(fn: Callable[P, R]) -> Callable[P, R]:
-    """``cli.app.command``: expected errors become one line on stderr and exit code 1."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from aios.cli.app import command
-
-        return command(fn)(*args, **kwargs)
-
-    return wrapper
-
 
 @memory_app.command("search")
-@_command
+@command
 def search(
     text: Annotated[str, typer.Argument(help="What to look for (similar meaning, not words)")],
     client: Annotated[
@@ -100,7 +84,7 @@ def search(
 
 
 @memory_app.command("show")
-@_command
+@command
 def show(
     memory_id: Annotated[str, typer.Argument(metavar="ID", help="A memory id (from search)")],
     as_json: JsonOpt = False,
@@ -154,7 +138,7 @@ def _print_record(record: MemoryRecord, versions: list[MemoryRecord]) -> None:
 
 
 @memory_app.command("migrate")
-@_command
+@command
 def migrate(as_json: JsonOpt = False) -> None:
     """Move memory from the older local-mode folder into the Qdrant Edge shard.
 
@@ -202,7 +186,7 @@ def migrate(as_json: JsonOpt = False) -> None:
 
 
 @memory_app.command("optimize")
-@_command
+@command
 def optimize() -> None:
     """Index every stored point for search (HNSW) now.
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Callable
-from functools import wraps
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
+
+from aios.cli.base import JsonOpt, command
 
 __all__ = ["policy_app"]
 
@@ -23,22 +23,6 @@ policy_app = typer.Typer(
     help="Policies as versioned data: show them, set one (a new version, with why), history."
 )
 
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print a JSON document for scripts (see README)")
-]
-
-
-def _command(fn: Callable[P, R]) -> Callable[P, R]:
-    """``cli.app.command``: expected errors become one line on stderr and exit code 1."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from aios.cli.app import command
-
-        return command(fn)(*args, **kwargs)
-
-    return wrapper
-
 
 def _shown(value: object) -> str:
     import json
@@ -47,7 +31,7 @@ def _shown(value: object) -> str:
 
 
 @policy_app.command("show")
-@_command
+@command
 def show(as_json: JsonOpt = False) -> None:
     """The latest policy version: every key, its value and who reads it (run or worker)."""
     from aios.cli.app import settings
@@ -81,7 +65,7 @@ def show(as_json: JsonOpt = False) -> None:
 
 
 @policy_app.command("set")
-@_command
+@command
 def set_(
     key: Annotated[str, typer.Argument(metavar="KEY", help="A policy key, e.g. gate_expire_after")],
     value: Annotated[
@@ -123,7 +107,7 @@ def set_(
 
 
 @policy_app.command("history")
-@_command
+@command
 def history(
     limit: Annotated[int, typer.Option(help="At most this many versions, newest first")] = 50,
     as_json: JsonOpt = False,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from aios.cli.memory import _command
+from aios.cli.base import command
 
 if TYPE_CHECKING:
     from aios.config import Settings
@@ -25,7 +25,7 @@ review_app = typer.Typer(
 
 
 @review_app.callback()
-@_command
+@command
 def review(
     ctx: typer.Context,
     week: Annotated[bool, typer.Option("--week", help="The last 7 days (the default)")] = False,
@@ -86,7 +86,7 @@ async def ensure_schedule(s: Settings) -> str:
 
 
 @review_app.command("schedule")
-@_command
+@command
 def schedule() -> None:
     """Create or update the Temporal Schedule aios-weekly-review (Mondays 07:00, in
     AIOS_BUSINESS_TIMEZONE): it emails last ISO week's review to AIOS_OPERATOR_EMAIL."""
@@ -103,7 +103,7 @@ def schedule() -> None:
 
 
 @review_app.command("digest")
-@_command
+@command
 def digest() -> None:
     """Trigger the weekly digest now (a worker must be running); one email per ISO week."""
     from aios.cli.app import run, settings

@@ -7,13 +7,14 @@ on the console (``aios serve``) or, without one, with ``aios subscribers confirm
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, ParamSpec, TypeVar
 
 import typer
+
+from aios.cli.base import JsonOpt, command
 
 if TYPE_CHECKING:
     from aios.config import Settings
@@ -30,25 +31,10 @@ subscribers_app = typer.Typer(
     help="Newsletter subscribers: add or import (double opt-in), remove, list, confirm."
 )
 
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print a JSON document for scripts (see README)")
-]
 Status = Literal["pending", "confirmed", "unsubscribed", "bounced", "removed"]
 # The store of one command: the outbox holds one connection while an email goes out, and the
 # connector runtime may record its health meanwhile.
 STORE_CONNECTIONS = 3
-
-
-def _command(fn: Callable[P, R]) -> Callable[P, R]:
-    """``cli.app.command``: expected errors become one line on stderr and exit code 1."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from aios.cli.app import command
-
-        return command(fn)(*args, **kwargs)
-
-    return wrapper
 
 
 def _settings() -> Settings:
@@ -115,7 +101,7 @@ def _report(results: list[Added], as_json: bool, source: str) -> None:
 
 
 @subscribers_app.command("add")
-@_command
+@command
 def add(
     email: Annotated[str, typer.Argument(help="The address (one plain address)")],
     name: Annotated[str, typer.Option("--name", help="How the newsletter greets them")] = "",
@@ -133,7 +119,7 @@ def add(
 
 
 @subscribers_app.command("import")
-@_command
+@command
 def import_csv(
     file: Annotated[Path, typer.Argument(help="A CSV file with a header: email[,name]")],
     as_json: JsonOpt = False,
@@ -154,7 +140,7 @@ def import_csv(
 
 
 @subscribers_app.command("remove")
-@_command
+@command
 def remove(
     email: Annotated[str, typer.Argument(help="The address to take off the list")],
     by: Annotated[str, typer.Option("--by", help="Who removes it (default: you)")] = "",
@@ -178,7 +164,7 @@ def remove(
 
 
 @subscribers_app.command("list")
-@_command
+@command
 def list_subscribers(
     status: Annotated[Status | None, typer.Option("--status", help="Only this status")] = None,
     as_json: JsonOpt = False,
@@ -209,7 +195,7 @@ def list_subscribers(
 
 
 @subscribers_app.command("confirm")
-@_command
+@command
 def confirm(
     link: Annotated[str, typer.Argument(help="The confirmation link (or its token)")],
     as_json: JsonOpt = False,
