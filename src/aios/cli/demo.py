@@ -15,6 +15,7 @@ from aios import devstack, operations
 from aios.config import Settings
 from aios.errors import StackError
 from aios.kernel.models import ClientIntake, client_key_for
+from aios.operations.policies import pin_from_database
 from aios.temporal import connect
 from aios.workers.main import ACTIVITY_THREADS, build_worker
 from aios.workers.services import Services
@@ -51,6 +52,9 @@ async def run_demo(
 ) -> None:
     out.print("[bold]1.[/] Bringing up the embedded stack (Temporal, PostgreSQL, SMTP sink)...")
     await asyncio.to_thread(devstack.up, settings)
+    # The run pins the latest policy version at its start, as `aios onboard` does (and the
+    # in-process worker reads its agent and connector values from it, as `aios worker` does).
+    settings = await asyncio.to_thread(pin_from_database, settings)
     address = email or sample_email(client_name)
     if devstack.worker_running(settings):  # `aios dev up --worker`: it owns the memory folder
         out.print("   Using the worker `aios dev up --worker` runs.")
