@@ -64,6 +64,10 @@ def test_dev_up_and_demo_on_the_embedded_stack(tmp_path: Path) -> None:
         again = aios(env, "dev", "up")  # harmless the second time
         assert again.returncode == 0, again.stderr
         assert again.stdout.count("running") == 4  # temporal, postgres, smtp, console
+        for schedule in ("aios-synthetic-checks", "aios-weekly-review", "aios-content-planning"):
+            assert f"schedule {schedule} created" in up.stdout, up.stdout
+            assert f"schedule {schedule} updated" in again.stdout, again.stdout  # not a second
+        assert "aios-mail-poll" not in again.stdout  # no mailbox (AIOS_IMAP_HOST): no poll
         console = f"http://127.0.0.1:{env['AIOS_SERVE_PORT']}"
         assert console in again.stdout
         with urllib.request.urlopen(f"{console}/signin") as page:
