@@ -85,6 +85,7 @@ def test_dev_up_and_demo_on_the_embedded_stack(tmp_path: Path) -> None:
         assert "To: hello@northwind-studio.example" in stored  # from the name, not hard-coded
         assert 'filename="kickoff.ics"' in stored
         assert str(state / "mail" / "new") in found.group(1)
+        assert f"Console:  {console} (sign in" in demo.stdout
         # The demo's run pinned the latest policy version at its start, as `aios onboard` does.
         shown = aios(env, "status", "onboarding/northwind-studio", "--json")
         assert shown.returncode == 0, shown.stderr
