@@ -64,11 +64,17 @@ def test_dev_up_and_demo_on_the_embedded_stack(tmp_path: Path) -> None:
         again = aios(env, "dev", "up")  # harmless the second time
         assert again.returncode == 0, again.stderr
         assert again.stdout.count("running") == 4  # temporal, postgres, smtp, console
+        for schedule in ("aios-synthetic-checks", "aios-weekly-review", "aios-content-planning"):
+            assert f"schedule {schedule} created" in up.stdout, up.stdout
+            assert f"schedule {schedule} updated" in again.stdout, again.stdout  # not a second
+        assert "aios-mail-poll" not in again.stdout  # no mailbox (AIOS_IMAP_HOST): no poll
         console = f"http://127.0.0.1:{env['AIOS_SERVE_PORT']}"
         assert console in again.stdout
         with urllib.request.urlopen(f"{console}/signin") as page:
             assert page.status == 200 and b"Sign in" in page.read()
 
+        changed = aios(env, "policy", "set", "gate_remind_after", "PT12H", "--reason", "sooner")
+        assert changed.returncode == 0, changed.stderr  # version 2: the settings seeded 1
         demo = aios(env, "demo")
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "Onboarding completed for Northwind Studio" in demo.stdout
@@ -79,6 +85,12 @@ def test_dev_up_and_demo_on_the_embedded_stack(tmp_path: Path) -> None:
         assert "To: hello@northwind-studio.example" in stored  # from the name, not hard-coded
         assert 'filename="kickoff.ics"' in stored
         assert str(state / "mail" / "new") in found.group(1)
+        assert f"Console:  {console} (sign in" in demo.stdout
+        # The demo's run pinned the latest policy version at its start, as `aios onboard` does.
+        shown = aios(env, "status", "onboarding/northwind-studio", "--json")
+        assert shown.returncode == 0, shown.stderr
+        events = {e["kind"]: e["payload"] for e in json.loads(shown.stdout)["events"]}
+        assert events["gate.requested"]["policy_version"] == 2
 
         # Another stack on the same ports gets a clear message, not a hang or a traceback.
         other = stack_env(

@@ -25,7 +25,7 @@ from tests.conftest import ROOT, RecordingSmtp, subprocess_env
 from tests.helpers import start_at_gate
 
 Line = dict[str, Any]
-MEMORY_ACTIVITIES = {"recall_memory", "remember"}
+MEMORY_ACTIVITIES = {"recall_memory", "recall_corrections", "remember"}
 
 
 class WorkerProcess:
@@ -133,7 +133,11 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 async def test_two_workers_side_by_side_one_serves_memory_and_a_standby_takes_it_over(
     client: Client, settings: Settings, smtp: RecordingSmtp, tmp_path: Path
 ) -> None:
-    s = settings.model_copy(update={"qdrant_path": tmp_path / "qdrant"})
+    # Corrections on (a fresh shard: none learnt yet), as a user runs it: onboarding then
+    # recalls them too, on the memory queue.
+    s = settings.model_copy(
+        update={"qdrant_path": tmp_path / "qdrant", "agent_apply_corrections": True}
+    )
     env = subprocess_env(s, AIOS_QDRANT_PATH=str(tmp_path / "qdrant"), COLUMNS="250")
     workers = [await WorkerProcess.start(env), await WorkerProcess.start(env)]
     try:
@@ -151,7 +155,8 @@ async def test_two_workers_side_by_side_one_serves_memory_and_a_standby_takes_it
         assert said["owner_pid"] == owner.pid == shard_owner(s)
         assert said["task_queue"] == memory_task_queue(s.task_queue)
 
-        # Onboarding recalls and remembers: both on the memory queue, run by the owner only.
+        # Onboarding recalls memory and corrections and remembers: all on the memory queue,
+        # run by the owner only.
         handle, _, key, email = await start_at_gate(client, s, timeout=90)
         await operations.decide(
             client, handle.id, GateDecision(decision="approve", approver="pat", comment="ok")

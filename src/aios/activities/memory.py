@@ -7,6 +7,9 @@ assembly can put them there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from temporalio import activity
 
 from aios.activities.context import event_for_step
@@ -43,6 +46,11 @@ class MemoryActivities:
     def __init__(self, memory: MemoryStore, store: KernelStore) -> None:
         self._memory = memory
         self._store = store
+
+    def activities(self) -> list[Callable[..., Any]]:
+        """Every memory activity (``MEMORY_ACTIVITY_NAMES``), bound to this store: what the
+        worker serving the memory task queue registers."""
+        return [getattr(self, name) for name in sorted(MEMORY_ACTIVITY_NAMES)]
 
     @activity.defn(name="recall_memory")
     @translating_errors

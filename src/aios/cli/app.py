@@ -941,7 +941,7 @@ def dev_up(
 ) -> None:
     """Start the embedded stack in the background (harmless if it already runs)."""
     from aios import devstack
-    from aios.operations.health import ensure_check_schedule
+    from aios.operations.health import CHECK_SCHEDULE_ID, ensure_check_schedule
     from aios.temporal import connect
 
     s = settings()
@@ -950,30 +950,35 @@ def dev_up(
     _print_status(rows)
     line(f"State folder: {s.state_path}")
 
-    async def schedule() -> tuple[str, str]:
-        from aios.operations.content import ensure_content_schedule
+    async def schedules() -> None:  # one line each, naming the schedule and what was done
+        from aios.operations.content import PLANNING_SCHEDULE_ID, ensure_content_schedule
+        from aios.operations.review_digest import REVIEW_SCHEDULE_ID, ensure_review_schedule
 
         temporal = await connect(s)
-        return await ensure_check_schedule(temporal, s), await ensure_content_schedule(temporal, s)
-
-    done, planning = run(schedule())
-    line(
-        f"Synthetic connector checks: schedule {done}, every {age(s.synthetic_check_every)} "
-        "(`aios health`)"
-    )
-    done = run(review_commands.ensure_schedule(s))
-    line(f"Weekly review digest: schedule {done}, Mondays 07:00 to {s.operator_email}")
-    line(f"Content planning: schedule aios-content-planning {planning} ({s.content_planning_cron})")
-    if s.imap_host:  # inbound mail: the poller
-        from aios.operations.mail import MAIL_SCHEDULE_ID, ensure_mail_schedule
-
-        async def mail() -> str:
-            return await ensure_mail_schedule(await connect(s), s)
-
+        done = await ensure_check_schedule(temporal, s)
         line(
-            f"Inbound mail: schedule {MAIL_SCHEDULE_ID} {run(mail())}, a poll every "
-            f"{age(s.imap_poll_every)} (`aios mail poll` polls now)"
+            f"Synthetic connector checks: schedule {CHECK_SCHEDULE_ID} {done}, every "
+            f"{age(s.synthetic_check_every)} (`aios health`)"
         )
+        done = await ensure_review_schedule(temporal, s)
+        line(
+            f"Weekly review digest: schedule {REVIEW_SCHEDULE_ID} {done}, Mondays 07:00 "
+            f"({s.business_timezone}) to {s.operator_email}"
+        )
+        done = await ensure_content_schedule(temporal, s)
+        line(
+            f"Content planning: schedule {PLANNING_SCHEDULE_ID} {done} ({s.content_planning_cron})"
+        )
+        if s.imap_host:  # inbound mail: the poller
+            from aios.operations.mail import MAIL_SCHEDULE_ID, ensure_mail_schedule
+
+            done = await ensure_mail_schedule(temporal, s)
+            line(
+                f"Inbound mail: schedule {MAIL_SCHEDULE_ID} {done}, a poll every "
+                f"{age(s.imap_poll_every)} (`aios mail poll` polls now)"
+            )
+
+    run(schedules())
 
 
 @dev_app.command("status")

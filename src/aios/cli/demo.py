@@ -15,6 +15,8 @@ from aios import devstack, operations
 from aios.config import Settings
 from aios.errors import StackError
 from aios.kernel.models import ClientIntake, client_key_for
+from aios.operations.common import one_line
+from aios.operations.policies import pin_from_database
 from aios.temporal import connect
 from aios.workers.main import ACTIVITY_THREADS, build_worker
 from aios.workers.services import Services
@@ -49,8 +51,13 @@ def find_stored_email(maildir: Path, message_id: str) -> Path | None:
 async def run_demo(
     settings: Settings, client_name: str, out: Console, *, email: str | None = None
 ) -> None:
-    out.print("[bold]1.[/] Bringing up the embedded stack (Temporal, PostgreSQL, SMTP sink)...")
+    out.print(
+        "[bold]1.[/] Bringing up the embedded stack (Temporal, PostgreSQL, SMTP sink, console)..."
+    )
     await asyncio.to_thread(devstack.up, settings)
+    # The run pins the latest policy version at its start, as `aios onboard` does (and the
+    # in-process worker reads its agent and connector values from it, as `aios worker` does).
+    settings = await asyncio.to_thread(pin_from_database, settings)
     address = email or sample_email(client_name)
     if devstack.worker_running(settings):  # `aios dev up --worker`: it owns the memory folder
         out.print("   Using the worker `aios dev up --worker` runs.")
@@ -79,6 +86,7 @@ async def run_demo(
         stored = find_stored_email(settings.mail_dir, result.message_id)
         links.append(("Email", str(stored or f"not found in {settings.mail_dir}")))
     links.append(("Memory", f"point {result.memory_id} in {settings.resolved_qdrant_path}"))
+    links.append(("Console", f"{settings.console_url} (sign in: `aios operator set-password`)"))
     for label, value in links:  # whole at any width: a link is never broken by a newline
         out.print(Text(f"  {label + ':':<9} {value}"), soft_wrap=True)
     out.print("The stack keeps running for you to look around; stop it with `aios dev down`.")
@@ -116,7 +124,8 @@ async def _onboard_and_approve(
             out.print(
                 Text.assemble(
                     ("3.", "bold"),
-                    f" Waiting for approval at gate '{gates[0].gate}': {gates[0].summary[:100]}",
+                    f" Waiting for approval at gate '{gates[0].gate}': "
+                    f"{one_line(gates[0].summary, 100)}",
                 )
             )
             await operations.decide(

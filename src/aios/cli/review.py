@@ -78,7 +78,7 @@ def _print(review: Review) -> None:
 
 
 async def ensure_schedule(s: Settings) -> str:
-    """Create or update the weekly review schedule (``aios dev up`` calls this too)."""
+    """Create or update the weekly review schedule (``aios dev up`` creates it too)."""
     from aios.operations.review_digest import ensure_review_schedule
     from aios.temporal import connect
 

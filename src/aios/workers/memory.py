@@ -161,7 +161,7 @@ async def _serve(
             worker = memory_worker(
                 client,
                 settings.task_queue,
-                [acts.recall_memory, acts.remember, acts.lookup_memory],
+                acts.activities(),
                 executor,
                 shutdown_grace=settings.worker_shutdown_grace,
             )
