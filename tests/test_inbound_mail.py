@@ -34,9 +34,10 @@ from aios.kernel.inbound import (
     secret_matches,
     split_token,
 )
+from aios.operations.control import change_switch
 from aios.operations.mail import MAIL_SCHEDULE_ID, ensure_mail_schedule, poll_mail
 from aios.workers.main import build_worker
-from aios.workers.services import Services
+from aios.workers.services import Services, pause_gate
 from aios.workflows.billing import BillingResult
 from aios.workflows.inbound_mail import InboundMailResult, _edited_reading, inbound_workflow_id
 from tests import dovecot_server
@@ -512,3 +513,42 @@ async def test_a_question_waits_with_a_drafted_answer_that_goes_out_when_approve
     assert signals(await handle.fetch_history(), "client_response") == 0
     await handle.cancel()
     await ends_cancelled(handle)
+
+
+async def test_a_paused_mailbox_is_not_read_and_the_first_poll_after_the_resume_reads_it(
+    client: Client,
+    mail_settings: Settings,
+    services: Services,
+    executor: ThreadPoolExecutor,
+    dovecot: dovecot_server.Dovecot,
+) -> None:
+    """`aios pause connector imap` (or `process mail-poll`, or `all`): a poll reads nothing and
+    leaves the mailbox as it is; the emails wait there, unseen, for the first poll after."""
+    store = services.store
+    # This worker reads the switches at every check: the pause just written is certainly seen.
+    gate = pause_gate(mail_settings.model_copy(update={"switch_cache_seconds": 0.01}), store)
+    own = dataclasses.replace(services, settings=mail_settings, pause=gate)
+    msg = EmailMessage()
+    msg["From"] = "someone@else.example"
+    msg["To"] = INBOX
+    msg["Subject"] = "Hello while paused"
+    msg["Date"] = formatdate()
+    msg["Message-ID"] = f"<{uuid.uuid4().hex}@else.example>"
+    msg.set_content("Just saying hello.")
+    raw = msg.as_bytes()
+    dovecot.deliver(raw)
+    async with build_worker(client, mail_settings.task_queue, own.activities(), executor):
+        for scope, name in (("connector", "imap"), ("process", "mail-poll")):
+            change_switch(store, pause=True, scope=scope, name=name, by="pat", reason="sorting")
+            try:
+                unseen = dovecot.unseen()
+                result = await poll_mail(client, mail_settings)
+                assert result.skipped == f"paused: {scope}:{name}"
+                assert (result.fetched, result.started, result.marked_seen) == (0, [], 0)
+                assert dovecot.unseen() == unseen >= 1  # nothing read, nothing marked
+            finally:
+                change_switch(store, pause=False, scope=scope, name=name, by="pat")
+        result = await poll_mail(client, mail_settings)
+        assert result.skipped is None
+        assert inbound_workflow_id(key_of(raw)) in result.started
+        assert (await handled(client, raw)).outcome == "unmatched"

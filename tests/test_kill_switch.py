@@ -69,6 +69,22 @@ async def notice_until(store: KernelStore, key: str, status: str, timeout: float
             await asyncio.sleep(0.1)
 
 
+async def gate_emailed(store: KernelStore, workflow_id: str, timeout: float = 30) -> None:
+    """Wait until the run's gate email went out (event ``gate.emailed``).
+
+    A gate shows in ``pending_gates`` as soon as it opens, before its email to the operator is
+    sent, and the run sends that email before it acts on any decision. A switch paused before
+    the email went out holds the email (under the same notice key as any step of the run)
+    and, with it, the whole run: what the test pauses next would never be reached.
+    """
+    async with asyncio.timeout(timeout):
+        while True:
+            events = await asyncio.to_thread(store.events.for_run, workflow_id)
+            if any(e.kind == "gate.emailed" for e in events):
+                return
+            await asyncio.sleep(0.1)
+
+
 async def heartbeat_says(handle: WorkflowHandle, activity_type: str) -> str:
     """What the pending ``activity_type`` last said in its heartbeat (the Web UI shows it)."""
     converter = DataConverter.default.payload_converter
@@ -118,6 +134,7 @@ async def test_a_run_paused_between_its_gate_and_its_email_sends_it_once_after_r
 ) -> None:
     store = services.store
     handle, _, _, email = await start_at_gate(client, settings)
+    await gate_emailed(store, handle.id)  # the pause below holds the welcome, not the gate
     change = SwitchChange(scope="process", name="onboarding", by="pat", reason="wording check")
     store.switches.pause(change)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import re
 import signal
@@ -35,13 +36,14 @@ from aios.connectors.email import OutgoingEmail, SmtpConfig, SmtpEmailConnector
 from aios.errors import InvalidInput
 from aios.kernel.store import KernelStore
 from aios.kernel.stores.subscribers import Subscriber, SubscriberDraft
+from aios.operations.control import change_switch
 from aios.operations.subscribers import ConfirmationSender, add_subscribers, read_csv
 from aios.serve.app import create_app
 from aios.serve.links import LinkProblem
 from aios.serve.subscriber_links import SubscriberLinks
 from aios.templates.newsletter import issue_html, render_issue
 from aios.workers.main import build_worker
-from aios.workers.services import Services
+from aios.workers.services import Services, connector_runtime, pause_gate
 from aios.workflows.newsletter import BATCHES_AT_ONCE, batch_workflow_id
 from aios.workflows.newsletter_contract import (
     NEWSLETTER_WORKFLOW,
@@ -471,6 +473,55 @@ async def test_cancel_stops_the_remaining_batches_and_resume_sends_nothing_twice
     report = await resumed.result()
     assert (report.sent, report.cancelled) == (len(emails), False)
     assert [len(list_smtp.issues(e, post)) for e in emails] == [1] * len(emails)
+
+
+async def test_pausing_the_newsletter_process_holds_a_send_and_resume_sends_one_each(
+    client: Client,
+    news_settings: Settings,
+    news_services: Services,
+    store: KernelStore,
+    list_smtp: ListSmtp,
+    people: list[str],
+) -> None:
+    """`aios pause process newsletter` during a send: its batches wait before their first email
+    (a notice per batch in the inbox), the send neither fails nor retries, and after the
+    resume every reader gets the issue once."""
+    tag = uuid.uuid4().hex[:8]
+    emails = [f"p{i}-{tag}@list.example" for i in range(3)]
+    confirmed(store, people, emails)
+    post = new_post(store)
+    settings = news_settings.model_copy(update={"task_queue": f"news-pause-{tag}"})
+    # This worker reads the switches at every check: the pause just written is certainly seen.
+    gate = pause_gate(news_settings.model_copy(update={"switch_cache_seconds": 0.01}), store)
+    runtime = connector_runtime(news_settings, store, pause=gate)
+    svc = dataclasses.replace(news_services, runtime=runtime, pause=gate)
+    change_switch(store, pause=True, scope="process", name="newsletter", by="pat", reason="typo")
+    try:
+        with ThreadPoolExecutor(max_workers=4) as executor:
+            async with build_worker(
+                client, settings.task_queue, svc.activities(), executor, memory_queue=False
+            ):
+                handle = await send(client, settings, post)
+                batch = f"newsletter/{post}/batch/"
+                async with asyncio.timeout(30):
+                    while not (
+                        waiting := [
+                            n
+                            for n in store.notices.open_notices()
+                            if n.kind == "paused" and (n.workflow_id or "").startswith(batch)
+                        ]
+                    ):
+                        await asyncio.sleep(0.1)
+                assert waiting[0].title == "paused: process:newsletter"
+                assert list_smtp.issue_count(post) == 0  # held before the first email
+                change_switch(store, pause=False, scope="process", name="newsletter", by="pat")
+                report = await handle.result()
+    finally:
+        change_switch(store, pause=False, scope="process", name="newsletter", by="pat")
+    assert (report.sent, report.cancelled) == (len(emails), False)
+    assert [len(list_smtp.issues(e, post)) for e in emails] == [1] * len(emails)
+    resolved = store.notices.get(waiting[0].key)
+    assert resolved is not None and resolved.status == "resolved"
 
 
 async def test_a_300_subscriber_send_with_the_worker_killed_midway_delivers_one_each(

@@ -4,9 +4,13 @@ the `aios policy` command, PostgreSQL, the dev server, Qdrant local mode and SMT
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from temporalio.client import Client
@@ -25,9 +29,12 @@ from aios.errors import InvalidInput
 from aios.kernel.models import ClientIntake
 from aios.kernel.money import LineItem
 from aios.kernel.store import KernelStore
+from aios.kernel.stores.policies import PolicyVersion
+from aios.memory.backends import open_memory
 from aios.operations import console
 from aios.operations.onboarding import welcome_document
-from aios.operations.policies import current_policy, pin, set_policy
+from aios.operations.policies import POLICY_KEYS, current_policy, pin, set_policy
+from aios.workers.main import build_worker
 from aios.workers.services import Services
 from aios.workflows.gates import GateDecision
 from aios.workflows.onboarding import OnboardingResult
@@ -38,6 +45,46 @@ from tests.money_helpers import fast, gate_open, known_client, progress_until, p
 
 SIGN_OFF = "Best regards,\nJo Operator\n"
 BODY = "Hello {name},\n\nThank you for choosing to work with me.\n\n" + SIGN_OFF
+
+
+# --- what a test changes stays in the test ---------------------------------------------------
+
+
+@pytest.fixture
+def policy_kept(settings: Settings, services: Services) -> Iterator[PolicyVersion]:
+    """The latest policy version before the test. Policies are versions in the session's
+    database, so whatever the test sets, and whether it passes or fails, the values it found
+    are set again afterwards (a new version): a later test sees the policy it would have
+    seen had this test not run."""
+    store = services.store
+    before = current_policy(settings, store)
+    yield before
+    latest = current_policy(settings, store)
+    changed = [k for k in POLICY_KEYS if latest.values.get(k) != before.values.get(k)]
+    if changed:
+        store.policies.add(
+            before.values, after=latest.version, changed=changed, by="tests", reason="test over"
+        )
+
+
+@pytest.fixture
+async def learning_worker(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    executor: ThreadPoolExecutor,
+    tmp_path: Path,
+) -> AsyncIterator[Services]:
+    """The real worker on this test's task queue, with a memory of its own (a fresh embedded
+    Qdrant shard): the corrections its runs recall are the ones this test taught, never those
+    other tests' gate edits left in the session's memory for clients with similar notes."""
+    memory = open_memory(settings.model_copy(update={"qdrant_path": tmp_path / "qdrant"}))
+    own = dataclasses.replace(services, memory=memory)
+    try:
+        async with build_worker(client, settings.task_queue, own.activities(), executor):
+            yield own
+    finally:
+        memory.close()
 
 
 # --- what an edit teaches (pure) ---------------------------------------------------------------
@@ -132,7 +179,7 @@ async def aios(settings: Settings, *args: str) -> tuple[int, str, str]:
 
 
 async def test_policy_show_set_history_and_refusals_from_the_cli(
-    settings: Settings, services: Services
+    settings: Settings, services: Services, policy_kept: PolicyVersion
 ) -> None:
     store = services.store
     code, out, _ = await aios(settings, "policy", "show", "--json")
@@ -223,12 +270,11 @@ def decisions(store: KernelStore, workflow_id: str) -> dict[str, dict]:
 
 
 async def test_a_run_keeps_the_policy_version_it_started_with_and_its_decisions_name_it(
-    client: Client, settings: Settings, services: Services, worker: object
+    client: Client, settings: Settings, services: Services, worker: object, policy_kept: object
 ) -> None:
     store = services.store
     s = fast(settings)
     _, key, _ = known_client(store)
-    original = current_policy(s, store).values["billing_approve_above"]
     strict = set_policy(s, store, "billing_approve_above", "100", by="pat", reason="audit month")
 
     first = await bill_once(s, key, 200_00)  # USD 200 > 100: waits for the operator
@@ -252,91 +298,90 @@ async def test_a_run_keeps_the_policy_version_it_started_with_and_its_decisions_
         first.started.workflow_id,
         GateDecision(decision="reject", approver="pat", comment="test over"),
     )
-    set_policy(s, store, "billing_approve_above", original, by="pat", reason="back")
 
 
 # --- learning from the operator's edits -------------------------------------------------------
 
 
 async def test_an_edit_at_the_welcome_gate_teaches_the_next_welcome_for_a_similar_client(
-    client: Client, settings: Settings, services: Services, worker: object
+    client: Client,
+    settings: Settings,
+    learning_worker: Services,
+    policy_kept: PolicyVersion,
 ) -> None:
-    store = services.store
-    assert current_policy(settings, store).values["agent_apply_corrections"] is False
+    store = learning_worker.store
+    assert policy_kept.values["agent_apply_corrections"] is False
     set_policy(settings, store, "agent_apply_corrections", "true", by="pat", reason="learn")
-    try:
-        learning = pin(settings, store)
-        assert learning.agent_apply_corrections and learning.policy_version is not None
-        notes = "Needs a new website for the bakery chain by May 3, budget $5k."
+    learning = pin(settings, store)
+    assert learning.agent_apply_corrections and learning.policy_version is not None
+    notes = "Needs a new website for the bakery chain by May 3, budget $5k."
 
-        async def onboard(prefix: str, notes: str = notes) -> tuple[str, str, str]:
-            name, key, email = unique_client(prefix)
-            started = await operations.start_onboarding(
-                client,
-                learning,
-                ClientIntake(name=name, key=key, email=email, notes=notes),
-            )
-            RUNS.append(started.workflow_id)
-            await wait_for_gate(client, started.workflow_id)
-            return name, started.workflow_id, started.run_id
-
-        _, first_id, first_run = await onboard("crumb")
-        drafted = welcome_document(store, first_id, first_run)
-        assert drafted is not None and "Best regards," in drafted.body
-        edited = drafted.body.replace("Best regards,", "Warm wishes from the studio,")
-        await operations.decide(
+    async def onboard(prefix: str, notes: str = notes) -> tuple[str, str, str]:
+        name, key, email = unique_client(prefix)
+        started = await operations.start_onboarding(
             client,
-            first_id,
-            GateDecision(decision="edit", approver="pat", edits={"body": edited}),
+            learning,
+            ClientIntake(name=name, key=key, email=email, notes=notes),
         )
-        handle = client.get_workflow_handle(first_id, result_type=OnboardingResult)
-        assert (await handle.result()).status == "completed"
-        await save_history(handle, "onboarding_correction_learnt")
-        [stored] = [e for e in store.events.for_run(first_id) if e.kind == "correction.stored"]
-        correction = stored.payload["correction_id"]
-        assert (stored.payload["gate"], stored.payload["approver"]) == ("welcome", "pat")
-        memory = services.memory.get(correction)
-        assert memory is not None
-        assert memory.provenance.kind == "operator_correction"
-        assert memory.provenance.source_workflow_id == first_id
+        RUNS.append(started.workflow_id)
+        await wait_for_gate(client, started.workflow_id)
+        return name, started.workflow_id, started.run_id
 
-        second_name, second_id, second_run = await onboard("loaf")
-        welcome = welcome_document(store, second_id, second_run)
-        assert welcome is not None
-        assert welcome.body.startswith(f"Hello {second_name},")
-        assert "Warm wishes from the studio,\n" in welcome.body
-        assert "Best regards" not in welcome.body
-        assert welcome.corrections == [correction]  # the draft cites it
-        [called] = [e for e in store.events.for_run(second_id) if e.kind == "agent.called"
-                    and e.payload.get("agent") == "welcome"]  # fmt: skip
-        assert called.payload["corrections"] == [correction]
-        # The gate shows the correction it was given, what it replaces, and that it applied.
-        view = await console.gate_view(client, store, settings, second_id)
-        assert view.document is not None
-        [cited] = view.document.model_dump()["cited_corrections"]
-        assert (cited["id"], cited["used"], cited["approver"]) == (correction, True, "pat")
-        assert cited["replacements"] == [
-            {
-                "field": "body",
-                "before": "Best regards,\n",
-                "after": "Warm wishes from the studio,\n",
-            }
-        ]
-        # A client unlike the first one gets the welcome as the agent writes it.
-        _, other_id, other_run = await onboard(
-            "dewey", "Wants advice on restructuring the partnership and its tax questions."
+    _, first_id, first_run = await onboard("crumb")
+    drafted = welcome_document(store, first_id, first_run)
+    assert drafted is not None and "Best regards," in drafted.body
+    edited = drafted.body.replace("Best regards,", "Warm wishes from the studio,")
+    await operations.decide(
+        client,
+        first_id,
+        GateDecision(decision="edit", approver="pat", edits={"body": edited}),
+    )
+    handle = client.get_workflow_handle(first_id, result_type=OnboardingResult)
+    assert (await handle.result()).status == "completed"
+    await save_history(handle, "onboarding_correction_learnt")
+    [stored] = [e for e in store.events.for_run(first_id) if e.kind == "correction.stored"]
+    correction = stored.payload["correction_id"]
+    assert (stored.payload["gate"], stored.payload["approver"]) == ("welcome", "pat")
+    memory = learning_worker.memory.get(correction)
+    assert memory is not None
+    assert memory.provenance.kind == "operator_correction"
+    assert memory.provenance.source_workflow_id == first_id
+
+    second_name, second_id, second_run = await onboard("loaf")
+    welcome = welcome_document(store, second_id, second_run)
+    assert welcome is not None
+    assert welcome.body.startswith(f"Hello {second_name},")
+    assert "Warm wishes from the studio,\n" in welcome.body
+    assert "Best regards" not in welcome.body
+    assert welcome.corrections == [correction]  # the draft cites it
+    [called] = [e for e in store.events.for_run(second_id) if e.kind == "agent.called"
+                and e.payload.get("agent") == "welcome"]  # fmt: skip
+    assert called.payload["corrections"] == [correction]
+    # The gate shows the correction it was given, what it replaces, and that it applied.
+    view = await console.gate_view(client, store, settings, second_id)
+    assert view.document is not None
+    [cited] = view.document.model_dump()["cited_corrections"]
+    assert (cited["id"], cited["used"], cited["approver"]) == (correction, True, "pat")
+    assert cited["replacements"] == [
+        {
+            "field": "body",
+            "before": "Best regards,\n",
+            "after": "Warm wishes from the studio,\n",
+        }
+    ]
+    # A client unlike the first one gets the welcome as the agent writes it.
+    _, other_id, other_run = await onboard(
+        "dewey", "Wants advice on restructuring the partnership and its tax questions."
+    )
+    other = welcome_document(store, other_id, other_run)
+    assert other is not None and "Best regards," in other.body and other.corrections == []
+    for workflow_id in (second_id, other_id):
+        await operations.decide(
+            client, workflow_id, GateDecision(decision="reject", approver="pat", comment="t")
         )
-        other = welcome_document(store, other_id, other_run)
-        assert other is not None and "Best regards," in other.body and other.corrections == []
-        for workflow_id in (second_id, other_id):
-            await operations.decide(
-                client, workflow_id, GateDecision(decision="reject", approver="pat", comment="t")
-            )
-        applied = client.get_workflow_handle(second_id, result_type=OnboardingResult)
-        assert (await applied.result()).status == "rejected"
-        await save_history(applied, "onboarding_correction_applied")
-    finally:
-        set_policy(settings, store, "agent_apply_corrections", "false", by="pat", reason="back")
+    applied = client.get_workflow_handle(second_id, result_type=OnboardingResult)
+    assert (await applied.result()).status == "rejected"
+    await save_history(applied, "onboarding_correction_applied")
 
 
 WEBSITE = "A new website for our bakery chain, with online ordering."  # USD 5,600: a gate
@@ -345,9 +390,9 @@ REVISIONS = "Prices include two rounds of revisions; further changes are quoted 
 
 
 async def test_an_edit_to_the_proposal_terms_applies_to_the_next_proposal_for_a_similar_client(
-    client: Client, settings: Settings, services: Services, worker: object
+    client: Client, settings: Settings, learning_worker: Services
 ) -> None:
-    store = services.store
+    store = learning_worker.store
     learning = fast(settings, agent_apply_corrections=True)
 
     async def at_gate(key: str) -> tuple[str, str]:

@@ -4,8 +4,11 @@ wait (``PauseGate``) and the ``aios pause`` / ``aios resume`` commands. Real Pos
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+import pkgutil
 import re
+import sys
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
@@ -16,12 +19,10 @@ import pytest
 from typer.testing import CliRunner
 
 from aios.agents.intake import IntakeAgent, IntakeRequest
-from aios.agents.proposal import ProposalAgent
 from aios.agents.providers import OpenAIChat
 from aios.agents.runner import AgentRunner, CallContext, Tier
-from aios.agents.welcome import WelcomeAgent
 from aios.cli.app import app
-from aios.config import DEFAULT_MODEL_PRICES, Settings
+from aios.config import AGENT_NAMES, DEFAULT_MODEL_PRICES, Settings
 from aios.errors import InvalidInput
 from aios.kernel.pause import PauseGate, Waiter
 from aios.kernel.policy import AgentPolicy
@@ -76,7 +77,7 @@ def test_unknown_switch_names_are_refused_with_the_valid_ones(store: KernelStore
     before = len(store.switches.all())
     with pytest.raises(InvalidInput, match="valid names: caldav, email, hubspot"):
         change_switch(store, pause=True, scope="connector", name="emial", by="pat")
-    with pytest.raises(InvalidInput, match="agent: a name is required, one of intake"):
+    with pytest.raises(InvalidInput, match="agent: a name is required, one of content, intake"):
         parse_switch("agent", "")
     with pytest.raises(InvalidInput, match="not one of all, agent, connector, process"):
         parse_switch("robot", "x")
@@ -89,16 +90,53 @@ def test_unknown_switch_names_are_refused_with_the_valid_ones(store: KernelStore
 
 
 def test_known_names_are_the_names_the_code_uses() -> None:
-    from aios.connectors import caldav, email, hubspot, webhooks
-    from aios.workflows import billing, checks, onboarding, proposal
+    """The switch names are derived here from the code's registries, so a process, agent or
+    connector added later without its switch name fails this test."""
+    import aios.agents
+    import aios.connectors
+    from aios.agents.base import Agent
+    from aios.workers.services import payment_providers
+    from aios.workflows import WORKFLOWS
 
-    agents = {IntakeAgent.name, ProposalAgent.name, WelcomeAgent.name}
-    assert set(KNOWN["agent"]) == agents
-    payments = {"payments:bank_transfer", "payments:stripe"}  # activities.billing's names
-    connectors = {caldav.NAME, email.NAME, hubspot.NAME, webhooks.NAME} | payments
-    assert set(KNOWN["connector"]) == connectors
-    processes = {m.PROCESS_NAME for m in (billing, checks, onboarding, proposal)}
+    # Processes: every workflow a worker registers; the first part of its runs' ids is its
+    # class's NAME (the Process base) or its module's PROCESS_NAME.
+    processes = {
+        getattr(cls, "NAME", "") or getattr(sys.modules[cls.__module__], "PROCESS_NAME", "")
+        for cls in WORKFLOWS
+    }
+    assert "" not in processes, "a registered workflow names no process"
     assert set(KNOWN["process"]) == processes
+
+    # Agents: every Agent class's name; AGENT_NAMES (the budget and tier keys) too.
+    for module in pkgutil.iter_modules(aios.agents.__path__, "aios.agents."):
+        importlib.import_module(module.name)
+    found: set[str] = set()
+    classes: list[type] = [Agent]
+    while classes:
+        cls = classes.pop()
+        classes.extend(cls.__subclasses__())
+        if "name" in vars(cls):
+            found.add(vars(cls)["name"])
+    assert set(KNOWN["agent"]) == found == set(AGENT_NAMES)
+    # ... so each can be given its own monthly cap and tiers (AIOS_AGENT_BUDGETS_USD, _TIERS).
+    capped = Settings(
+        agent_budgets_usd=dict.fromkeys(found, Decimal(1)),
+        agent_tiers={agent: ["fast"] for agent in found},
+        _env_file=None,
+    )
+    assert set(capped.agent_policy.agent_budgets_usd) == found
+
+    # Connectors: every connector module's NAME; payment providers go through the runtime as
+    # "payments:<provider>" (activities.billing), every provider that can be configured.
+    connectors = set()
+    for module in pkgutil.walk_packages(aios.connectors.__path__, "aios.connectors."):
+        if not module.name.startswith("aios.connectors.payments"):
+            name = getattr(importlib.import_module(module.name), "NAME", None)
+            if isinstance(name, str):
+                connectors.add(name)
+    every = Settings(stripe_api_key="sk_test_switches", _env_file=None)
+    connectors |= {f"payments:{provider}" for provider in payment_providers(every)}
+    assert set(KNOWN["connector"]) == connectors
 
 
 class Clock:

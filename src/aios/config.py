@@ -49,7 +49,9 @@ __all__ = ["Settings", "get_settings", "identity_warning"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-AGENT_NAMES = ("intake", "welcome", "proposal")
+# Every agent's ``name`` (aios.agents): the keys AIOS_AGENT_BUDGETS_USD and AIOS_AGENT_TIERS
+# accept, and the agent kill switches (tests/test_switches.py keeps it equal to the agents).
+AGENT_NAMES = ("intake", "welcome", "proposal", "content", "reply")
 # What fits in the letterhead and the page footer of a document.
 MAX_IDENTITY_LINES = {"business_address": 6, "invoice_footer": 3}
 MAX_IDENTITY_LINE_CHARS = 120

@@ -24,6 +24,7 @@ from aios.agents.reply import ReplyAgent, ReplyReading, ReplyRequest, strip_quot
 from aios.agents.runner import AgentRunner
 from aios.connectors.email import OPERATIONS as EMAIL
 from aios.connectors.email import OutgoingEmail, SmtpEmailConnector
+from aios.connectors.imap import NAME as IMAP
 from aios.connectors.imap import ImapMailbox, parse_email, plus_tokens
 from aios.connectors.runtime import ConnectorRuntime
 from aios.errors import InvalidInput
@@ -35,6 +36,7 @@ from aios.kernel.inbound import (
     secret_matches,
 )
 from aios.kernel.money import format_amount, parse_amount
+from aios.kernel.pause import PauseGate
 from aios.kernel.policy import ProposalPolicy, evaluate_proposal
 from aios.kernel.store import KernelStore
 from aios.kernel.stores.notices import NoticeDraft
@@ -162,8 +164,10 @@ class InboundActivities:
         imap_address: str | None = None,
         max_attachment_bytes: int = 10_000_000,
         reply: ReplyAgent | None = None,
+        pause: PauseGate | None = None,
     ) -> None:
         self._store = store
+        self._pause = pause
         self._runner = runner
         self._mailbox = mailbox
         self._email = email
@@ -180,9 +184,14 @@ class InboundActivities:
     @activity.defn(name="fetch_inbound")
     @translating_errors
     def fetch_inbound(self, inp: FetchInboundInput) -> FetchInboundResult:
-        """Fetch unseen emails (left unseen) and keep each once; returns their keys."""
+        """Fetch unseen emails (left unseen) and keep each once; returns their keys. Nothing
+        is read while a switch covering the mailbox is paused (``aios.kernel.pause``)."""
         if self._mailbox is None:
             return FetchInboundResult(skipped="no inbound mailbox configured (AIOS_IMAP_HOST)")
+        if self._pause is not None:
+            switch = self._pause.paused([f"connector:{IMAP}"])
+            if switch is not None:
+                return FetchInboundResult(skipped=f"paused: {switch.label}")
         batch = self._mailbox.fetch_unseen(inp.limit)
         result = FetchInboundResult(uid_validity=batch.uid_validity)
         for raw in batch.messages:

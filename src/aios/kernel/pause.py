@@ -24,6 +24,11 @@ open for its next attempt; one whose run is cancelled meanwhile leaves it for th
 dismiss. A later wait of the same run at the same switch gets a fresh key
 (``.../<switch>/2``), so each wait is its own inbox item.
 
+The mail poll skips instead of waiting: while ``all``, ``connector:imap`` or
+``process:mail-poll`` is paused, its read of the mailbox (``fetch_inbound``) returns at once,
+reading nothing, and the poll ends; the emails stay unseen in the mailbox for the first poll
+after the resume. A waiting poll would only hold a worker slot and block the next poll.
+
 Exactly once: the check comes before the outbox records the attempt, so a step that waited
 then performs its effect through the outbox like any other, once per idempotency key; a
 step retried after its worker died waits again at the same check, then finds the effect
@@ -93,6 +98,12 @@ class PauseGate:
         if waiter.process:
             out.append(f"process:{waiter.process}")
         return out
+
+    def paused(self, labels: Sequence[str]) -> Switch | None:
+        """The paused switch covering the running step (``labels``, ``all``, the run's
+        process), or None; it does not wait. For a step that skips its work while paused
+        instead of waiting (the mail poll's read of the mailbox)."""
+        return self._reader.blocking(self.labels(labels, self._current() or Waiter()))
 
     def hold(self, labels: Sequence[str], what: str) -> float:
         """Return when no switch covering the step is paused; the seconds it waited.

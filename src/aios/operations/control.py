@@ -22,19 +22,31 @@ if TYPE_CHECKING:
 __all__ = ["KNOWN", "SwitchOutcome", "change_switch", "list_switches", "parse_switch"]
 
 # The names a switch may take, per scope. Agents are the agents' ``name``; connectors are the
-# names their effects go through the connector runtime under; processes are the first part of
-# their workflow ids. tests/test_switches.py keeps these equal to the code that defines them.
+# names their effects go through the connector runtime under (``imap``: the mail poll reads
+# the mailbox only while it runs); processes are the first part of their workflow ids.
+# tests/test_switches.py keeps these equal to the code that defines them.
 KNOWN: dict[str, tuple[str, ...]] = {
     "agent": tuple(sorted(AGENT_NAMES)),
     "connector": (
         "caldav",
         "email",
         "hubspot",
+        "imap",
         "payments:bank_transfer",
         "payments:stripe",
         "webhook",
     ),
-    "process": ("billing", "onboarding", "proposal", "synthetic-check"),
+    "process": (
+        "billing",
+        "content",
+        "inbound-mail",
+        "mail-poll",
+        "newsletter",
+        "onboarding",
+        "proposal",
+        "review",
+        "synthetic-check",
+    ),
 }
 SCOPE_NAMES = ("all", *KNOWN)
 

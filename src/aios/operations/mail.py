@@ -61,7 +61,9 @@ def mail_schedule(settings: Settings) -> Schedule:
         action=ScheduleActionStartWorkflow(
             MailPollWorkflow.run,
             _poll_input(settings),
-            id=POLL_PROCESS,
+            # Temporal appends the scheduled time ("mail-poll/scheduled-2026-..."): the first
+            # part of the id stays the process, which the kill switches go by.
+            id=f"{POLL_PROCESS}/scheduled",
             task_queue=settings.task_queue,
             execution_timeout=max(settings.imap_poll_every * 5, settings.imap_poll_every),
         ),

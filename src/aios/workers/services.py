@@ -173,6 +173,7 @@ class Services:
             signing_key=GateLinks.from_settings(s).key,
             imap_address=s.imap_address,
             max_attachment_bytes=s.imap_max_attachment_bytes,
+            pause=self.pause,
         )
         return [
             proposals.open_proposal,

@@ -400,7 +400,8 @@ class InboundMailWorkflow(Process):
 class MailPollWorkflow(Process):
     """One poll of the inbound mailbox (see the module docstring).
 
-    Id: ``mail-poll`` (the schedule's runs) or ``mail-poll/<uuid>`` (``aios mail poll``).
+    Id: ``mail-poll/scheduled-<time>`` (the schedule's runs) or ``mail-poll/<uuid>``
+    (``aios mail poll``).
     Input ``MailPollInput``, result ``MailPollResult``. No signals, no gates.
     Search attributes: ``AiosProcess=mail-poll``, ``AiosOutcome`` (``completed``).
     """

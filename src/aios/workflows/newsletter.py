@@ -14,7 +14,11 @@ with workflow.unsafe.imports_passed_through():
         TallyInput,
     )
     from aios.workflows.attributes import PROCESS
-    from aios.workflows.newsletter_batch import NewsletterBatch, NewsletterBatchWorkflow
+    from aios.workflows.newsletter_batch import (
+        PROCESS_NAME,
+        NewsletterBatch,
+        NewsletterBatchWorkflow,
+    )
     from aios.workflows.newsletter_contract import (
         NEWSLETTER_WORKFLOW,
         NewsletterReport,
@@ -32,7 +36,6 @@ __all__ = [
     "batch_workflow_id",
 ]
 
-PROCESS_NAME = "newsletter"
 REPORT_QUERY = "newsletter_report"
 # A run continues as new after this many batches, so a list of any size keeps its history
 # small (each batch is a handful of events in the parent).

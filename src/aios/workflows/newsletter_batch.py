@@ -9,7 +9,11 @@ with workflow.unsafe.imports_passed_through():
     from aios.activities.newsletter import BatchResult, NewsletterActivities, SendBatchInput
     from aios.workflows.timeouts import NEWSLETTER_BATCH
 
-__all__ = ["NewsletterBatch", "NewsletterBatchWorkflow"]
+__all__ = ["PROCESS_NAME", "NewsletterBatch", "NewsletterBatchWorkflow"]
+
+# The process the sends and their batches belong to: a batch's id starts with it
+# (``newsletter/<post>/batch/<n>``), so ``aios pause process newsletter`` holds its emails.
+PROCESS_NAME = "newsletter"
 
 
 class NewsletterBatch(BaseModel):

@@ -106,9 +106,14 @@ CONNECTOR_CHECK = StepOptions(
 )
 # One newsletter batch (up to a few hundred messages under the email rate limit): it
 # heartbeats after every message, so a lost worker is noticed within 10 s and a cancel reaches
-# it between two messages; transient SMTP failures retry the batch with backoff for a day.
+# it between two messages; transient SMTP failures retry the batch with backoff for a day. A
+# batch held at a paused switch (connector email, process newsletter) waits in its step, up to
+# PAUSE_LIMIT, heartbeating, like any effect.
 NEWSLETTER_BATCH = StepOptions(
-    timedelta(minutes=30), timedelta(days=1), _retry(2, 60), heartbeat=timedelta(seconds=10)
+    timedelta(minutes=30) + PAUSE_LIMIT,
+    timedelta(days=1) + PAUSE_LIMIT,
+    _retry(2, 60),
+    heartbeat=timedelta(seconds=10),
 )
 # Reading the inbound mailbox (a batch of emails with their attachments, each kept in
 # PostgreSQL): longer than a kernel write; a silent server is cut off by the IMAP client's own
