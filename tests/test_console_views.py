@@ -21,8 +21,10 @@ from aios.connectors.contract import CheckResult
 from aios.errors import InvalidInput
 from aios.kernel.commerce import Invoice
 from aios.kernel.events import EventDraft
+from aios.kernel.models import Event
 from aios.kernel.money import LineItem
 from aios.operations import console
+from aios.operations.messages import WaitingGate
 from aios.workers.main import build_worker
 from aios.workers.services import Services
 from aios.workflows.checks import SyntheticCheckInput, SyntheticCheckWorkflow
@@ -445,3 +447,49 @@ async def test_attention_lists_a_stuck_run(
     assert item.kind == "stuck_run" and "deliberate bug in the decide handler" in item.detail
     assert item.what_to_do.startswith("a bug in workflow code")
     await handle.terminate("test done")
+
+
+def test_a_gate_that_waits_before_its_event_landed_shows_as_waiting_not_as_the_last_decision(
+    settings: Settings,
+) -> None:
+    """The run answers ``pending_gates`` with the welcome gate before the activity recording
+    its ``gate.requested`` has run; the budget gate before it was approved. The page must show
+    the welcome gate waiting, not the budget gate's decision under the welcome's name."""
+    now = datetime.now(UTC)
+
+    def event(n: int, kind: str, payload: dict[str, Any]) -> Event:
+        return Event(
+            id=n,
+            event_key=f"onboarding/x/r1/gate/budget/{kind}",
+            workflow_id="onboarding/x",
+            run_id="r1",
+            process="onboarding",
+            kind=kind,
+            entity=None,
+            payload=payload,
+            occurred_at=now,
+        )
+
+    events = [
+        event(1, "gate.requested", {"gate": "budget", "title": "Budget"}),
+        event(2, "gate.decided", {"gate": "budget", "decision": "approve", "approver": "pat"}),
+    ]
+    waiting = WaitingGate(
+        gate="welcome",
+        title="Welcome email for X",
+        summary="",
+        requested_at=now,
+        expires_at=now + timedelta(days=7),
+    )
+    state = console._gate_state(
+        settings, "onboarding/x", "r1", "onboarding", "running", events, waiting
+    )
+    assert state is not None
+    assert (state.gate, state.status, state.gate_key) == ("welcome", "waiting", "gate/welcome")
+    assert state.approver is None and state.decision is None
+
+    # Once the budget gate's decision is all there is, the page shows that decision.
+    done = console._gate_state(
+        settings, "onboarding/x", "r1", "onboarding", "running", events, None
+    )
+    assert done is not None and (done.gate, done.status) == ("budget", "approved")

@@ -202,13 +202,19 @@ def _gate_state(
     requested = [e for e in events if e.kind == "gate.requested"]
     if not requested and waiting is None:
         return None
-    last = requested[-1] if requested else None
+    if waiting is not None:
+        # The waiting gate's own request; none yet when its event has not landed (the run
+        # answers the query before the activity that records the event has run).
+        mine = [e for e in requested if e.payload.get("gate") == waiting.gate]
+        last = mine[-1] if mine else None
+    else:
+        last = requested[-1] if requested else None
     gate_key = _gate_key(last, "gate.requested") if last else f"gate/{waiting.gate}"  # type: ignore[union-attr]
     payload = last.payload if last else {}
     ended = {_gate_key(e, e.kind): e for e in events if e.kind in ("gate.decided", "gate.expired")}
     end = ended.get(gate_key)
     status: GateStatus
-    if waiting is not None and (last is None or waiting.gate == payload.get("gate")):
+    if waiting is not None:
         status = "waiting"
     elif end is not None and end.kind == "gate.expired":
         status = "expired"
