@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
 import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from aios.workers.main import build_worker
 from aios.workers.services import Services
 from aios.workflows.onboarding import OnboardingResult
 from tests.conftest import subprocess_env, unique_client
+from tests.fresh_db import fresh_database
 from tests.helpers import RUNS, start_at_gate, wait_for_gate
 
 
@@ -444,3 +446,24 @@ def test_the_demo_sends_to_an_address_derived_from_the_name() -> None:
     assert sample_email("Москва") == "hello@client.example"
     result = runner.invoke(app, ["demo", "--help"], env={"COLUMNS": "200"})
     assert "--email" in result.stdout and "hello@<client-key>.example" in result.stdout
+
+
+def test_a_database_older_than_the_code_is_one_clear_line_naming_the_fix(
+    settings: Settings,
+) -> None:
+    """An operator command against a database that has not had this version's migrations (an
+    upgrade before any worker or `aios dev up` ran) says so and how to fix it, exit code 1."""
+    with fresh_database(migrate=False) as url:
+        env = subprocess_env(settings, AIOS_DATABASE_URL=url)
+        done = subprocess.run(
+            [sys.executable, "-m", "aios.cli", "pause", "process", "content"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert "the database is older than this version of AiOs" in done.stderr
+    assert 'relation "switches" does not exist' in done.stderr
+    assert "`aios dev up` or starting `aios worker` applies its migrations" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -106,6 +106,13 @@ def expected_error(exc: Exception) -> str | None:
     service = sys.modules.get("temporalio.service")  # not imported: not a Temporal error
     if service is not None and isinstance(exc, service.RPCError):
         return f"Temporal: {exc.message}"
+    errors = sys.modules.get("psycopg.errors")
+    if errors is not None and isinstance(exc, errors.UndefinedTable | errors.UndefinedColumn):
+        return (
+            "the database is older than this version of AiOs "
+            f"({str(exc).splitlines()[0]}): `aios dev up` or starting `aios worker` applies "
+            "its migrations"
+        )
     return None
 
 
