@@ -33,7 +33,7 @@ from typer.testing import CliRunner, Result
 from aios.cli.app import app
 from aios.config import Settings
 from aios.connectors.email import OutgoingEmail, SmtpConfig, SmtpEmailConnector
-from aios.errors import InvalidInput
+from aios.errors import ConnectorError, InvalidInput
 from aios.kernel.store import KernelStore
 from aios.kernel.stores.subscribers import Subscriber, SubscriberDraft
 from aios.operations.control import change_switch
@@ -43,14 +43,14 @@ from aios.serve.links import LinkProblem
 from aios.serve.subscriber_links import SubscriberLinks
 from aios.templates.newsletter import issue_html, render_issue
 from aios.workers.main import build_worker
-from aios.workers.services import Services, connector_runtime, pause_gate
+from aios.workers.services import Services, connector_runtime, pause_gate, smtp_connector
 from aios.workflows.newsletter import BATCHES_AT_ONCE, batch_workflow_id
 from aios.workflows.newsletter_contract import (
     NEWSLETTER_WORKFLOW,
     NewsletterReport,
     NewsletterSend,
 )
-from tests.conftest import ROOT, RecordingSmtp, subprocess_env
+from tests.conftest import ROOT, RecordingSmtp, free_port, subprocess_env
 from tests.helpers import save_history
 
 # --- a list server: records what it accepts, refuses bounce-* mailboxes ----------------------
@@ -652,3 +652,36 @@ async def test_cli_import_sends_confirmations_reimport_adds_nothing_bad_input_re
     assert gone.exit_code == 0 and status_of(store, emails[1]) == "removed"
     unknown = await aios(news_settings, "subscribers", "remove", f"nobody-{tag}@list.example")
     assert unknown.exit_code == 1 and "not on the list" in unknown.output
+
+
+async def test_a_confirmation_the_smtp_server_refused_goes_out_when_the_address_is_added_again(
+    news_settings: Settings,
+    news_services: Services,
+    store: KernelStore,
+    list_smtp: ListSmtp,
+    people: list[str],
+) -> None:
+    """Adding an address while the SMTP server is down keeps it pending with no confirmation
+    sent (the command says so); adding it again sends the confirmation, once."""
+    email = f"late-{uuid.uuid4().hex[:8]}@list.example"
+    people.append(email)
+    down = news_settings.model_copy(update={"smtp_port": free_port(), "smtp_timeout_seconds": 2})
+    links = SubscriberLinks.from_settings(news_settings)
+    unreachable = ConfirmationSender(
+        store, smtp_connector(down), news_services.runtime, links, sender_name="Acme"
+    )
+    with pytest.raises(ConnectorError, match=f"the confirmation to {email} was not sent"):
+        add_subscribers(store, [SubscriberDraft(email=email)], source="test", sender=unreachable)
+    assert status_of(store, email) == "pending"
+    assert list_smtp.to(email) == []
+
+    sender = ConfirmationSender(
+        store, news_services.email, news_services.runtime, links, sender_name="Acme"
+    )
+    [again] = add_subscribers(store, [SubscriberDraft(email=email)], source="test", sender=sender)
+    assert not again.created and again.confirmation_sent
+    [again_once] = add_subscribers(
+        store, [SubscriberDraft(email=email)], source="test", sender=sender
+    )
+    assert not again_once.confirmation_sent  # noted as sent: not again
+    assert len(list_smtp.to(email)) == 1

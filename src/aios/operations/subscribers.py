@@ -5,7 +5,8 @@
 - ``add_subscribers``: add drafts as pending and send each new one the confirmation email with
   its signed link, through the connector runtime and the outbox (at most once per address
   and addition: key ``subscriber/<id>/confirm/<added at>``). An address already on the list
-  is left as it is, so importing the same file again adds nothing and sends nothing;
+  is left as it is, so importing the same file again adds nothing and sends nothing, except to
+  an address still pending whose confirmation never went out (the SMTP server was down);
 - ``confirm_link`` and ``unsubscribe_link``: follow a signed link.
 """
 
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from aios.converter import describe_validation
-from aios.errors import InvalidInput, RateLimited
+from aios.errors import ConnectorError, InvalidInput, RateLimited
 from aios.kernel.stores.subscribers import Subscriber, SubscriberDraft
 from aios.serve.links import LinkProblem
 from aios.serve.subscriber_links import SubscriberLinks, SubscriberPurpose
@@ -159,7 +160,7 @@ class ConfirmationSender:
                 break
             except RateLimited as exc:
                 self._sleep(exc.retry_after or 0.5)
-        if ran and not result.get("dry_run"):
+        if not result.get("dry_run"):  # sent now, or by an attempt that died before noting it
             self._store.subscribers.mark_confirmation_sent(subscriber.id)
         return ran
 
@@ -171,13 +172,24 @@ def add_subscribers(
     source: str,
     sender: ConfirmationSender | None,
 ) -> list[Added]:
-    """Add ``drafts`` (one transaction) and email each new one its confirmation link."""
+    """Add ``drafts`` (one transaction) and email each new one its confirmation link; an
+    address already pending whose confirmation never went out (the SMTP server was down when
+    it was added) gets it now."""
     added = store.subscribers.add_many(drafts, source=source)
     results: list[Added] = []
     for subscriber, created in added:
         sent = False
-        if created and sender is not None:
-            sent = sender.send(subscriber)
+        unsent = subscriber.status == "pending" and subscriber.confirm_sent_at is None
+        if sender is not None and (created or unsent):
+            try:
+                sent = sender.send(subscriber)
+            except ConnectorError as exc:
+                raise type(exc)(
+                    exc.connector,
+                    f"{str(exc).removeprefix(exc.connector + ': ')}; the confirmation to "
+                    f"{subscriber.email} was not sent: it and any address after it wait "
+                    "pending; add or import them again once the server answers",
+                ) from exc
         results.append(Added(subscriber, created, sent))
     return results
 
