@@ -244,6 +244,9 @@ def test_the_commit_comes_after_the_whole_body_and_before_the_final_dot(
                         seen["lines"] = list(lines)
                     seen["before"] = store.outbox.entry(key)
                     commit(provisional)
+
+                def confirm(self) -> None:
+                    commit.confirm()
                     seen["after"] = store.outbox.entry(key)  # read on another connection
 
                 def revert(self, reason: str) -> None:
@@ -285,6 +288,9 @@ def test_a_death_before_the_commit_leaves_no_message_and_the_retry_sends_one(
         class Dies:
             def __call__(self, provisional: dict[str, Any]) -> None:
                 raise Died
+
+            def confirm(self) -> None:
+                raise AssertionError("nothing to confirm")
 
             def revert(self, reason: str) -> None:
                 raise AssertionError("nothing to revert")

@@ -10,15 +10,25 @@ discard the message (RFC 5321 4.1.1.4; aiosmtpd does the same). So ``send(..., c
 sends MAIL FROM, RCPT TO, DATA and the dot-stuffed body without that final dot, then calls
 ``commit`` (the outbox's commit point, ``aios.kernel.stores.outbox.CommitPoint``), which marks
 the outbox row done with a provisional result (the Message-ID, accepted by the server pending
-its reply) and COMMITs; only then does it send ``.<CRLF>`` and read the reply.
+its reply) and sends COMMIT to PostgreSQL; the dot follows at once, then ``commit.confirm()``
+reads PostgreSQL's answer, and the server's reply is read and recorded.
 
-- Killed before the commit: the server never got the dot and discards the message; the row
-  is pending and the retry sends the message once.
-- Killed after the commit: the row is done and the retry sends nothing; the dot is already in
-  the kernel's socket buffer, which the kernel still delivers after the process died (a
-  normal close, no ``SO_LINGER`` 0), so the message arrives exactly once.
-- The one window left: a process that dies in the microseconds between the commit and the
-  send of the dot leaves a message recorded as sent that never left. Never a duplicate.
+- Killed before the COMMIT left: the server never got the dot and discards the message; the
+  row is pending and the retry sends the message once.
+- Killed after it: PostgreSQL commits what it received whether or not the worker lives, so
+  the row is done and the retry sends nothing; once the dot is in the kernel's socket buffer
+  the kernel still delivers it after the process died (a normal close, no ``SO_LINGER`` 0),
+  so the message arrives exactly once.
+- The one window left: a process that dies between sending COMMIT and sending the dot (two
+  system calls, a few Python lines apart) leaves a message recorded as sent that never left;
+  never a duplicate. Waiting for PostgreSQL's answer before the dot would widen that window
+  to the whole commit round trip (milliseconds on a busy machine: a benchmark kill fell into
+  it about one time in three). While a thread is in the window the interpreter switches
+  threads every 0.5 ms instead of 5 ms (``_HandOverSoon``), so another thread holding the GIL
+  cannot stretch it.
+- The COMMIT fails (PostgreSQL gone at that very moment) after the dot left: the message may
+  have been delivered while the row stays pending; the error is raised, and a retry may send
+  a second copy. This needs a database failure within that commit.
 - The server rejects the message at the end of DATA (4xx/5xx) while the worker is alive: the
   commit is reverted (the row is pending again with the reply as its last error) and the
   error is classified as always: 4xx transient and retried, 5xx permanent.
@@ -33,7 +43,10 @@ import email.policy
 import hashlib
 import re
 import smtplib
+import socket
 import ssl
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,7 +93,42 @@ class CommitHook(Protocol):
 
     def __call__(self, provisional: dict[str, Any]) -> None: ...
 
+    def confirm(self) -> None: ...
+
     def revert(self, reason: str) -> None: ...
+
+
+class _HandOverSoon:
+    """While any thread is between its outbox commit and its terminating dot, the interpreter
+    hands the GIL over every 0.5 ms instead of every 5 ms (``sys.setswitchinterval``).
+
+    A worker killed in that window loses the message (recorded sent, never left); a thread
+    that gave up the GIL in it (sending COMMIT) waits for it again up to the switch interval
+    while other threads (other batches, the Temporal worker) run Python.
+    """
+
+    interval = 0.0005
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._saved = sys.getswitchinterval()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._inside == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved, self.interval))
+            self._inside += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._inside -= 1
+            if self._inside == 0:
+                sys.setswitchinterval(self._saved)
+
+
+_HANDOVER_SOON = _HandOverSoon()
 
 
 @dataclass(frozen=True)
@@ -117,12 +165,14 @@ class _Smtp(smtplib.SMTP):
         if not body.endswith(b"\r\n"):
             body += b"\r\n"
         self.send(body)
-        try:
-            hold.commit(hold.provisional)
-        except BaseException:
-            self.close()  # no dot: the server discards what it got
-            raise
-        self.send(b".\r\n")
+        with _HANDOVER_SOON:
+            try:
+                hold.commit(hold.provisional)  # COMMIT sent to PostgreSQL, answer not awaited
+            except BaseException:
+                self.close()  # no dot: the server discards what it got
+                raise
+            self.send(b".\r\n")
+        hold.commit.confirm()
         code, reply = self.getreply()
         if code != 250:
             hold.commit.revert(f"the server refused the message: {code} {_text(reply)}")
@@ -191,6 +241,11 @@ class SmtpEmailConnector:
         else:
             smtp = _Smtp(cfg.host, cfg.port, timeout=timeout)
         try:
+            # The terminating dot goes out alone, after the outbox commit: without Nagle's
+            # algorithm it leaves at once instead of waiting for the server's delayed ACK of
+            # the body (some 40 ms a message).
+            if smtp.sock is not None:
+                smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if cfg.security == "starttls":
                 smtp.starttls(context=ssl.create_default_context())
             if cfg.username and cfg.password:

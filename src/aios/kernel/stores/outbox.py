@@ -5,22 +5,26 @@ they return, so a worker that dies in between leaves the effect in doubt and the
 runs it again (connectors make that safe with their own natural keys: an event UID, a
 delivery id). An effect whose outside system has a last irrevocable step it can hold back
 calls ``commit(provisional)`` just before that step: the row is ``done`` (with the provisional
-result) and committed, then the effect takes the last step, and what it returns replaces the
-provisional result. SMTP is such a system: the server delivers a message only once it has
-read the terminating ``<CRLF>.<CRLF>`` of DATA (RFC 5321 4.1.1.4), so the email connector
-commits just before it sends that dot (``aios.connectors.email``). Killed before the commit,
-the server never got the dot and discarded the message, and the retry sends it once; killed
-after, the row is done and the retry sends nothing. The one window left is the microseconds
-between the commit and the send of the dot: a message recorded as sent that never left
-(never a duplicate).
+result) and COMMIT is sent to PostgreSQL, which commits it even if the worker dies the next
+moment; the effect takes the last step at once, ``commit.confirm()`` reads PostgreSQL's
+answer, and what the effect returns replaces the provisional result. SMTP is such a system:
+the server delivers a message only once it has read the terminating ``<CRLF>.<CRLF>`` of DATA
+(RFC 5321 4.1.1.4), so the email connector commits just before it sends that dot
+(``aios.connectors.email``). Killed before the COMMIT left, the server never got the dot and
+discarded the message, and the retry sends it once; killed after, the row is done and the
+retry sends nothing. The one window left is between sending COMMIT and sending the dot: a
+message recorded as sent that never left (never a duplicate).
 """
 
 from __future__ import annotations
 
+import contextlib
+import select
 from collections.abc import Callable
 from typing import Any, cast
 
 import psycopg
+from psycopg import pq
 from psycopg.types.json import Jsonb
 
 from aios.kernel.events import EventDraft
@@ -33,12 +37,14 @@ class CommitPoint:
     """What ``Outbox.run_once`` hands its effect: mark the effect done before its last step.
 
     ``commit(provisional)`` marks the row ``done`` with ``provisional`` as its result, appends
-    the effect's event, and COMMITs: from then on a retry or a concurrent attempt sees the
-    effect as done and does not run it. ``revert(reason)`` undoes that, only when the outside
-    system said no to the last step while the worker is alive (an SMTP server that rejects the
-    message after its end): the row is pending again with ``reason`` as its last error, and
-    an ``outbox.reverted`` event says so (an attempt that later succeeds appends the effect's
-    event again, keyed ``<event key>/attempt-<n>``). An effect that never calls ``commit`` is
+    the effect's event, and sends COMMIT without waiting for the answer (``confirm`` waits;
+    the outbox confirms after the effect if the effect did not): from then on a retry or a
+    concurrent attempt sees the effect as done and does not run it. ``revert(reason)`` undoes
+    that, only when the outside system said no to the last step while the worker is alive
+    (an SMTP server that rejects the message after its end): the row is pending again with
+    ``reason`` as its last error, and an ``outbox.reverted`` event says so (an attempt that
+    later succeeds appends the effect's event again, keyed ``<event key>/attempt-<n>``). An
+    effect that never calls ``commit`` is
     recorded done after it returns, as before.
     """
 
@@ -55,6 +61,7 @@ class CommitPoint:
         self._event = event
         self.committed = False
         self.reverted = False
+        self._awaiting = False
 
     def __call__(self, provisional: OutboxResult) -> None:
         if self.committed:
@@ -70,10 +77,35 @@ class CommitPoint:
             event = event.model_copy(update={"event_key": f"{event.event_key}/attempt-{number}"})
         self._outbox._mark_done(self._conn, self._key, provisional, event)
         self._event = event
-        self._conn.commit()  # releases the row lock: a concurrent attempt now sees 'done'
+        # COMMIT is sent and not awaited: PostgreSQL commits what it received even if this
+        # process dies now, so the effect's last step can go out at once; ``confirm`` reads
+        # the answer. Then the row lock is released and a concurrent attempt sees 'done'.
+        self._conn.pgconn.send_query(b"COMMIT")
+        self._awaiting = True
         self.committed = True
 
+    def confirm(self) -> None:
+        """Wait for PostgreSQL's answer to the COMMIT; raises if the commit failed."""
+        if not self._awaiting:
+            return
+        self._awaiting = False
+        pgconn = self._conn.pgconn
+        while True:
+            pgconn.consume_input()
+            if not pgconn.is_busy():
+                break
+            select.select([pgconn.socket], [], [], 1.0)
+        results = []
+        while (res := pgconn.get_result()) is not None:
+            results.append(res)
+        failed = [r for r in results if r.status != pq.ExecStatus.COMMAND_OK]
+        if failed or not results:
+            message = failed[0].error_message.decode(errors="replace") if failed else "no answer"
+            self.committed = False
+            raise psycopg.OperationalError(f"outbox {self._key}: COMMIT failed: {message}")
+
     def revert(self, reason: str) -> None:
+        self.confirm()
         if not self.committed or self.reverted:
             raise RuntimeError(f"outbox {self._key}: nothing committed to revert")
         self._conn.execute(
@@ -167,9 +199,12 @@ class Outbox(Store):
             try:
                 result = effect(point)
             except BaseException as exc:
+                with contextlib.suppress(psycopg.Error):
+                    point.confirm()  # a COMMIT in flight still counts: read its answer
                 conn.rollback()
                 self._record_failure(key, exc)
                 raise
+            point.confirm()
             if point.committed:  # after the last step: its final result
                 conn.execute(
                     """
