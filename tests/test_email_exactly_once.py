@@ -11,6 +11,7 @@ import asyncio
 import email
 import signal
 import socketserver
+import subprocess
 import sys
 import threading
 import uuid
@@ -217,6 +218,35 @@ def test_an_error_after_the_commit_point_keeps_the_effect_done(store: KernelStor
         key, connector="email", operation="send", effect=lambda commit: {"state": "again"}
     )
     assert again == ({"state": "provisional"}, False)
+
+
+KILLED_AT_COMMIT = """
+import os, signal, sys
+from aios.kernel.store import KernelStore
+store = KernelStore(sys.argv[1])
+def effect(commit):
+    if sys.argv[3] == "after":
+        commit({"state": "provisional"})  # COMMIT sent, its answer not read
+    os.kill(os.getpid(), signal.SIGKILL)
+store.outbox.run_once(sys.argv[2], connector="email", operation="send", effect=effect)
+"""
+
+
+@pytest.mark.parametrize(("when", "status"), [("before", "pending"), ("after", "done")])
+def test_a_worker_killed_right_after_sending_commit_still_leaves_the_row_done(
+    store: KernelStore, database_url: str, when: str, status: str
+) -> None:
+    key = unique("outbox")
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_AT_COMMIT, database_url, key, when],
+        cwd=HERE.parent,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    entry = store.outbox.entry(key)
+    assert entry is not None
+    assert entry["status"] == status  # PostgreSQL committed what it had received
 
 
 # --- the email connector at the commit point -------------------------------------------------
