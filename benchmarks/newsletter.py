@@ -16,11 +16,11 @@ SIGKILLs the worker, then starts a new one at once.
 Printed: wall time from the start of the send to its result, messages per second (messages
 the sink received over that time), the workers' peak RSS (sampled every 0.5 s), the count of
 messages per recipient read back from the Maildir (how many recipients got 0, 1, 2...;
-exactly one each is the goal), outbox rows with more than one attempt (the in-doubt window),
-distinct messages (Message-IDs) per recipient, and whether every second copy is an effect in
-doubt (the worker died after the SMTP server took the message and before the outbox recorded
-it: the retry sends it again with the same Message-ID), and the machine's load before and
-after. Figures only: nothing here passes or fails.
+exactly one each is the goal), distinct messages (Message-IDs) per recipient, outbox rows with
+more than one attempt (a kill fell while they were in flight), rows left with the provisional
+result (the kill fell after the outbox committed a message, just before the terminating dot of
+DATA, and before the worker recorded the server's reply: the retry did not send it again), and
+the machine's load before and after. Figures only: nothing here passes or fails.
 """
 
 from __future__ import annotations
@@ -146,8 +146,9 @@ async def send_and_kill(
         if marks and received >= marks[0]:
             marks.pop(0)
             # A message's file appears while the sink is taking it, before the worker hears
-            # the sink's 250: killing right then would aim at the in-doubt window. A real
-            # crash is not timed by the sink, so the kill waits a random moment first.
+            # the sink's 250: killing right then would aim at the window between the outbox
+            # commit and the reply. A real crash is not timed by the sink, so the kill waits a
+            # random moment first.
             await asyncio.sleep(random.uniform(0.0, 1.0))  # noqa: S311 (a moment, not a secret)
             received = maildir_count(maildir)
             current.send_signal(signal.SIGKILL)
@@ -242,17 +243,24 @@ def bench(opts: argparse.Namespace) -> dict[str, Any]:
         expected = {d.email for d in drafts}
         histogram = collections.Counter(len(received.get(e, [])) for e in expected)
         distinct = collections.Counter(len({m for m, _ in received.get(e, [])}) for e in expected)
-        # A second copy is explained only by an effect in doubt: the worker died after the
-        # SMTP server took the message and before the outbox recorded it (row tried again).
         copies = {e: got for e, got in received.items() if len(got) > 1}
-        in_doubt = 0
-        for got in copies.values():
-            entry = store.outbox.entry(got[0][1])
-            if entry is not None and entry["attempts"] >= len(got):
-                in_doubt += 1
+        # A recipient with nothing whose row is done at the commit point: the worker died
+        # between the commit and the send of the terminating dot (recorded sent, never left).
+        lost_at_commit = 0
+        for address in sorted(expected - set(received)):
+            found = store.subscribers.by_email(address)
+            assert found is not None
+            entry = store.outbox.entry(f"newsletter/{post_id}/{found.id}")
+            if entry is not None and "provisional" in (entry["result"] or {}):
+                lost_at_commit += 1
         with store.db.transaction() as conn:
             retried = conn.execute(
                 "SELECT count(*) AS n FROM outbox WHERE idempotency_key LIKE %s AND attempts > 1",
+                (f"newsletter/{post_id}/%",),
+            ).fetchone()
+            provisional = conn.execute(
+                "SELECT count(*) AS n FROM outbox WHERE idempotency_key LIKE %s"
+                " AND status = 'done' AND result ? 'provisional'",
                 (f"newsletter/{post_id}/%",),
             ).fetchone()
         total = sum(len(got) for got in received.values())
@@ -267,8 +275,10 @@ def bench(opts: argparse.Namespace) -> dict[str, Any]:
             "exactly_one_each": histogram == collections.Counter({1: opts.subscribers}),
             "distinct_messages_by_count": {str(k): v for k, v in sorted(distinct.items())},
             "recipients_with_a_second_copy": len(copies),
-            "second_copies_from_effects_in_doubt": in_doubt,
+            "recipients_with_none": histogram.get(0, 0),
+            "recipients_with_none_killed_between_commit_and_dot": lost_at_commit,
             "outbox_rows_tried_more_than_once": int(retried["n"]) if retried else 0,
+            "outbox_rows_done_at_the_commit_point": int(provisional["n"]) if provisional else 0,
             "report": report.model_dump(),
             "rate_limit": opts.rate,
             "batch": opts.batch,
@@ -318,11 +328,15 @@ def main() -> None:
     )
     print(f"distinct messages (Message-ID) per recipient: {figures['distinct_messages_by_count']}")
     print(
-        f"recipients with a second copy: {figures['recipients_with_a_second_copy']}, of which "
-        f"{figures['second_copies_from_effects_in_doubt']} from an effect in doubt (worker "
-        "killed between the SMTP hand-off and the outbox record)"
+        f"recipients with a second copy: {figures['recipients_with_a_second_copy']}, "
+        f"with none: {figures['recipients_with_none']} (of which killed between the outbox "
+        f"commit and the dot: {figures['recipients_with_none_killed_between_commit_and_dot']})"
     )
     print(f"outbox rows tried more than once: {figures['outbox_rows_tried_more_than_once']}")
+    print(
+        "outbox rows left with the provisional result (killed after the commit before the dot, "
+        f"before the reply was recorded): {figures['outbox_rows_done_at_the_commit_point']}"
+    )
     print(f"report: {figures['report']}")
     print(
         f"load (1, 5, 15 min) before {figures['load_before']}, after {figures['load_after']} "

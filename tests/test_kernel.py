@@ -13,6 +13,7 @@ import pytest
 from aios.kernel.events import EventDraft
 from aios.kernel.models import Client
 from aios.kernel.store import KernelStore, OutboxResult, apply_migrations
+from aios.kernel.stores.outbox import CommitPoint
 
 
 @pytest.fixture
@@ -137,7 +138,7 @@ class Counter:
         self.delay = delay
         self._lock = threading.Lock()
 
-    def __call__(self) -> OutboxResult:
+    def __call__(self, commit: CommitPoint) -> OutboxResult:  # the commit point unused
         with self._lock:
             self.calls += 1
         if self.delay:
@@ -184,7 +185,7 @@ def test_run_once_failure_is_recorded_and_retried(store: KernelStore):
     key = unique("outbox")
     workflow_id = unique("wf")
 
-    def broken() -> OutboxResult:
+    def broken(commit: CommitPoint) -> OutboxResult:
         raise ConnectionError("smtp down")
 
     with pytest.raises(ConnectionError, match="smtp down"):

@@ -130,11 +130,11 @@ class ConnectorActivities:
         if self._reply_address and email.reply_to is None:
             token = reply_token(message_id_for(email.idempotency_key), secret)
             email = replace(email, reply_to=reply_address(self._reply_address, token))
-        result, ran = self._runtime.effect(
+        result, ran = self._runtime.committing_effect(
             self._email.name,
             EMAIL["send"],
             email.idempotency_key,
-            lambda dry_run: self._email.send(email, dry_run=dry_run),
+            lambda dry_run, commit: self._email.send(email, dry_run=dry_run, commit=commit),
             step=operation,
             event=event_for_step(
                 email.idempotency_key,

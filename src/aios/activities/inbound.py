@@ -413,11 +413,11 @@ class InboundActivities:
             idempotency_key=inp.idempotency_key,
             in_reply_to=email.message_id,
         )
-        result, ran = self._runtime.effect(
+        result, ran = self._runtime.committing_effect(
             self._email.name,
             EMAIL["send"],
             inp.idempotency_key,
-            lambda dry_run: self._email.send(outgoing, dry_run=dry_run),
+            lambda dry_run, commit: self._email.send(outgoing, dry_run=dry_run, commit=commit),
             step="send_reply_answer",
             event=event_for_step(
                 inp.idempotency_key,

@@ -7,11 +7,10 @@ a retry, a cancel and a new start) passes over everyone who has the post. A reci
 unsubscribed meanwhile is skipped. A permanent SMTP refusal (5xx) marks the address bounced
 and is not retried; a transient one fails the batch, which Temporal retries with backoff.
 
-The one window in which a message can go out twice: the worker dies after the SMTP server
-accepted the message and before the outbox row is marked done. The retry then sends it again
-with the same ``Message-ID`` (receivers that de-duplicate by it show one message). A batch
-keeps one SMTP connection (no connect and QUIT per message), so the window is the server's
-reply and one commit.
+No subscriber gets an issue twice, whenever the worker dies: the outbox row is committed as
+done just before the terminating dot of each message's DATA (``aios.connectors.email``), so a
+message the server can have delivered is always on record, and a retry passes over it. A
+batch keeps one SMTP connection (no connect and QUIT per message).
 
 The activity heartbeats after every message (the recipient's position), so a lost worker is
 noticed within the heartbeat timeout, and a cancel stops it between two messages, never in
@@ -208,11 +207,13 @@ class NewsletterActivities:
         )
         while True:
             try:
-                sent, _ = self._runtime.effect(
+                sent, _ = self._runtime.committing_effect(
                     self._email.name,
                     EMAIL["send"],
                     key,
-                    lambda dry_run: self._email.send(outgoing, dry_run=dry_run, session=smtp),
+                    lambda dry_run, commit: self._email.send(
+                        outgoing, dry_run=dry_run, session=smtp, commit=commit
+                    ),
                     step="send_newsletter",
                 )
                 break

@@ -60,11 +60,11 @@ class ReviewActivities:
             body=digest_text(review),
             idempotency_key=inp.idempotency_key,
         )
-        result, ran = self._runtime.effect(
+        result, ran = self._runtime.committing_effect(
             self._email.name,
             EMAIL["send"],
             inp.idempotency_key,
-            lambda dry_run: self._email.send(email, dry_run=dry_run),
+            lambda dry_run, commit: self._email.send(email, dry_run=dry_run, commit=commit),
             step="send_review_digest",
             event=event_for_step(
                 inp.idempotency_key,

@@ -2,8 +2,11 @@
 
 Every connector call from an activity goes through ``ConnectorRuntime.call`` (reads) or
 ``ConnectorRuntime.effect`` (operations with an outside effect, which also go through the
-outbox: recorded before and after, at most once per idempotency key). For each connector the
-worker keeps
+outbox: recorded before and after, at most once per idempotency key), or
+``ConnectorRuntime.committing_effect`` for a connector that marks the outbox row done itself
+just before its last irrevocable step (email: before the terminating dot of DATA, so a worker
+killed at any moment never sends a message twice; see ``aios.connectors.email``). For each
+connector the worker keeps
 
 - a rate limiter (``limits``, moving window, e.g. ``"100/10 seconds"``). Over the limit the call
   is not made: ``RateLimited`` with the seconds until the window frees up, and Temporal retries
@@ -70,6 +73,7 @@ from aios.errors import (
 from aios.kernel.events import EventDraft
 from aios.kernel.pause import PauseGate
 from aios.kernel.store import KernelStore, OutboxResult
+from aios.kernel.stores.outbox import CommitPoint
 from aios.secrets import Scrubber, installed
 
 __all__ = [
@@ -282,6 +286,32 @@ class ConnectorRuntime:
         ``fn(dry_run)`` performs the effect. In a dry-run worker it is called with ``True``
         and nothing is written to the outbox, so a rehearsal never blocks the real effect.
         """
+        return self.committing_effect(
+            connector,
+            operation,
+            key,
+            lambda dry_run, _commit: fn(dry_run),
+            event=event,
+            step=step,
+            approval=approval,
+        )
+
+    def committing_effect(
+        self,
+        connector: str,
+        operation: Operation,
+        key: str,
+        fn: Callable[[bool, CommitPoint | None], OutboxResult],
+        *,
+        event: EventDraft | None = None,
+        step: str | None = None,
+        approval: str | None = None,
+    ) -> tuple[OutboxResult, bool]:
+        """``effect`` for a connector that commits the outbox row itself, just before its
+        last irrevocable step (email: before the terminating dot of DATA).
+
+        ``fn(dry_run, commit)`` gets the outbox's ``CommitPoint`` (``None`` in a dry run).
+        """
         if not operation.effect:
             raise InvalidInput(f"{connector}.{operation.name} has no effect: use call()")
         if not key.strip():
@@ -289,7 +319,7 @@ class ConnectorRuntime:
         if self._pause is not None:
             self._pause.hold([f"connector:{connector}"], f"{connector} {step or operation.name}")
         if self.dry_run:
-            return self._scrubbed(connector, lambda: fn(True)), False
+            return self._scrubbed(connector, lambda: fn(True, None)), False
         if operation.irreversible:
             self._check_approval(f"{connector}.{operation.name}", key, approval)
         guard = self.guard(connector)
@@ -299,7 +329,9 @@ class ConnectorRuntime:
             key,
             connector=connector,
             operation=step or operation.name,
-            effect=lambda: self._scrubbed(connector, lambda: guard.call(lambda: fn(False))),
+            effect=lambda commit: self._scrubbed(
+                connector, lambda: guard.call(lambda: fn(False, commit))
+            ),
             event=event,
         )
 

@@ -149,11 +149,13 @@ class ConfirmationSender:
         )
         while True:
             try:
-                result, ran = self._runtime.effect(
+                result, ran = self._runtime.committing_effect(
                     self._email.name,
                     OPERATIONS["send"],
                     key,
-                    lambda dry_run: self._email.send(outgoing, dry_run=dry_run),
+                    lambda dry_run, commit: self._email.send(
+                        outgoing, dry_run=dry_run, commit=commit
+                    ),
                     step="send_subscriber_confirmation",
                     event=event,
                 )
