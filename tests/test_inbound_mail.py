@@ -162,6 +162,10 @@ def test_an_incomplete_mailbox_setting_is_refused_and_mail_poll_without_one_exit
         Settings(imap_poll_every=0, _env_file=None)
     with pytest.raises(ValidationError, match="imap_address"):
         Settings(imap_address="not-an-address", _env_file=None)
+    # A gate's Reply-To adds 50 octets to the mailbox name; a local part holds at most 64.
+    with pytest.raises(ValidationError, match="use a name of at most 14"):
+        Settings(imap_address="inbound-replies@mail.example.com", _env_file=None)
+    assert Settings(imap_address="replies-aios@mail.example.com", _env_file=None).imap_address
     from typer.testing import CliRunner
 
     from aios.cli.app import app

@@ -51,6 +51,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # Every agent's ``name`` (aios.agents): the keys AIOS_AGENT_BUDGETS_USD and AIOS_AGENT_TIERS
 # accept, and the agent kill switches (tests/test_switches.py keeps it equal to the agents).
+# The local part of a mail address (RFC 5321) and what a gate's plus-address token adds to it.
+LOCAL_PART_OCTETS = 64
+PLUS_TOKEN_OCTETS = 1 + 32 + 1 + 16
+
 AGENT_NAMES = ("intake", "welcome", "proposal", "content", "reply")
 # What fits in the letterhead and the page footer of a document.
 MAX_IDENTITY_LINES = {"business_address": 6, "invoice_footer": 3}
@@ -432,6 +436,17 @@ class Settings(BaseSettings):
             raise ValueError("imap_poll_every must be at least one second")
         if self.imap_address is not None and "@" not in self.imap_address.strip("@"):
             raise ValueError(f"imap_address: {self.imap_address!r} is not an address")
+        if self.imap_address is not None:
+            # A gate email's Reply-To is <local>+<32-hex digest>-<16-hex secret>@<domain>, and
+            # a mail address's local part holds at most 64 octets (RFC 5321 4.5.3.1.1).
+            local = self.imap_address.rpartition("@")[0]
+            if len(local.encode()) + PLUS_TOKEN_OCTETS > LOCAL_PART_OCTETS:
+                raise ValueError(
+                    f"imap_address: the mailbox name {local!r} has {len(local.encode())} "
+                    f"octets; with a gate's reply token (+{PLUS_TOKEN_OCTETS}) it passes the "
+                    f"{LOCAL_PART_OCTETS} a mail address may have: use a name of at most "
+                    f"{LOCAL_PART_OCTETS - PLUS_TOKEN_OCTETS}"
+                )
         return self
 
     @field_validator("business_name", "business_tax_id")
