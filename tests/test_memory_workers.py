@@ -25,7 +25,9 @@ from tests.conftest import ROOT, RecordingSmtp, subprocess_env
 from tests.helpers import start_at_gate
 
 Line = dict[str, Any]
-MEMORY_ACTIVITIES = {"recall_memory", "recall_corrections", "remember"}
+# What onboarding runs on the memory queue: its recalls and corrections in one step, then the
+# summary it remembers.
+MEMORY_ACTIVITIES = {"recall_for_draft", "remember"}
 
 
 class WorkerProcess:

@@ -50,11 +50,15 @@ async def outcome_of(client: Client, workflow_id: str) -> str | None:
 
 
 async def summaries(client: Client, handle: WorkflowHandle[Any, Any]) -> list[str]:
-    """The summary of every activity the run scheduled."""
+    """The summary of every activity the run scheduled or ran locally (a kernel write)."""
     converter = client.data_converter.payload_converter
     found = []
     async for event in handle.fetch_history_events():
-        if event.HasField("activity_task_scheduled_event_attributes"):
+        local = (
+            event.HasField("marker_recorded_event_attributes")
+            and event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+        )
+        if local or event.HasField("activity_task_scheduled_event_attributes"):
             payload = event.user_metadata.summary
             found.append(converter.from_payload(payload, str) if payload.data else "")
     return found

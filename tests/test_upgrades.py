@@ -11,9 +11,11 @@ fixed build), which is what the patch prevents.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
@@ -22,7 +24,9 @@ from aios import operations
 from aios.config import Settings
 from aios.workers.main import build_worker
 from aios.workers.services import Services
-from tests.helpers import wait_for_gate
+from aios.workflows import versions
+from tests.conftest import RecordingSmtp
+from tests.helpers import start_at_gate, wait_for_gate
 from tests.versioned_workflows import BuildOne, BuildTwo, BuildTwoUnpatched, note
 
 
@@ -88,3 +92,71 @@ async def test_runs_waiting_at_a_gate_survive_a_new_build(
             "approved",
             "send v2",
         ]
+
+
+async def _history_shape(handle: WorkflowHandle) -> tuple[list[str], list[str], int]:
+    """The activities the run scheduled, the local activities it ran, and how many
+    ``fewer-round-trips`` markers it holds."""
+    scheduled, local, markers = [], [], 0
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            scheduled.append(event.activity_task_scheduled_event_attributes.activity_type.name)
+        elif event.HasField("marker_recorded_event_attributes"):
+            marker = event.marker_recorded_event_attributes
+            data = marker.details["data"].payloads[0].data if "data" in marker.details else b""
+            if marker.marker_name == "core_local_activity":
+                local.append(json.loads(data)["activity_type"])
+            elif marker.marker_name == "core_patch" and versions.FEWER_ROUND_TRIPS in str(
+                marker.details
+            ):
+                markers += 1
+    return scheduled, local, markers
+
+
+async def test_an_onboarding_waiting_since_the_build_before_fewer_round_trips_completes(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    executor: ThreadPoolExecutor,
+    smtp: RecordingSmtp,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run the previous build started (every step an ordinary activity, no plan) waits at its
+    gate; this build replays it and finishes it the old way, with one welcome email; a run this
+    build starts takes the new path (kernel writes local, unconfigured connectors skipped)."""
+
+    def worker() -> Worker:
+        return build_worker(client, settings.task_queue, services.activities(), executor)
+
+    with monkeypatch.context() as build_one:  # the previous build: no fewer-round-trips path
+        build_one.setattr(versions, "fewer_round_trips", lambda: False)
+        async with worker():
+            old, _, _, old_email = await start_at_gate(client, settings)
+
+    async with worker():
+        new, _, _, new_email = await start_at_gate(client, settings)
+        for handle in (old, new):
+            await _approve(client, handle)
+        old_result = await asyncio.wait_for(old.result(), 60)
+        new_result = await asyncio.wait_for(new.result(), 60)
+    assert (old_result.status, new_result.status) == ("completed", "completed")
+    assert len(smtp.to(old_email)) == 1 and len(smtp.to(new_email)) == 1
+
+    scheduled, local, markers = await _history_shape(old)
+    assert markers == 0 and local == []
+    assert scheduled.count("record_event") == 3  # gate requested, gate decided, the end
+    for step in ("upsert_client", "recall_memory", "kickoff_event", "mirror_client"):
+        assert step in scheduled
+
+    scheduled, local, markers = await _history_shape(new)
+    assert markers == 1
+    assert local.count("record_event") == 3 and "upsert_client" in local
+    assert "connector_plan" in local
+    assert scheduled == [
+        "classify_intake",
+        "recall_for_draft",
+        "draft_welcome",
+        "send_gate_reminder",
+        "send_welcome",
+        "remember",
+    ]

@@ -16,6 +16,7 @@ from temporalio import activity
 from aios.activities.context import event_for_step
 from aios.activities.errors import translating_errors
 from aios.activities.models import (
+    NOT_CONFIGURED,
     CancelKickoffInput,
     DeliverWebhookInput,
     DeliverWebhookResult,
@@ -166,7 +167,7 @@ class ConnectorActivities:
         """
         hook = self._webhook
         if hook is None:
-            return DeliverWebhookResult(skipped="no webhook configured (AIOS_WEBHOOK_URL)")
+            return DeliverWebhookResult(skipped=NOT_CONFIGURED["webhook"])
         event = WebhookEvent(type=inp.event_type, data=inp.data, created=inp.created)
         operation = hook.operations["deliver"]
         if inp.retracts is not None:
@@ -201,10 +202,7 @@ class ConnectorActivities:
         """
         calendar = self._calendar
         if calendar is None:
-            return KickoffEventResult(
-                skipped="no CalDAV calendar configured (AIOS_CALDAV_URL); the emailed "
-                "invitation is the calendar entry"
-            )
+            return KickoffEventResult(skipped=NOT_CONFIGURED["caldav"])
         invite = self._kickoff(inp)
         uid = invite.uid
         if inp.cancel:

@@ -14,7 +14,12 @@ from temporalio import activity
 
 from aios.activities.context import event_for_step
 from aios.activities.errors import translating_errors
-from aios.activities.models import MirrorClientInput, MirrorDealInput, MirrorResult
+from aios.activities.models import (
+    NOT_CONFIGURED,
+    MirrorClientInput,
+    MirrorDealInput,
+    MirrorResult,
+)
 from aios.connectors.hubspot import ContactInput, DealInput, HubSpotConnector
 from aios.connectors.runtime import ConnectorRuntime
 from aios.errors import InvalidInput
@@ -24,7 +29,7 @@ __all__ = ["CONTACT", "DEAL", "CrmActivities"]
 
 CONTACT = "hubspot.contact"
 DEAL = "hubspot.deal"
-_NOT_CONFIGURED = "HubSpot is not configured (AIOS_HUBSPOT_TOKEN); the kernel is the CRM"
+_NOT_CONFIGURED = NOT_CONFIGURED["hubspot"]
 
 
 def _deal_name(client_name: str, scope: str) -> str:

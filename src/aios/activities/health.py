@@ -8,7 +8,13 @@ from collections.abc import Callable
 from temporalio import activity
 
 from aios.activities.errors import translating_errors
-from aios.activities.models import CheckConnectorsInput, CheckConnectorsResult, ConnectorCheck
+from aios.activities.models import (
+    CheckConnectorsInput,
+    CheckConnectorsResult,
+    ConnectorCheck,
+    ConnectorPlan,
+    ConnectorPlanInput,
+)
 from aios.connectors.contract import CheckResult
 from aios.connectors.runtime import ConnectorRuntime
 from aios.kernel.store import KernelStore
@@ -26,6 +32,15 @@ class HealthActivities:
         self._store = store
         self._runtime = runtime
         self._probes = probes
+
+    @activity.defn(name="connector_plan")
+    @translating_errors
+    def connector_plan(self, inp: ConnectorPlanInput) -> ConnectorPlan:
+        """Which of ``inp.names`` are configured here (each configured connector has a probe).
+
+        A run asks once, as a local activity, and skips the steps of the others instead of
+        scheduling activities that would only answer ``skipped``."""
+        return ConnectorPlan(configured=sorted(set(inp.names) & set(self._probes)))
 
     @activity.defn(name="check_connectors")
     @translating_errors

@@ -21,6 +21,7 @@ from aios.kernel.policy import BillingPolicy, ProposalPolicy
 from aios.memory.store import RecalledMemory
 
 __all__ = [
+    "NOT_CONFIGURED",
     "AgentAttempt",
     "AgentCall",
     "AgentControls",
@@ -33,6 +34,8 @@ __all__ = [
     "ClassifyIntakeInput",
     "ClassifyIntakeResult",
     "ConnectorCheck",
+    "ConnectorPlan",
+    "ConnectorPlanInput",
     "CreateInvoiceInput",
     "CreditNoteRef",
     "DraftProposalInput",
@@ -55,6 +58,8 @@ __all__ = [
     "ProviderMarkPaidInput",
     "RecallCorrectionsInput",
     "RecallCorrectionsResult",
+    "RecallForDraftInput",
+    "RecallForDraftResult",
     "RecallMemoryInput",
     "RecallMemoryResult",
     "RecordEventInput",
@@ -281,6 +286,19 @@ class RecallCorrectionsResult(BaseModel):
     corrections: list[CorrectionHint] = Field(default_factory=list)
 
 
+class RecallForDraftInput(BaseModel):
+    """Every recall an agent's draft needs, in one memory step: ``queries`` in order and, when
+    given, the operator's corrections."""
+
+    queries: list[RecallMemoryInput] = Field(min_length=1, max_length=5)
+    corrections: RecallCorrectionsInput | None = None
+
+
+class RecallForDraftResult(BaseModel):
+    results: list[RecallMemoryResult]  # one per query, in order
+    corrections: list[CorrectionHint] = Field(default_factory=list)
+
+
 class RecordEventInput(BaseModel):
     idempotency_key: str
     kind: str
@@ -502,6 +520,27 @@ class ConnectorCheck(BaseModel):
 
 class CheckConnectorsResult(BaseModel):
     results: list[ConnectorCheck]
+
+
+# Why an optional connector's step did nothing: it is not configured on this stack.
+NOT_CONFIGURED: dict[str, str] = {
+    "webhook": "no webhook configured (AIOS_WEBHOOK_URL)",
+    "caldav": "no CalDAV calendar configured (AIOS_CALDAV_URL); the emailed invitation is "
+    "the calendar entry",
+    "hubspot": "HubSpot is not configured (AIOS_HUBSPOT_TOKEN); the kernel is the CRM",
+}
+
+
+class ConnectorPlanInput(BaseModel):
+    """The optional connectors a run asks about (``webhook``, ``caldav``, ``hubspot``)."""
+
+    names: list[str] = Field(default_factory=lambda: sorted(NOT_CONFIGURED))
+
+
+class ConnectorPlan(BaseModel):
+    """Which of the connectors asked about are configured on the worker that answered."""
+
+    configured: list[str]
 
 
 class DeliverWebhookInput(BaseModel):

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.kernel.policy import BillingPolicy, GatePolicy
     from aios.kernel.stores.notices import NoticeDraft
     from aios.kernel.text import Line
+    from aios.workflows import versions
     from aios.workflows.mirrors import CONNECTOR_FABRIC, notify, shown
     from aios.workflows.process import Process
     from aios.workflows.progress import BillingProgress
@@ -314,7 +315,7 @@ class BillingWorkflow(Process):
     async def run(self, inp: BillingInput) -> BillingResult:
         self._invoice_id = inp.invoice_id
         self._client_key = inp.client_key
-        self._inbound_notices = workflow.patched(INBOUND_NOTICES)
+        self._inbound_notices = versions.patched(INBOUND_NOTICES)
         self.begin(inp.client_key)
         return await self.guard(lambda: self._bill(inp), entity=f"invoice:{inp.invoice_id}")
 
@@ -443,7 +444,7 @@ class BillingWorkflow(Process):
         )
         self._done("remember")
         await self.end("paid", entity, {"number": ref.number, "paid": paid, "memory_id": memory.id})
-        if workflow.patched(CONNECTOR_FABRIC):
+        if versions.patched(CONNECTOR_FABRIC):
             notified = await notify(
                 "invoice.paid",
                 {
@@ -475,7 +476,7 @@ class BillingWorkflow(Process):
         schedule = Schedule(reminders=inp.policy.reminder_times(issued_at), deadline=None)
         self._schedule = schedule
         self._awaiting_payment = True
-        self._refunds_taken = workflow.patched(REFUNDS)
+        self._refunds_taken = versions.patched(REFUNDS)
 
         async def remind(n: int) -> None:
             await self._send("reminder", step_key(f"reminder/{n}"), reminder=n)

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.activities.kernel import KernelActivities
     from aios.activities.models import RecordEventInput, SendGateReminderInput
     from aios.kernel.policy import GatePolicy
+    from aios.workflows import versions
     from aios.workflows.attributes import AWAITING_APPROVAL
     from aios.workflows.contract import (
         DECIDE_SIGNAL,
@@ -226,7 +227,7 @@ class GateHost(SignalHost):
                 next_reminder_at=schedule.next_reminder,
             )
 
-        if self._decision is None and workflow.patched(GATE_EMAIL):
+        if self._decision is None and versions.patched(GATE_EMAIL):
             try:
                 await step(ConnectorActivities.send_gate_reminder, email(0), CONNECTOR_EFFECT)
             except ActivityError as exc:  # the gate waits all the same; the inbox shows it

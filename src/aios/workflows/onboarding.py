@@ -10,14 +10,12 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from aios.activities.agents import EDITABLE_DRAFT_FIELDS, AgentActivities
     from aios.activities.connectors import ConnectorActivities
-    from aios.activities.crm import CrmActivities
     from aios.activities.kernel import KernelActivities
     from aios.activities.memory import MemoryActivities
     from aios.activities.models import (
         CancelKickoffInput,
         ClassifyIntakeInput,
         DraftWelcomeInput,
-        MirrorClientInput,
         RecallCorrectionsInput,
         RecallMemoryInput,
         RememberCorrectionInput,
@@ -30,10 +28,18 @@ with workflow.unsafe.imports_passed_through():
     from aios.converter import ProcessInput
     from aios.kernel.models import Client, ClientIntake
     from aios.kernel.policy import GatePolicy, kickoff_time, known_timezone
+    from aios.workflows import versions
     from aios.workflows.agent_steps import AgentStepStopped, run_agent_step
-    from aios.workflows.mirrors import CONNECTOR_FABRIC, kickoff_event, notify, shown
+    from aios.workflows.mirrors import (
+        CONNECTOR_FABRIC,
+        kickoff_event,
+        mirror_client,
+        notify,
+        shown,
+    )
     from aios.workflows.process import Process
     from aios.workflows.progress import OnboardingProgress
+    from aios.workflows.recall import OPERATOR_CORRECTIONS, recall_for_draft
     from aios.workflows.steps import step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY
 
@@ -47,9 +53,6 @@ __all__ = [
 
 PROCESS_NAME = "onboarding"
 MEMORY_KINDS = ["onboarding_summary", "decision"]
-# Patch: recall the operator's corrections before the welcome draft, and remember an edit at
-# the welcome gate as one (steps "recall-corrections", "remember-correction").
-OPERATOR_CORRECTIONS = "operator-corrections"
 WELCOME_AGENT = "welcome"
 
 
@@ -173,20 +176,15 @@ class OnboardingWorkflow(Process):
             self._done("client")
 
             profile = f"{intake.name}. {facts.segment}. {facts.summary}"
-            recalled = await step(
-                MemoryActivities.recall_memory,
-                RecallMemoryInput(query=profile, kinds=MEMORY_KINDS),
-                MEMORY,
+            (recalled,), learnt = await recall_for_draft(
+                [RecallMemoryInput(query=profile, kinds=MEMORY_KINDS)],
+                RecallCorrectionsInput(agent=WELCOME_AGENT, query=profile),
+                apply=inp.apply_corrections,
             )
             self._done("recall")
             corrections: list[CorrectionHint] = []
-            if workflow.patched(OPERATOR_CORRECTIONS) and inp.apply_corrections:
-                learnt = await step(
-                    MemoryActivities.recall_corrections,
-                    RecallCorrectionsInput(agent=WELCOME_AGENT, query=profile),
-                    MEMORY,
-                )
-                corrections = learnt.corrections
+            if learnt is not None:
+                corrections = learnt
                 self._done("recall-corrections")
 
             kickoff_at = kickoff_time(workflow.now(), inp.timezone)
@@ -262,7 +260,7 @@ class OnboardingWorkflow(Process):
                 KERNEL_WRITE,
             )
             self._done("draft-edit")
-            if workflow.patched(OPERATOR_CORRECTIONS):
+            if versions.patched(OPERATOR_CORRECTIONS):
                 await step(
                     MemoryActivities.remember_correction,
                     RememberCorrectionInput(
@@ -308,20 +306,12 @@ class OnboardingWorkflow(Process):
             ),
         )
 
-        if workflow.patched(CONNECTOR_FABRIC):
+        if versions.patched(CONNECTOR_FABRIC):
             booked = await kickoff_event(
                 str(intake.email), intake.name, kickoff_at, saga=self._saga
             )
             self._done(shown("kickoff-event", booked))
-            mirrored = await step(
-                CrmActivities.mirror_client,
-                MirrorClientInput(
-                    idempotency_key=step_key("crm-contact"),
-                    client_key=key,
-                    approval=outcome.event_key,
-                ),
-                CONNECTOR_EFFECT,
-            )
+            mirrored = await mirror_client(key, outcome.event_key)
             self._done(shown("crm-contact", mirrored))
 
         approver = outcome.decision.approver if outcome.decision else "policy"
@@ -342,7 +332,7 @@ class OnboardingWorkflow(Process):
             MEMORY,
         )
         self._done("remember")
-        if workflow.patched(CONNECTOR_FABRIC):
+        if versions.patched(CONNECTOR_FABRIC):
             notified = await notify(
                 "client.onboarded",
                 {

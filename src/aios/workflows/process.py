@@ -20,7 +20,7 @@
   retries it (``saga.ends_run``).
 
 Commands that runs started before this base did not issue (the outcome attribute, writing late
-signal rejections at the end) are behind ``workflow.patched(PROCESS_BASE)``, so their histories
+signal rejections at the end) are behind ``versions.patched(PROCESS_BASE)``, so their histories
 replay unchanged.
 """
 
@@ -33,10 +33,14 @@ from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
+    from aios.activities.health import HealthActivities
+    from aios.activities.models import ConnectorPlanInput
+    from aios.workflows import versions
     from aios.workflows.attributes import CLIENT, COST_USD, OUTCOME, PROCESS
     from aios.workflows.gates import GateHost
     from aios.workflows.saga import Saga
-    from aios.workflows.steps import record
+    from aios.workflows.steps import record, step
+    from aios.workflows.timeouts import CONNECTOR_PLAN
 
 __all__ = ["PROCESS_BASE", "Process"]
 
@@ -57,6 +61,8 @@ class Process(GateHost):
         self._saga = Saga()
         self._cost = 0.0
         self._outcome: str | None = None
+        self._connectors: list[str] | None = None
+        self._cost_shown: float | None = None  # what AiosCostUsd holds
 
     # --- start ---------------------------------------------------------------------------
 
@@ -67,6 +73,7 @@ class Process(GateHost):
         ]
         if tracks_cost:
             attributes.append(COST_USD.value_set(0.0))
+            self._cost_shown = 0.0
         workflow.upsert_search_attributes(attributes)
         self.set_details("Working: no decision is needed from you yet.")
 
@@ -76,9 +83,24 @@ class Process(GateHost):
         self._steps.append(name)
 
     def set_cost(self, run_cost_usd: float) -> None:
-        """Keep ``AiosCostUsd`` equal to the run's model spend."""
+        """Keep ``AiosCostUsd`` equal to the run's model spend (written when it changes)."""
         self._cost = round(run_cost_usd, 6)
+        if self._cost == self._cost_shown and versions.fewer_round_trips():
+            return
+        self._cost_shown = self._cost
         workflow.upsert_search_attributes([COST_USD.value_set(self._cost)])
+
+    async def connector_configured(self, name: str) -> bool:
+        """Whether optional connector ``name`` (``webhook``, ``caldav``, ``hubspot``) is
+        configured. The run asks the worker once (a local activity, so the answer is in its
+        history) and keeps the answer; runs started before that always answer yes, so they
+        schedule the connector's activity as their histories hold."""
+        if not versions.fewer_round_trips():
+            return True
+        if self._connectors is None:
+            plan = await step(HealthActivities.connector_plan, ConnectorPlanInput(), CONNECTOR_PLAN)
+            self._connectors = plan.configured
+        return name in self._connectors
 
     def set_details(self, text: str) -> None:
         """What the Web UI shows as the run's current details (Markdown)."""
@@ -94,14 +116,14 @@ class Process(GateHost):
         await record(f"{self.NAME}.{outcome}", entity, payload or {}, key=key)
         self._done(outcome)
         self._outcome = outcome
-        if workflow.patched(PROCESS_BASE):
+        if versions.patched(PROCESS_BASE):
             workflow.upsert_search_attributes([OUTCOME.value_set(outcome)])
         reason = (payload or {}).get("reason")
         self.set_details(f"Ended: **{outcome}**" + (f". {reason}" if reason else ""))
 
     async def close(self, result: T) -> T:
         """Write out late signal rejections, let signal handlers finish, return ``result``."""
-        if workflow.patched(PROCESS_BASE):
+        if versions.patched(PROCESS_BASE):
             await self.signal_log.flush()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return result

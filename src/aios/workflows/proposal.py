@@ -37,12 +37,14 @@ with workflow.unsafe.imports_passed_through():
     from aios.kernel.policy import BillingPolicy, GatePolicy, ProposalPolicy
     from aios.kernel.text import PastedText, Text
     from aios.memory.store import RecalledMemory
+    from aios.workflows import versions
     from aios.workflows.agent_steps import AgentStepStopped, run_agent_step
     from aios.workflows.billing import BillingInput, BillingWorkflow, billing_workflow_id
     from aios.workflows.gates import GateOutcome
     from aios.workflows.mirrors import CONNECTOR_FABRIC, mirror_deal, notify, shown
     from aios.workflows.process import Process
     from aios.workflows.progress import ProposalProgress
+    from aios.workflows.recall import OPERATOR_CORRECTIONS, recall_for_draft
     from aios.workflows.steps import record, step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY
     from aios.workflows.waiting import Schedule, wait_until
@@ -62,9 +64,6 @@ OUTCOME_KIND = "proposal_outcome"
 # A client's answer that arrives while its version is being sent (the email is out, the run has
 # not yet heard that the send step finished: a slow or killed worker) is kept, not rejected.
 EARLY_ANSWER = "early-client-answer"
-# Patch: recall the operator's corrections before the draft, and remember an edit at the
-# proposal gate as one (steps "recall-corrections", "remember-correction").
-OPERATOR_CORRECTIONS = "operator-corrections"
 PROPOSAL_AGENT = "proposal"
 
 
@@ -182,7 +181,7 @@ class ProposalWorkflow(Process):
         answer, else the one being sent (its email may already be out)."""
         if self._awaiting_client:
             return self._sent
-        if self._sending is not None and workflow.patched(EARLY_ANSWER):
+        if self._sending is not None and versions.patched(EARLY_ANSWER):
             return self._sending
         return None
 
@@ -258,32 +257,25 @@ class ProposalWorkflow(Process):
         )
         self._done("open")
 
-        history = await step(
-            MemoryActivities.recall_memory,
-            RecallMemoryInput(query=inp.scope, entity=client_entity, limit=5),
-            MEMORY,
-        )
-        similar = await step(
-            MemoryActivities.recall_memory,
-            RecallMemoryInput(
-                query=f"{opened.segment}. {inp.scope}", kinds=[OUTCOME_KIND], limit=5
-            ),
-            MEMORY,
+        profile = f"{opened.client_name}. {opened.segment}. {inp.scope[:2000]}"
+        (history, similar), learnt = await recall_for_draft(
+            [
+                RecallMemoryInput(query=inp.scope, entity=client_entity, limit=5),
+                RecallMemoryInput(
+                    query=f"{opened.segment}. {inp.scope}", kinds=[OUTCOME_KIND], limit=5
+                ),
+            ],
+            RecallCorrectionsInput(agent=PROPOSAL_AGENT, query=profile),
+            apply=inp.apply_corrections,
         )
         memories: dict[str, RecalledMemory] = {m.id: m for m in history.memories}
         for m in similar.memories:
             memories.setdefault(m.id, m)
         self._done("recall")
-        profile = f"{opened.client_name}. {opened.segment}. {inp.scope[:2000]}"
         self._client = (inp.client_key, opened.client_name, profile)
         corrections: list[CorrectionHint] = []
-        if workflow.patched(OPERATOR_CORRECTIONS) and inp.apply_corrections:
-            learnt = await step(
-                MemoryActivities.recall_corrections,
-                RecallCorrectionsInput(agent=PROPOSAL_AGENT, query=profile),
-                MEMORY,
-            )
-            corrections = learnt.corrections
+        if learnt is not None:
+            corrections = learnt
             self._done("recall-corrections")
 
         valid_until = workflow.now() + inp.policy.expire_after
@@ -369,7 +361,7 @@ class ProposalWorkflow(Process):
                 )
             self._sent = version
             self._done(f"send/v{version.version}")
-            if first_send and workflow.patched(CONNECTOR_FABRIC):
+            if first_send and versions.patched(CONNECTOR_FABRIC):
                 deal = await mirror_deal(inp.proposal_id, "create")
                 if deal.skipped is None:
                     self._saga.add("archive-deal", lambda: mirror_deal(inp.proposal_id, "archive"))
@@ -494,7 +486,7 @@ class ProposalWorkflow(Process):
             KERNEL_WRITE,
         )
         self._done(f"edit/v{revised.version}")
-        if workflow.patched(OPERATOR_CORRECTIONS):
+        if versions.patched(OPERATOR_CORRECTIONS):
             client_key, client_name, profile = self._client
             await step(
                 MemoryActivities.remember_correction,
@@ -655,7 +647,7 @@ class ProposalWorkflow(Process):
                 "billing_workflow_id": billing_id,
             },
         )
-        if self._sent is not None and workflow.patched(CONNECTOR_FABRIC):
+        if self._sent is not None and versions.patched(CONNECTOR_FABRIC):
             # The client answered (or the process ended after sending): the deal is settled.
             self._saga.discard("archive-deal")
             await mirror_deal(inp.proposal_id, "won" if status == "accepted" else "lost")

@@ -10,6 +10,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from aios.activities.kernel import KernelActivities
     from aios.activities.models import RecordEventInput
+    from aios.workflows import versions
     from aios.workflows.timeouts import KERNEL_WRITE, StepOptions
 
 __all__ = ["record", "step", "step_key"]
@@ -30,8 +31,20 @@ async def step(
     Every activity gets a summary the Web UI shows in the run's timeline: ``summary`` when
     given, otherwise what it does and its step name (``record event: gate/welcome/...``).
     A step whose options name a task queue suffix (memory) runs on the run's task queue plus
-    that suffix.
+    that suffix; a step whose options say ``local`` runs as a local activity (see
+    ``timeouts``; runs started before ``versions.FEWER_ROUND_TRIPS`` run it as an ordinary
+    activity, as their histories hold).
     """
+    summary = summary or default_summary(fn, arg)
+    if options.local and versions.fewer_round_trips():
+        return await workflow.execute_local_activity_method(
+            fn,
+            arg,
+            start_to_close_timeout=options.start_to_close,
+            schedule_to_close_timeout=options.schedule_to_close,
+            retry_policy=options.retry,
+            summary=summary,
+        )
     suffix = options.task_queue_suffix
     return await workflow.execute_activity_method(
         fn,
@@ -41,7 +54,7 @@ async def step(
         schedule_to_close_timeout=options.schedule_to_close,
         retry_policy=options.retry,
         heartbeat_timeout=options.heartbeat,
-        summary=summary or default_summary(fn, arg),
+        summary=summary,
     )
 
 

@@ -7,7 +7,12 @@ scheduled (the limit has to leave room for a step that waited at a paused switch
 step may make up to four HTTP requests (two tiers, each with one repair), each bounded by
 ``MODEL_REQUEST_TIMEOUT`` (the ``openai`` client's timeout); the step heartbeats before each,
 so a lost worker is noticed within ``MODEL_CALL.heartbeat`` rather than at the end of the step.
-Kernel and memory writes are local and fast.
+Kernel and memory writes are local and fast. Kernel writes (a client record, an event, a draft
+revision, a notice) run as local activities: in the worker that runs the workflow task, with
+their result recorded as a marker, so they take no task-queue round trip and no workflow task
+of their own. They are idempotent by key, so a worker lost before the workflow task completed
+just writes again. Runs started before this (no ``fewer-round-trips`` marker) keep their
+kernel writes as ordinary activities when they replay (``steps.step``).
 
 Model steps and connector effects wait, inside the activity, while a kill switch covering
 them is paused (``aios.kernel.pause``), for as long as the operator keeps it paused, up to
@@ -34,6 +39,7 @@ from aios.activities.errors import NON_RETRYABLE_TYPES
 __all__ = [
     "CONNECTOR_CHECK",
     "CONNECTOR_EFFECT",
+    "CONNECTOR_PLAN",
     "KERNEL_WRITE",
     "MAILBOX",
     "MEMORY",
@@ -63,6 +69,9 @@ class StepOptions:
     heartbeat: timedelta | None = None
     # Appended to the run's task queue for steps that run elsewhere (memory); None: the same.
     task_queue_suffix: str | None = None
+    # Run as a local activity (in the worker that runs the workflow task, recorded as a marker):
+    # for short idempotent writes whose own task-queue round trip would cost more than the write.
+    local: bool = False
 
 
 def _retry(initial: float, maximum: float, attempts: int = 0) -> RetryPolicy:
@@ -75,7 +84,7 @@ def _retry(initial: float, maximum: float, attempts: int = 0) -> RetryPolicy:
     )
 
 
-KERNEL_WRITE = StepOptions(timedelta(seconds=30), timedelta(hours=1), _retry(1, 30))
+KERNEL_WRITE = StepOptions(timedelta(seconds=30), timedelta(hours=1), _retry(1, 30), local=True)
 MEMORY = StepOptions(
     timedelta(seconds=60), timedelta(hours=1), _retry(1, 30), task_queue_suffix=MEMORY_QUEUE_SUFFIX
 )
@@ -95,6 +104,10 @@ CONNECTOR_EFFECT = StepOptions(
     timedelta(days=1) + PAUSE_LIMIT,
     _retry(2, 300),
     heartbeat=timedelta(seconds=30),
+)
+# Which optional connectors are configured: a local read of the worker's settings.
+CONNECTOR_PLAN = StepOptions(
+    timedelta(seconds=10), timedelta(minutes=10), _retry(1, 10), local=True
 )
 # Probing every connector once (each bounded by its own client timeout); a failing probe is a
 # result, not an error, so retries are few.
