@@ -82,10 +82,15 @@ async def test_this_sessions_runs_replay_cleanly(client: Client) -> None:
 
 async def test_stored_histories_replay_cleanly() -> None:
     """Histories saved from earlier versions must replay: a change that breaks them needs
-    ``workflow.patched``. Refresh with ``AIOS_SAVE_HISTORIES=1 pytest tests/test_onboarding.py
-    tests/test_proposal.py tests/test_billing.py tests/test_newsletter.py``.
+    ``workflow.patched``. Those in ``tests/histories`` were written before the
+    ``fewer-round-trips`` patch, those in ``tests/histories/fewer-round-trips`` after it.
+    Write new ones with ``AIOS_SAVE_HISTORIES=1 pytest tests/test_onboarding.py
+    tests/test_proposal.py tests/test_billing.py tests/test_newsletter.py`` (they overwrite
+    the files in ``tests/histories``: keep the earlier versions, move the new ones to a folder
+    named after the newest patch).
     """
-    files = sorted(HISTORIES.glob("*.json"))
+    files = sorted(HISTORIES.rglob("*.json"))
+    assert any(f.parent != HISTORIES for f in files), "no histories of the newest patch"
     assert files, "no stored histories in tests/histories"
     replayer = Replayer(
         workflows=WORKFLOWS,
