@@ -16,7 +16,9 @@ then the batches. Printed, for each kind: throughput (runs/s over a batch, media
 batches) and the ratio onboarding/bare; start-to-gate and signal-to-completed p50/p99 as the
 client sees them; signal-to-next-activity p50/p99 from the server's history (signal event to
 the next activity's start); CPU seconds per run of the worker and of the dev server (from
-/proc, over that kind's batches); each worker's RSS at the end. The machine's load before and
+/proc, over that kind's batches); each worker's RSS at the end; how many activities a run of
+each kind scheduled through the task queue and how many it ran as local activities (from its
+history). The machine's load before and
 after is printed too. Figures only: nothing here passes or fails.
 """
 
@@ -88,6 +90,8 @@ class Kind:
     start_to_gate: list[float] = field(default_factory=list)
     signal_to_done: list[float] = field(default_factory=list)
     signal_to_activity: list[float] = field(default_factory=list)
+    activities: list[int] = field(default_factory=list)
+    local_activities: list[int] = field(default_factory=list)
     worker_cpu: float = 0.0
     server_cpu: float = 0.0
     runs: int = 0
@@ -105,13 +109,22 @@ async def gate_open(handle: WorkflowHandle) -> None:
             raise RuntimeError(f"{handle.id} completed without a gate")
 
 
-async def signal_to_activity(handle: WorkflowHandle) -> float | None:
-    """Seconds from the signal event to the start of the first activity scheduled after it,
-    per the server's history."""
+async def read_history(handle: WorkflowHandle) -> tuple[float | None, int, int]:
+    """Seconds from the signal event to the start of the first activity scheduled after it
+    (per the server's history), and how many activities the run scheduled and ran locally."""
     signalled: float | None = None
     scheduled: int | None = None
+    latency: float | None = None
+    activities = local = 0
     async for event in handle.fetch_history_events():
         kind = event.event_type
+        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            activities += 1
+        elif (
+            kind == EventType.EVENT_TYPE_MARKER_RECORDED
+            and event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+        ):
+            local += 1
         if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED and signalled is None:
             signalled = event.event_time.ToDatetime().timestamp()
         elif (
@@ -122,11 +135,12 @@ async def signal_to_activity(handle: WorkflowHandle) -> float | None:
             scheduled = event.event_id
         elif (
             signalled is not None
+            and latency is None
             and kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
             and event.activity_task_started_event_attributes.scheduled_event_id == scheduled
         ):
-            return event.event_time.ToDatetime().timestamp() - signalled
-    return None
+            latency = event.event_time.ToDatetime().timestamp() - signalled
+    return latency, activities, local
 
 
 async def one_run(
@@ -142,9 +156,11 @@ async def one_run(
     done = time.perf_counter()
     kind.start_to_gate.append(opened - began)
     kind.signal_to_done.append(done - signalled)
-    latency = await signal_to_activity(handle)
+    latency, activities, local = await read_history(handle)
     if latency is not None:
         kind.signal_to_activity.append(latency)
+    kind.activities.append(activities)
+    kind.local_activities.append(local)
 
 
 async def batch(
@@ -285,6 +301,8 @@ async def bench(opts: argparse.Namespace) -> dict[str, Any]:
             "worker_cpu_s_per_run": round(k.worker_cpu / k.runs, 3),
             "server_cpu_s_per_run": round(k.server_cpu / k.runs, 3),
             "worker_rss_mb": round(rss[name]),
+            "activities_per_run": statistics.median(k.activities),
+            "local_activities_per_run": statistics.median(k.local_activities),
         }
     report["one_at_a_time"] = {
         name: {
@@ -322,6 +340,11 @@ def show(report: dict[str, Any]) -> None:
             f"{'/'.join(map(str, k['signal_to_next_activity_ms'])) + ' ms':>24} "
             f"{k['worker_cpu_s_per_run']:>13.3f} s {k['server_cpu_s_per_run']:>13.3f} s "
             f"{k['worker_rss_mb']:>4} MB"
+        )
+    for name, k in report["kinds"].items():
+        print(
+            f"{name}: {k['activities_per_run']:g} activities per run through the task queue, "
+            f"{k['local_activities_per_run']:g} local activities"
         )
     for name, k in report["one_at_a_time"].items():
         print(
