@@ -5,15 +5,21 @@ activity, and the kickoff in the operator's timezone."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import psycopg
+from temporalio import activity
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 
 from aios import operations
+from aios.activities.kernel import KernelActivities
+from aios.activities.models import RecordEventInput
 from aios.config import Settings
 from aios.kernel.models import ClientIntake
+from aios.workers.main import build_worker
 from aios.workers.services import Services
 from aios.workflows.gates import GateDecision
 from aios.workflows.onboarding import OnboardingInput, OnboardingWorkflow
@@ -171,3 +177,41 @@ async def test_onboarding_starts_with_its_summary_details_and_the_operators_time
     started_input = events[0].workflow_execution_started_event_attributes.input.payloads[0]
     assert '"timezone":"Europe/Berlin"' in started_input.data.decode()
     await handle.terminate("test cleanup")
+
+
+async def test_a_kernel_write_that_fails_retries_in_the_worker_and_the_run_goes_on(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    executor: ThreadPoolExecutor,
+    smtp: RecordingSmtp,
+) -> None:
+    """Kernel writes run as local activities: one that fails (the database refused the
+    connection twice) is tried again by the worker under the step's retry policy, the run
+    goes on, and the event is in the log once."""
+    kernel = KernelActivities(services.store)
+    attempts: list[int] = []
+
+    @activity.defn(name="record_event")
+    def record_event(inp: RecordEventInput) -> None:
+        if inp.kind == "gate.requested":
+            attempts.append(activity.info().attempt)
+            if activity.info().attempt < 3:
+                raise psycopg.OperationalError("connection to server at 127.0.0.1 refused")
+        kernel.record_event(inp)
+
+    own = [a for a in services.activities() if getattr(a, "__name__", "") != "record_event"]
+    async with build_worker(client, settings.task_queue, [*own, record_event], executor):
+        handle, _, _, email = await start_at_gate(client, settings)
+        await operations.decide(client, handle.id, GateDecision(decision="approve", approver="pat"))
+        result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status == "completed" and len(smtp.to(email)) == 1
+    assert attempts == [1, 2, 3]
+    kinds = [e.kind for e in services.store.events.for_run(handle.id)]
+    assert kinds.count("gate.requested") == 1
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        async for e in handle.fetch_history_events()
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert "record_event" not in scheduled  # local: no task-queue round trip

@@ -11,7 +11,9 @@ Kernel and memory writes are local and fast. Kernel writes (a client record, an 
 revision, a notice) run as local activities: in the worker that runs the workflow task, with
 their result recorded as a marker, so they take no task-queue round trip and no workflow task
 of their own. They are idempotent by key, so a worker lost before the workflow task completed
-just writes again. Runs started before this (no ``fewer-round-trips`` marker) keep their
+just writes again. One that fails (the database unreachable) is tried again by the worker under
+the same retry policy, each failed attempt in the worker's log; the Web UI shows no pending
+activity for it, only the run's workflow tasks going on until the write succeeds. Runs started before this (no ``fewer-round-trips`` marker) keep their
 kernel writes as ordinary activities when they replay (``steps.step``).
 
 Model steps and connector effects wait, inside the activity, while a kill switch covering
