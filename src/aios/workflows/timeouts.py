@@ -7,22 +7,24 @@ scheduled (the limit has to leave room for a step that waited at a paused switch
 step may make up to four HTTP requests (two tiers, each with one repair), each bounded by
 ``MODEL_REQUEST_TIMEOUT`` (the ``openai`` client's timeout); the step heartbeats before each,
 so a lost worker is noticed within ``MODEL_CALL.heartbeat`` rather than at the end of the step.
+
 Kernel and memory writes are local and fast. Kernel writes (a client record, an event, a draft
 revision, a notice) run as local activities: in the worker that runs the workflow task, with
 their result recorded as a marker, so they take no task-queue round trip and no workflow task
 of their own. They are idempotent by key, so a worker lost before the workflow task completed
 just writes again. One that fails (the database unreachable) is tried again by the worker under
 the same retry policy, each failed attempt in the worker's log; the Web UI shows no pending
-activity for it, only the run's workflow tasks going on until the write succeeds. Runs started before this (no ``fewer-round-trips`` marker) keep their
-kernel writes as ordinary activities when they replay (``steps.step``).
+activity for it, only the run's workflow tasks going on until the write succeeds. Runs started
+before this (no ``fewer-round-trips`` marker) keep their kernel writes as ordinary activities
+when they replay (``steps.step``).
 
-Model steps and connector effects wait, inside the activity, while a kill switch covering
-them is paused (``aios.kernel.pause``), for as long as the operator keeps it paused, up to
-``PAUSE_LIMIT``. So their start-to-close and schedule-to-close allow that long, and what
-bounds a single attempt instead is the heartbeat timeout: a waiting step heartbeats every
-second or so, and a step doing its work heartbeats before each request (a model call) or
-effect, so a lost worker or a hung request is noticed within ``heartbeat`` (30 s for an
-effect, two minutes for a model call).
+Model steps and connector effects wait, inside the activity, while a kill switch covering them
+is paused (``aios.kernel.pause``), for as long as the operator keeps it paused, up to
+``PAUSE_LIMIT``. So their start-to-close and schedule-to-close allow that long, and what bounds
+a single attempt instead is the heartbeat timeout: a waiting step heartbeats every second or
+so, and a step doing its work heartbeats before each request (a model call) or effect, so a
+lost worker or a hung request is noticed within ``heartbeat`` (30 s for an effect, two minutes
+for a model call).
 
 Memory steps run on their own task queue, ``memory_task_queue(<the run's task queue>)``
 (``aios-memory`` for the default ``aios``), served by the one process that owns the memory
