@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from aios.kernel.store import KernelStore
 from aios.kernel.stores.notices import Notice
 from aios.kernel.stores.switches import SwitchChange
 from aios.operations.control import list_switches
-from aios.workers.main import build_worker
+from aios.workers.main import WorkerTuning, build_worker
 from aios.workers.services import Services, connector_runtime, pause_gate
 from aios.workflows.gates import GateDecision
 from tests.batch_send import BatchActivities, SendBatchWorkflow
@@ -52,11 +53,15 @@ async def quick_worker(
     client: Client, settings: Settings, services: Services, executor: ThreadPoolExecutor
 ) -> AsyncIterator[Worker]:
     """The real activities, with the kill switches read afresh at every check: the pause a
-    test writes right before a step is then certainly seen by that step."""
+    test writes right before a step is then certainly seen by that step. Heartbeats are sent
+    at least every second, so a cancel reaches a waiting step within about a second."""
     gate = pause_gate(quick(services.settings), services.store)
     runtime = connector_runtime(services.settings, services.store, pause=gate)
     svc = dataclasses.replace(services, runtime=runtime, pause=gate)
-    async with build_worker(client, settings.task_queue, svc.activities(), executor) as w:
+    tuning = WorkerTuning(heartbeat_throttle=timedelta(seconds=1))
+    async with build_worker(
+        client, settings.task_queue, svc.activities(), executor, tuning=tuning
+    ) as w:
         yield w
 
 
@@ -162,6 +167,34 @@ async def test_a_run_paused_between_its_gate_and_its_email_sends_it_once_after_r
     assert await attempts_of(handle, "send_welcome") == [1]  # no retry burned
     [listed] = [s for s in list_switches(store) if s.switch == "process:onboarding"]
     assert handle.id not in listed.waiting
+
+
+async def test_a_run_cancelled_while_its_step_waits_at_a_pause_leaves_no_open_notice(
+    client: Client, settings: Settings, services: Services, smtp: RecordingSmtp, quick_worker
+) -> None:
+    """The operator cancels a run whose welcome waits at a paused switch: the run ends
+    cancelled, nothing is sent, and its "paused" notice is resolved, saying why, instead of
+    staying in the inbox for a wait nobody has any more."""
+    store = services.store
+    handle, _, _, email = await start_at_gate(client, settings)
+    await gate_emailed(store, handle.id)
+    change = SwitchChange(scope="process", name="onboarding", by="pat", reason="cancel test")
+    store.switches.pause(change)
+    try:
+        await operations.decide(client, handle.id, GateDecision(decision="approve", approver="pat"))
+        key = f"paused/{handle.id}/process:onboarding"
+        await notice_until(store, key, "open")
+        await handle.cancel()
+        notice = await notice_until(store, key, "resolved")
+    finally:
+        store.switches.resume(change)
+    assert (notice.resolved_by, notice.resolution) == (
+        "aios",
+        "cancelled: the run no longer waits",
+    )
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    await asyncio.sleep(1.5)  # a resumed step would look again within a second: none does
+    assert smtp.to(email) == []
 
 
 class SlowSmtp(RecordingSmtp):

@@ -21,7 +21,15 @@ def pause_waiter() -> Waiter | None:
         workflow_id=info.workflow_id or "",
         run_id=info.workflow_run_id or "",
         beat=activity.heartbeat,
+        cancelled=_cancelled_by_the_run,
     )
+
+
+def _cancelled_by_the_run() -> bool:
+    """The running step was cancelled by its run (a cancel request, or the run has ended and
+    the step is gone), not by its worker stopping."""
+    details = activity.cancellation_details()
+    return details is not None and (details.cancel_requested or details.not_found)
 
 
 def event_for_step(

@@ -20,9 +20,9 @@ shows them on the pending activity), and a notice in the inbox per waiting run a
 kind ``paused``, key ``paused/<workflow id>/<switch>``, title ``paused: <switch>``, opened
 when the step starts waiting and resolved when it goes on (its events are ``notice.opened`` and
 ``notice.resolved``). A step interrupted while it waits (its worker stops) leaves the notice
-open for its next attempt; one whose run is cancelled meanwhile leaves it for the operator to
-dismiss. A later wait of the same run at the same switch gets a fresh key
-(``.../<switch>/2``), so each wait is its own inbox item.
+open for its next attempt; one the run cancels meanwhile (the run was cancelled) resolves it,
+saying so, so the inbox never keeps a wait nobody has any more. A later wait of the same run at
+the same switch gets a fresh key (``.../<switch>/2``), so each wait is its own inbox item.
 
 The mail poll skips instead of waiting: while ``all``, ``connector:imap`` or
 ``process:mail-poll`` is paused, its read of the mailbox (``fetch_inbound``) returns at once,
@@ -62,6 +62,8 @@ class Waiter:
     workflow_id: str = ""
     run_id: str = ""
     beat: Callable[..., None] = lambda *details: None  # details show in the Web UI
+    # Whether the run itself cancelled the step (not its worker stopping): no retry will come.
+    cancelled: Callable[[], bool] = lambda: False
 
     @property
     def process(self) -> str:
@@ -119,15 +121,24 @@ class PauseGate:
             return 0.0
         started = time.monotonic()
         opened: dict[str, str] = {}
-        while switch is not None:
-            if switch.label not in opened:
-                opened[switch.label] = self._open(run, switch, what)
-            run.beat(f"paused: {switch.label}")
-            self._sleep(self._poll)
-            run.beat(f"paused: {switch.label}")
-            switch = self._reader.blocking(covering)
-        # An exception above (the worker shutting down) leaves the notice open: Temporal
-        # retries the step, whose wait finds the open notice by its key and resolves it.
+        try:
+            while switch is not None:
+                if switch.label not in opened:
+                    opened[switch.label] = self._open(run, switch, what)
+                run.beat(f"paused: {switch.label}")
+                self._sleep(self._poll)
+                run.beat(f"paused: {switch.label}")
+                switch = self._reader.blocking(covering)
+        except BaseException:
+            # The worker shutting down leaves the notice open: Temporal retries the step,
+            # whose wait finds the open notice by its key and resolves it. A step the run
+            # cancelled has no next attempt: its wait is over.
+            if run.cancelled():
+                for key in opened.values():
+                    self._notices.resolve(
+                        key, by="aios", resolution="cancelled: the run no longer waits"
+                    )
+            raise
         for key in opened.values():
             self._notices.resolve(key, by="aios", resolution="resumed: the step went on")
         return time.monotonic() - started

@@ -102,6 +102,9 @@ class WorkerTuning:
     pollers: int = 5
     cached_runs: int = 150
     shutdown_grace: timedelta = timedelta(seconds=30)
+    # How long an activity's heartbeats may be held back at most (Temporal's default). A
+    # cancel reaches a running activity in the answer to its next heartbeat sent.
+    heartbeat_throttle: timedelta = timedelta(seconds=60)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerTuning:
@@ -146,6 +149,7 @@ def build_worker(
         max_concurrent_activity_task_polls=tune.pollers,
         max_cached_workflows=tune.cached_runs,
         graceful_shutdown_timeout=tune.shutdown_grace,
+        max_heartbeat_throttle_interval=tune.heartbeat_throttle,
     )
 
 
