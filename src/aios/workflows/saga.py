@@ -78,6 +78,8 @@ class Saga:
         ``status`` is ``cancelled`` or ``failed``; the record is shielded from cancellation.
         The caller re-raises ``error`` either way.
         """
+        if isinstance(error, GeneratorExit):  # the worker evicts the run: not an end, no bug
+            return False
         if not ends_run(error):
             workflow.logger.error(
                 "not compensating: %s is a bug in workflow code, not the end of the run; "
