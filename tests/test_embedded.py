@@ -163,6 +163,14 @@ def supervised_worker(env: dict[str, str], state: Path) -> None:
     assert second != first
     status = aios(env, "dev", "status")
     assert f"worker pid {second}, 1 restart(s)" in status.stdout, status.stdout
+    # The schedules `aios dev up` made, with what each starts and its next run.
+    for schedule, starts in [
+        ("aios-synthetic-checks", "SyntheticCheckWorkflow"),
+        ("aios-weekly-review", "ReviewDigestWorkflow"),
+        ("aios-content-planning", "ContentWorkflow"),
+    ]:
+        [row] = [r for r in status.stdout.splitlines() if schedule in r]
+        assert starts in row and "active" in row and " UTC" in row, status.stdout
     until(lambda: len(worker_lines(state, "aios.worker", "worker started")) == 2 or None)
     # Right after a crash the server may first offer the gate query to the dead worker's
     # sticky queue: the approval is then sent unconfirmed, and applied all the same.

@@ -991,10 +991,44 @@ def dev_up(
 @dev_app.command("status")
 @command
 def dev_status() -> None:
-    """Show what runs and where the data is."""
+    """Show what runs, where the data is, and the schedules Temporal runs."""
     from aios import devstack
 
-    _print_status(devstack.status(settings()))
+    s = settings()
+    rows = devstack.status(s)
+    _print_status(rows)
+    if not any(r.name == "temporal" and r.running for r in rows):
+        return
+
+    async def schedules() -> None:
+        from aios.operations.schedules import list_schedules
+        from aios.temporal import connect
+
+        listed = await list_schedules(await connect(s))
+        if not listed:
+            line("Schedules: none (`aios dev up` creates them)")
+            return
+        records(
+            [
+                Col("schedule", key=True),
+                Col("starts", key=True),
+                Col("state", key=True),
+                Col("next run"),
+                Col("last run"),
+            ],
+            [
+                [
+                    x.id,
+                    x.workflow,
+                    Text("paused", style="yellow") if x.paused else Text("active", style="green"),
+                    f"{x.next_run:%Y-%m-%d %H:%M} UTC" if x.next_run else "",
+                    f"{x.last_run:%Y-%m-%d %H:%M} UTC" if x.last_run else "never",
+                ]
+                for x in listed
+            ],
+        )
+
+    run(schedules())
 
 
 @dev_app.command("down")
