@@ -78,9 +78,8 @@ async def gate_emailed(store: KernelStore, workflow_id: str, timeout: float = 30
     """Wait until the run's gate email went out (event ``gate.emailed``).
 
     A gate shows in ``pending_gates`` as soon as it opens, before its email to the operator is
-    sent, and the run sends that email before it acts on any decision. A switch paused before
-    the email went out holds the email (under the same notice key as any step of the run)
-    and, with it, the whole run: what the test pauses next would never be reached.
+    sent. A switch paused before the email went out holds the email too (and a decision then
+    cancels it): the tests that pause a later step wait for the email first.
     """
     async with asyncio.timeout(timeout):
         while True:
@@ -195,6 +194,37 @@ async def test_a_run_cancelled_while_its_step_waits_at_a_pause_leaves_no_open_no
     assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
     await asyncio.sleep(1.5)  # a resumed step would look again within a second: none does
     assert smtp.to(email) == []
+
+
+async def test_a_decision_made_while_the_gate_email_waits_at_a_pause_acts_and_cancels_it(
+    client: Client, settings: Settings, services: Services, smtp: RecordingSmtp, quick_worker
+) -> None:
+    """Email paused before the gate opens: the gate's email to the operator waits. The
+    operator decides in the meantime (console, CLI): the run acts on it at once, the email
+    nobody needs any more is cancelled (its notice resolved, saying so) and never sent, and the
+    welcome waits at the same switch under a notice of its own until the resume."""
+    store = services.store
+    change = SwitchChange(scope="connector", name="email", by="pat", reason="smtp maintenance")
+    store.switches.pause(change)
+    try:
+        handle, _, _, email = await start_at_gate(client, settings)
+        first = f"paused/{handle.id}/connector:email"
+        assert "send_gate_reminder" in (await notice_until(store, first, "open")).summary
+        await operations.decide(client, handle.id, GateDecision(decision="approve", approver="pat"))
+        welcome = await notice_until(store, f"{first}/2", "open")
+        assert "send_welcome" in welcome.summary
+        gate_email = await notice_until(store, first, "resolved")
+        assert gate_email.resolution == "cancelled: the run no longer waits"
+        assert smtp.to(email) == []
+    finally:
+        store.switches.resume(change)
+    result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status == "completed" and len(smtp.to(email)) == 1
+    assert (await notice_until(store, f"{first}/2", "resolved")).resolution == (
+        "resumed: the step went on"
+    )
+    kinds = [e.kind for e in store.events.for_run(handle.id)]
+    assert "gate.emailed" not in kinds and kinds.count("email.sent") == 1, kinds
 
 
 class SlowSmtp(RecordingSmtp):

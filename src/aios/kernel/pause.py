@@ -20,9 +20,12 @@ shows them on the pending activity), and a notice in the inbox per waiting run a
 kind ``paused``, key ``paused/<workflow id>/<switch>``, title ``paused: <switch>``, opened
 when the step starts waiting and resolved when it goes on (its events are ``notice.opened`` and
 ``notice.resolved``). A step interrupted while it waits (its worker stops) leaves the notice
-open for its next attempt; one the run cancels meanwhile (the run was cancelled) resolves it,
-saying so, so the inbox never keeps a wait nobody has any more. A later wait of the same run at
-the same switch gets a fresh key (``.../<switch>/2``), so each wait is its own inbox item.
+open for its next attempt; one the run cancels meanwhile (the run was cancelled, or a gate was
+decided before its email went out) resolves it, saying so, so the inbox never keeps a wait
+nobody has any more. A later wait of the same run at
+the same switch gets a fresh key (``.../<switch>/2``), and so does another step of the run
+waiting at the same time (a gate's email and the step after the decision), so each wait is its
+own inbox item.
 
 The mail poll skips instead of waiting: while ``all``, ``connector:imap`` or
 ``process:mail-poll`` is paused, its read of the mailbox (``fetch_inbound``) returns at once,
@@ -148,8 +151,10 @@ class PauseGate:
         key = base
         for n in range(2, MAX_WAITS_PER_SWITCH + 2):
             existing = self._notices.get(key)
-            if existing is None or existing.status == "open":
+            if existing is None:
                 break
+            if existing.status == "open" and existing.details.get("what") == what:
+                break  # this step's own wait, left open by an attempt whose worker died
             key = f"{base}/{n}"
         by = f" by {switch.changed_by}" if switch.changed_by else ""
         why = f": {switch.reason}" if switch.reason else ""

@@ -18,6 +18,8 @@ an edit that could not be applied is rejected the same way. It reminds the opera
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -227,7 +229,7 @@ class GateHost(SignalHost):
                 next_reminder_at=schedule.next_reminder,
             )
 
-        if self._decision is None and versions.patched(GATE_EMAIL):
+        async def first_email() -> None:
             try:
                 await step(ConnectorActivities.send_gate_reminder, email(0), CONNECTOR_EFFECT)
             except ActivityError as exc:  # the gate waits all the same; the inbox shows it
@@ -236,6 +238,17 @@ class GateHost(SignalHost):
                 workflow.logger.warning(
                     "gate %s: the operator's email could not be sent: %s", gate, exc.cause or exc
                 )
+
+        # Runs with fewer-round-trips wait for the decision, not for the gate's email: a
+        # decision made while the email is still on its way (held at a paused switch, a slow
+        # server) acts at once, and the email that is no longer needed is cancelled. Earlier
+        # runs sent the email before they looked at any decision.
+        emailing: asyncio.Task[None] | None = None
+        if self._decision is None and versions.patched(GATE_EMAIL):
+            if versions.fewer_round_trips():
+                emailing = asyncio.ensure_future(first_email())
+            else:
+                await first_email()
 
         async def remind(n: int) -> None:
             assert self._open is not None
@@ -250,6 +263,11 @@ class GateHost(SignalHost):
             signals=self.signal_log,
             summary=f"gate {gate}",
         )
+        if emailing is not None:
+            if not emailing.done():
+                emailing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ActivityError):
+                await emailing
         sent = schedule.sent
         decision = self._decision
         self._open = None
