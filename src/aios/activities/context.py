@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from temporalio import activity
@@ -9,7 +10,7 @@ from temporalio import activity
 from aios.kernel.events import EventDraft
 from aios.kernel.pause import Waiter
 
-__all__ = ["event_for_step", "pause_waiter"]
+__all__ = ["cancel_shield", "event_for_step", "pause_waiter"]
 
 
 def pause_waiter() -> Waiter | None:
@@ -30,6 +31,13 @@ def _cancelled_by_the_run() -> bool:
     the step is gone), not by its worker stopping."""
     details = activity.cancellation_details()
     return details is not None and (details.cancel_requested or details.not_found)
+
+
+def cancel_shield() -> AbstractContextManager[object]:
+    """In a running step: a block a cancel does not cut (it is raised when the block ends)."""
+    if not activity.in_activity():
+        return nullcontext()
+    return activity.shield_thread_cancel_exception()
 
 
 def event_for_step(

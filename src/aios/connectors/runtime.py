@@ -52,6 +52,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -205,9 +206,13 @@ class ConnectorRuntime:
         worker: str | None = None,
         scrubber: Scrubber | None = None,
         pause: PauseGate | None = None,
+        shield: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
         self._store = store
         self._pause = pause
+        # Holds a cancel of the running step back until the effect (outbox record, the effect,
+        # its commit) is over: a step is cancelled before or after its effect, never within.
+        self._shield = shield
         self._scrubber = scrubber  # None: the process-wide one (aios.secrets.installed)
         self._settings = guards or {}
         self._default = default or GuardSettings()
@@ -325,15 +330,16 @@ class ConnectorRuntime:
         guard = self.guard(connector)
         if event is not None:  # it may quote connector settings (a URL with a token in it)
             event = event.model_copy(update={"payload": self.scrubber.scrub_value(event.payload)})
-        return self._store.outbox.run_once(
-            key,
-            connector=connector,
-            operation=step or operation.name,
-            effect=lambda commit: self._scrubbed(
-                connector, lambda: guard.call(lambda: fn(False, commit))
-            ),
-            event=event,
-        )
+        with self._shield():
+            return self._store.outbox.run_once(
+                key,
+                connector=connector,
+                operation=step or operation.name,
+                effect=lambda commit: self._scrubbed(
+                    connector, lambda: guard.call(lambda: fn(False, commit))
+                ),
+                event=event,
+            )
 
     def _check_approval(self, what: str, key: str, approval: str | None) -> None:
         if approval is None or not approval.strip():

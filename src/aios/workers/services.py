@@ -21,7 +21,7 @@ from typing import Any
 from aios.activities import AgentActivities, ConnectorActivities, KernelActivities, MemoryActivities
 from aios.activities.billing import BillingActivities
 from aios.activities.content import ContentActivities, site_folder
-from aios.activities.context import pause_waiter
+from aios.activities.context import cancel_shield, pause_waiter
 from aios.activities.crm import CrmActivities
 from aios.activities.health import HealthActivities
 from aios.activities.inbound import InboundActivities
@@ -392,6 +392,7 @@ def connector_runtime(
         dry_run=settings.connectors_dry_run,
         scrubber=scrub or scrubber(settings),
         pause=pause,
+        shield=cancel_shield,
     )
 
 
