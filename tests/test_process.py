@@ -5,6 +5,7 @@ activity, and the kickoff in the operator's timezone."""
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,7 +26,7 @@ from aios.workflows.gates import GateDecision
 from aios.workflows.onboarding import OnboardingInput, OnboardingWorkflow
 from aios.workflows.proposal import ClientResponse
 from tests.conftest import RecordingSmtp, unique_client
-from tests.helpers import RUNS, start_at_gate, wait_for_gate
+from tests.helpers import RUNS, start, start_at_gate, wait_for_gate
 from tests.money_helpers import (
     bill,
     ends_cancelled,
@@ -194,7 +195,7 @@ async def test_a_kernel_write_that_fails_retries_in_the_worker_and_the_run_goes_
 
     @activity.defn(name="record_event")
     def record_event(inp: RecordEventInput) -> None:
-        if inp.kind == "gate.requested":
+        if inp.kind == "gate.decided":
             attempts.append(activity.info().attempt)
             if activity.info().attempt < 3:
                 raise psycopg.OperationalError("connection to server at 127.0.0.1 refused")
@@ -208,10 +209,51 @@ async def test_a_kernel_write_that_fails_retries_in_the_worker_and_the_run_goes_
     assert result.status == "completed" and len(smtp.to(email)) == 1
     assert attempts == [1, 2, 3]
     kinds = [e.kind for e in services.store.events.for_run(handle.id)]
-    assert kinds.count("gate.requested") == 1
+    assert kinds.count("gate.decided") == 1
     scheduled = [
         e.activity_task_scheduled_event_attributes.activity_type.name
         async for e in handle.fetch_history_events()
         if e.HasField("activity_task_scheduled_event_attributes")
     ]
-    assert "record_event" not in scheduled  # local: no task-queue round trip
+    # Local: no task-queue round trip; only the gate's opening is an ordinary activity.
+    assert scheduled.count("record_event") == 1
+
+
+async def test_a_gate_shows_in_the_inbox_only_once_the_run_has_durably_opened_it(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    executor: ThreadPoolExecutor,
+    smtp: RecordingSmtp,
+) -> None:
+    """Operators (and their scripts) answer what the gate projection shows. Its row must never
+    run ahead of the run's history: a worker lost right after writing it would otherwise
+    leave a gate answered that the replayed run has not opened, and the run would turn the
+    decision down. So the gate's opening is written by an ordinary activity, scheduled by a
+    workflow task already in history; here that write lingers after writing, and the history
+    must already show the gate open when its row appears."""
+    kernel = KernelActivities(services.store)
+
+    @activity.defn(name="record_event")
+    def record_event(inp: RecordEventInput) -> None:
+        kernel.record_event(inp)
+        if inp.kind == "gate.requested":
+            time.sleep(2)  # the row is visible; the step is not over
+
+    own = [a for a in services.activities() if getattr(a, "__name__", "") != "record_event"]
+    async with build_worker(client, settings.task_queue, [*own, record_event], executor):
+        name, key, email = unique_client()
+        handle = await start(client, settings, name, key, email)
+        async with asyncio.timeout(30):
+            while services.store.gates.get(handle.id) is None:
+                await asyncio.sleep(0.02)
+        written = [
+            e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+            async for e in handle.fetch_history_events()
+            if e.HasField("upsert_workflow_search_attributes_event_attributes")
+        ]
+        awaiting = [f["AiosAwaitingApproval"].data for f in written if "AiosAwaitingApproval" in f]
+        assert awaiting == [b"true"]  # the history has the gate open
+        await operations.decide(client, handle.id, GateDecision(decision="approve", approver="pat"))
+        result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status == "completed" and len(smtp.to(email)) == 1

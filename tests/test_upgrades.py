@@ -150,12 +150,13 @@ async def test_an_onboarding_waiting_since_the_build_before_fewer_round_trips_co
 
     scheduled, local, markers = await _history_shape(new)
     assert markers == 1
-    assert local.count("record_event") == 3 and "upsert_client" in local
+    assert local.count("record_event") == 2 and "upsert_client" in local  # decided, the end
     assert "connector_plan" in local
     assert scheduled == [
         "classify_intake",
         "recall_for_draft",
         "draft_welcome",
+        "record_event",  # gate.requested: the inbox shows only a gate the history holds open
         "send_gate_reminder",
         "send_welcome",
         "remember",
