@@ -41,7 +41,13 @@ with workflow.unsafe.imports_passed_through():
     from aios.workflows.process import Process
     from aios.workflows.progress import BillingProgress
     from aios.workflows.steps import record, step, step_key
-    from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY, StepOptions
+    from aios.workflows.timeouts import (
+        CONNECTOR_EFFECT,
+        KERNEL_WRITE,
+        LOCAL_WRITE,
+        MEMORY,
+        StepOptions,
+    )
     from aios.workflows.waiting import Schedule, wait_until
 
 __all__ = [
@@ -218,7 +224,7 @@ class BillingWorkflow(Process):
     async def _notice_unplaced(self) -> None:
         while self._noticed < len(self._unplaced):
             draft = self._unplaced[self._noticed]
-            await step(KernelActivities.open_notice, draft, KERNEL_WRITE)
+            await step(KernelActivities.open_notice, draft, LOCAL_WRITE)
             self._noticed += 1
 
     async def close(self, result: ResultT) -> ResultT:

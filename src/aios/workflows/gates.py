@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from aios.workflows.signals import SignalHost
     from aios.workflows.steps import step, step_key
-    from aios.workflows.timeouts import CONNECTOR_EFFECT, GATE_OPENED, KERNEL_WRITE
+    from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, LOCAL_WRITE
     from aios.workflows.waiting import Schedule, wait_until
 
 __all__ = ["DECIDE_SIGNAL", "GATE_EMAIL", "GateDecision", "GateHost", "GateOutcome", "PendingGate"]
@@ -327,5 +327,5 @@ class GateHost(SignalHost):
             ),
             # The gate's row in the projection is what the inbox, the console and scripts
             # answer: it must never show a gate the run's history has not opened yet.
-            GATE_OPENED if kind == "gate.requested" else KERNEL_WRITE,
+            KERNEL_WRITE if kind == "gate.requested" else LOCAL_WRITE,
         )

@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.workflows.progress import OnboardingProgress
     from aios.workflows.recall import OPERATOR_CORRECTIONS, recall_for_draft
     from aios.workflows.steps import step, step_key
-    from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, MEMORY
+    from aios.workflows.timeouts import CONNECTOR_EFFECT, LOCAL_WRITE, MEMORY
 
 __all__ = [
     "OnboardingInput",
@@ -171,7 +171,7 @@ class OnboardingWorkflow(Process):
                         facts=facts.model_dump(),
                     ),
                 ),
-                KERNEL_WRITE,
+                LOCAL_WRITE,
             )
             self._done("client")
 
@@ -257,7 +257,7 @@ class OnboardingWorkflow(Process):
                     editor=outcome.decision.approver,
                     comment=outcome.decision.comment,
                 ),
-                KERNEL_WRITE,
+                LOCAL_WRITE,
             )
             self._done("draft-edit")
             if versions.patched(OPERATOR_CORRECTIONS):

@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.activities.models import RecordEventInput
     from aios.converter import describe_validation
     from aios.workflows.steps import step, step_key
-    from aios.workflows.timeouts import KERNEL_WRITE
+    from aios.workflows.timeouts import LOCAL_WRITE
 
 __all__ = ["SignalHost", "SignalLog", "decode_payloads", "describe_invalid"]
 
@@ -104,7 +104,7 @@ class SignalLog:
                     kind="signal.rejected",
                     payload={"signal": signal, "reason": reason},
                 ),
-                KERNEL_WRITE,
+                LOCAL_WRITE,
             )
 
 

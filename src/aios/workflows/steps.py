@@ -11,7 +11,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.activities.kernel import KernelActivities
     from aios.activities.models import RecordEventInput
     from aios.workflows import versions
-    from aios.workflows.timeouts import KERNEL_WRITE, StepOptions
+    from aios.workflows.timeouts import LOCAL_WRITE, StepOptions
 
 __all__ = ["record", "step", "step_key"]
 
@@ -83,5 +83,5 @@ async def record(
         RecordEventInput(
             idempotency_key=step_key(key or kind), kind=kind, entity=entity, payload=payload
         ),
-        KERNEL_WRITE,
+        LOCAL_WRITE,
     )

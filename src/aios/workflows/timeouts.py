@@ -8,15 +8,15 @@ step may make up to four HTTP requests (two tiers, each with one repair), each b
 ``MODEL_REQUEST_TIMEOUT`` (the ``openai`` client's timeout); the step heartbeats before each,
 so a lost worker is noticed within ``MODEL_CALL.heartbeat`` rather than at the end of the step.
 
-Kernel and memory writes are local and fast. Kernel writes (a client record, an event, a draft
-revision, a notice; all but a gate's opening, ``GATE_OPENED``) run as local activities: in the
-worker that runs the workflow task, with their result recorded as a marker, so they take no
-task-queue round trip and no workflow task of their own. They are idempotent by key, so a
-worker lost before the workflow task completed just writes again. One that fails (the database
-unreachable) is tried again by the worker under the same retry policy, each failed attempt in
-the worker's log; the Web UI shows no pending activity for it, only the run's workflow tasks
-going on until the write succeeds. Runs started before this (no ``fewer-round-trips`` marker)
-keep their kernel writes as ordinary activities when they replay (``steps.step``).
+Kernel and memory writes are local and fast. Kernel writes nobody answers (an event, a notice,
+a client record, a draft revision: ``LOCAL_WRITE``) run as local activities: in the worker that
+runs the workflow task, with their result recorded as a marker, so they take no task-queue
+round trip and no workflow task of their own. They are idempotent by key, so a worker lost
+before the workflow task completed just writes again. One that fails (the database unreachable)
+is tried again by the worker under the same retry policy, each failed attempt in the worker's
+log; the Web UI shows no pending activity for it, only the run's workflow tasks going on until
+the write succeeds. Runs started before this (no ``fewer-round-trips`` marker) keep their
+kernel writes as ordinary activities when they replay (``steps.step``).
 
 Model steps and connector effects wait, inside the activity, while a kill switch covering them
 is paused (``aios.kernel.pause``), for as long as the operator keeps it paused, up to
@@ -45,8 +45,8 @@ __all__ = [
     "CONNECTOR_CHECK",
     "CONNECTOR_EFFECT",
     "CONNECTOR_PLAN",
-    "GATE_OPENED",
     "KERNEL_WRITE",
+    "LOCAL_WRITE",
     "MAILBOX",
     "MEMORY",
     "MEMORY_QUEUE_SUFFIX",
@@ -90,13 +90,14 @@ def _retry(initial: float, maximum: float, attempts: int = 0) -> RetryPolicy:
     )
 
 
-KERNEL_WRITE = StepOptions(timedelta(seconds=30), timedelta(hours=1), _retry(1, 30), local=True)
-# The one kernel write that stays an ordinary activity: a gate opening. A local activity writes
-# before its workflow task is in history; if the worker then dies, an operator could answer a
-# gate the run has not durably opened, and the replayed run, seeing the decision before the
-# gate, would turn it down. Scheduled by a workflow task already in history, the write shows
-# only gates the run has opened.
-GATE_OPENED = dataclasses.replace(KERNEL_WRITE, local=False)
+KERNEL_WRITE = StepOptions(timedelta(seconds=30), timedelta(hours=1), _retry(1, 30))
+# A kernel write nobody answers: an event, a notice, a client record, a draft revision, a
+# signal's rejection. It runs as a local activity (see above). A write that makes something
+# answerable from outside (a gate opening, an invoice or a proposal or a post a person or a
+# payment then answers with a signal) stays ``KERNEL_WRITE``: a local write is visible before
+# its workflow task is in history, and if the worker then dies, the answer could reach the
+# replayed run before the state it answers and be turned down.
+LOCAL_WRITE = dataclasses.replace(KERNEL_WRITE, local=True)
 MEMORY = StepOptions(
     timedelta(seconds=60), timedelta(hours=1), _retry(1, 30), task_queue_suffix=MEMORY_QUEUE_SUFFIX
 )

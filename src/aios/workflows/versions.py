@@ -12,10 +12,11 @@ on, the old way. The ids, oldest first, with where they branch:
   still being sent;
 - ``operator-corrections`` (``onboarding``, ``proposal``): learning from edits at gates;
 - ``billing-refunds``, ``billing-inbound-notices`` (``billing``);
-- ``fewer-round-trips`` (``FEWER_ROUND_TRIPS``, newest): kernel writes (but a gate's opening)
-  and the connector plan as local activities, the steps of unconfigured optional connectors
-  skipped, all recalls of a draft in one memory step, an unchanged cost not written again, a
-  gate's first email sent beside the wait for the decision (``gates``) instead of before it.
+- ``fewer-round-trips`` (``FEWER_ROUND_TRIPS``, newest): kernel writes nobody answers (events,
+  notices, client records, draft revisions) and the connector plan as local activities, the
+  steps of unconfigured optional connectors skipped, all recalls of a draft in one memory step,
+  an unchanged cost not written again, a gate's first email sent beside the wait for the
+  decision (``gates``) instead of before it.
 
 A run that has the newest patch was started by a build that has all the older ones, so
 ``patched`` answers yes for those without asking Temporal: a new run records one marker (and
