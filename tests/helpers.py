@@ -79,3 +79,30 @@ async def save_history(handle: WorkflowHandle, name: str) -> None:
     history = await handle.fetch_history()
     HISTORIES.mkdir(exist_ok=True)
     (HISTORIES / f"{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1))
+
+
+async def notice_lost_worker_soon(
+    client: Client, workflow_id: str, activity_type: str, seconds: float = 1.0
+) -> None:
+    """After a test kills a worker inside ``activity_type``: shorten that pending step's
+    heartbeat timeout (Temporal's UpdateActivityOptions, what `temporal activity
+    update-options` sends), so the server notices the lost attempt within ``seconds`` instead
+    of the step's 30 s, and retries it on another worker the usual way."""
+    from google.protobuf.duration_pb2 import Duration
+    from google.protobuf.field_mask_pb2 import FieldMask
+    from temporalio.api.activity.v1 import ActivityOptions
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.workflowservice.v1 import UpdateActivityOptionsRequest
+
+    timeout = Duration()
+    timeout.FromMilliseconds(int(seconds * 1000))
+    await client.workflow_service.update_activity_options(
+        UpdateActivityOptionsRequest(
+            namespace=client.namespace,
+            execution=WorkflowExecution(workflow_id=workflow_id),
+            identity="tests",
+            activity_options=ActivityOptions(heartbeat_timeout=timeout),
+            update_mask=FieldMask(paths=["heartbeat_timeout"]),
+            type=activity_type,
+        )
+    )

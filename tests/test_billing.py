@@ -26,7 +26,7 @@ from aios.workers.main import build_worker
 from aios.workers.services import Services
 from aios.workflows.gates import GateDecision
 from tests.conftest import RecordingSmtp, subprocess_env
-from tests.helpers import save_history
+from tests.helpers import notice_lost_worker_soon, save_history
 from tests.money_helpers import (
     bill,
     body_text,
@@ -149,6 +149,7 @@ async def test_killed_worker_during_compensation_still_compensates_exactly_once(
     # The worker dies inside the cancellation email step, after the SMTP server took it.
     assert await asyncio.wait_for(crashing.wait(), timeout=60) == -signal.SIGKILL
     assert subjects(smtp, email)[-1] == "Cancelled"
+    await notice_lost_worker_soon(client, handle.id, "send_invoice_email")
 
     replacement = await asyncio.create_subprocess_exec(
         sys.executable,

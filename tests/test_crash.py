@@ -15,7 +15,7 @@ from aios import operations
 from aios.config import Settings
 from aios.workflows.gates import GateDecision
 from tests.conftest import RecordingSmtp, subprocess_env
-from tests.helpers import start_at_gate
+from tests.helpers import notice_lost_worker_soon, start_at_gate
 
 HERE = Path(__file__).parent
 
@@ -38,6 +38,7 @@ async def test_killed_worker_then_new_worker_still_sends_exactly_one_email(
     # The worker kills itself inside send_welcome, after the SMTP server accepted the email.
     assert await asyncio.wait_for(crashing.wait(), timeout=60) == -signal.SIGKILL
     assert len(smtp.to(email)) == 1
+    await notice_lost_worker_soon(client, handle.id, "send_welcome")
 
     # A fresh worker, the real `aios worker` command, picks up the retry and finishes the run.
     replacement = await asyncio.create_subprocess_exec(

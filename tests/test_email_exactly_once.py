@@ -36,7 +36,7 @@ from aios.kernel.store import KernelStore, OutboxResult
 from aios.kernel.stores.outbox import CommitPoint
 from aios.workflows.gates import GateDecision
 from tests.conftest import RecordingSmtp, free_port, subprocess_env
-from tests.helpers import start_at_gate
+from tests.helpers import notice_lost_worker_soon, start_at_gate
 
 HERE = Path(__file__).parent
 
@@ -413,6 +413,7 @@ async def test_worker_killed_after_the_server_has_the_message_sends_it_exactly_o
         first.send_signal(signal.SIGKILL)
         assert await asyncio.wait_for(first.wait(), timeout=30) == -signal.SIGKILL
         holding.release.set()
+        await notice_lost_worker_soon(client, handle.id, "send_welcome")
 
         second = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -37,7 +37,7 @@ from aios.workers.services import Services, connector_runtime, pause_gate
 from aios.workflows.gates import GateDecision
 from tests.batch_send import BatchActivities, SendBatchWorkflow
 from tests.conftest import RecordingSmtp, subprocess_env, unique_client
-from tests.helpers import start, start_at_gate
+from tests.helpers import notice_lost_worker_soon, start, start_at_gate
 from tests.money_helpers import fast, known_client, progress_until, propose, waiting_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,7 +192,9 @@ async def test_a_run_cancelled_while_its_step_waits_at_a_pause_leaves_no_open_no
         "cancelled: the run no longer waits",
     )
     assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
-    await asyncio.sleep(1.5)  # a resumed step would look again within a second: none does
+    # The step ended at the cancel: its welcome never reached the outbox, and was not sent.
+    welcome = f"{handle.id}/{handle.run_id}/send-welcome"
+    assert store.outbox.entry(welcome) is None
     assert smtp.to(email) == []
 
 
@@ -373,6 +375,7 @@ async def test_a_worker_killed_while_a_step_waits_hands_it_back_and_the_retry_wa
         await notice_until(store, notice, "open", timeout=90)
         first.kill()
         await first.wait()
+        await notice_lost_worker_soon(client, handle.id, "send_gate_reminder")
 
         def gate_emails() -> list[object]:
             return [m for m in smtp.to(settings.operator_email) if handle.id in str(m)]
