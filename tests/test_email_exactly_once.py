@@ -33,7 +33,7 @@ from aios.connectors.runtime import ConnectorRuntime
 from aios.errors import PermanentConnectorError, TransientConnectorError
 from aios.kernel.events import EventDraft
 from aios.kernel.store import KernelStore, OutboxResult
-from aios.kernel.stores.outbox import CommitPoint
+from aios.kernel.stores.outbox import CommitPoint, EffectCancelled
 from aios.workflows.gates import GateDecision
 from tests.conftest import RecordingSmtp, free_port, subprocess_env
 from tests.helpers import notice_lost_worker_soon, start_at_gate
@@ -443,3 +443,83 @@ async def test_worker_killed_after_the_server_has_the_message_sends_it_exactly_o
     assert entry["status"] == "done"
     assert entry["result"]["message_id"] == received[0]["Message-ID"]
     assert entry["result"]["provisional"] == PROVISIONAL
+
+
+class HoldAtRecipient(ScriptedSmtp):
+    """Holds its answer to RCPT TO for the ``hold`` address: the sender is mid-send, before
+    DATA, so a sender killed then leaves the server without a message."""
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address == self.hold and not self.arrived.is_set():
+            self.arrived.set()
+            await asyncio.to_thread(self.release.wait, 180)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+async def test_a_gate_email_whose_worker_died_mid_send_is_cancelled_when_the_gate_is_decided(
+    client: Client, settings: Settings, store: KernelStore, tmp_path: Path
+) -> None:
+    # Temporal does not retry a step whose cancel was requested: without the run cancelling
+    # the email's outbox row, the dead attempt's row would stay an effect in doubt for good.
+    holding = HoldAtRecipient(hold=settings.operator_email)
+    holding.controller.start()
+    settings = settings.model_copy(update={"smtp_port": holding.port})
+    env = subprocess_env(settings, AIOS_QDRANT_PATH=str(tmp_path / "qdrant"))
+    worker = ["-m", "aios.cli", "worker"]
+    first = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *worker,
+        env=env,
+        cwd=HERE.parent,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    second = None
+    try:
+        handle, _, _, address = await start_at_gate(client, settings, timeout=60)
+        # The gate's email to the operator is mid-send (its outbox row started) when the
+        # worker dies; the gate is decided while no worker runs.
+        assert await asyncio.to_thread(holding.arrived.wait, 90)
+        first.send_signal(signal.SIGKILL)
+        assert await asyncio.wait_for(first.wait(), timeout=30) == -signal.SIGKILL
+        holding.release.set()
+        await operations.decide(client, handle.id, GateDecision(decision="approve", approver="pat"))
+        second = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *worker,
+            env=env,
+            cwd=HERE.parent,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        result = await asyncio.wait_for(handle.result(), timeout=90)
+    finally:
+        holding.release.set()
+        for proc in (first, second):
+            if proc is not None and proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), timeout=30)
+        holding.controller.stop()
+
+    assert result.status == "completed"
+    assert len(holding.to(address)) == 1  # the welcome, once
+    assert holding.to(settings.operator_email) == []  # the dead attempt never sent its dot
+    description = await handle.describe()
+    key = f"{handle.id}/{description.run_id}/gate/welcome/reminder/0"
+    entry = store.outbox.entry(key)
+    assert entry is not None, key
+    assert entry["status"] == "cancelled"
+    assert entry["attempts"] == 1
+    assert "no longer waits" in entry["result"]["cancelled"]
+    mine = [e for e in store.outbox.in_doubt(older_than_seconds=0) if e["idempotency_key"] == key]
+    assert mine == []
+    event = store.events.by_key(f"{key}/outbox.cancelled")
+    assert event is not None and event.kind == "outbox.cancelled"
+    # A late attempt of the same step would run nothing.
+    with pytest.raises(EffectCancelled, match="cancelled by its run"):
+        store.outbox.run_once(
+            key, connector="email", operation="send_gate_reminder", effect=lambda _: {}
+        )

@@ -37,7 +37,7 @@ from aios.workers.services import Services, connector_runtime, pause_gate
 from aios.workflows.gates import GateDecision
 from tests.batch_send import BatchActivities, SendBatchWorkflow
 from tests.conftest import RecordingSmtp, subprocess_env, unique_client
-from tests.helpers import notice_lost_worker_soon, start, start_at_gate
+from tests.helpers import notice_lost_worker_soon, save_history, start, start_at_gate
 from tests.money_helpers import fast, known_client, progress_until, propose, waiting_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,6 +227,12 @@ async def test_a_decision_made_while_the_gate_email_waits_at_a_pause_acts_and_ca
     )
     kinds = [e.kind for e in store.events.for_run(handle.id)]
     assert "gate.emailed" not in kinds and kinds.count("email.sent") == 1, kinds
+    assert "outbox.cancelled" in kinds
+    # The email's outbox row is cancelled: no later attempt sends it, and it is not in doubt.
+    run_id = (await handle.describe()).run_id
+    entry = store.outbox.entry(f"{handle.id}/{run_id}/gate/welcome/reminder/0")
+    assert entry is not None and entry["status"] == "cancelled", entry
+    await save_history(handle, "onboarding_gate_email_cancelled")
 
 
 class SlowSmtp(RecordingSmtp):

@@ -7,7 +7,12 @@ from temporalio import activity
 
 from aios.activities.context import event_for_step
 from aios.activities.errors import translating_errors
-from aios.activities.models import RecordEventInput, UpsertClientInput, UpsertClientResult
+from aios.activities.models import (
+    CancelEffectInput,
+    RecordEventInput,
+    UpsertClientInput,
+    UpsertClientResult,
+)
 from aios.kernel.store import KernelStore
 from aios.kernel.stores.gates import GATE_EVENTS
 from aios.kernel.stores.notices import NoticeDraft, NoticeResolution
@@ -67,3 +72,22 @@ class KernelActivities:
     @translating_errors
     def resolve_notice(self, request: NoticeResolution) -> None:
         self._store.notices.resolve(request.key, by=request.by, resolution=request.resolution)
+
+    @activity.defn(name="cancel_effect")
+    @translating_errors
+    def cancel_effect(self, inp: CancelEffectInput) -> bool:
+        """Cancel an effect step the run no longer needs, unless it is done (``Outbox.cancel``).
+
+        Returns whether it was cancelled here; an ``outbox.cancelled`` event says so.
+        """
+        return self._store.outbox.cancel(
+            inp.idempotency_key,
+            connector=inp.connector,
+            operation=inp.operation,
+            reason=inp.reason,
+            event=event_for_step(
+                f"{inp.idempotency_key}/outbox.cancelled",
+                "outbox.cancelled",
+                payload={"idempotency_key": inp.idempotency_key, "reason": inp.reason},
+            ),
+        )

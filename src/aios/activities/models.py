@@ -26,6 +26,7 @@ __all__ = [
     "AgentCall",
     "AgentControls",
     "AgentHold",
+    "CancelEffectInput",
     "CancelKickoffInput",
     "CheckConnectorsInput",
     "CheckConnectorsResult",
@@ -304,6 +305,15 @@ class RecordEventInput(BaseModel):
     kind: str
     entity: str | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class CancelEffectInput(BaseModel):
+    """An effect step the run no longer needs: its outbox row is cancelled unless done."""
+
+    idempotency_key: str  # the effect step's own key
+    connector: str
+    operation: str
+    reason: str
 
 
 # --- proposals -------------------------------------------------------------------------------

@@ -196,6 +196,7 @@ class Services:
             kernel.record_event,
             kernel.open_notice,
             kernel.resolve_notice,
+            kernel.cancel_effect,
             agents.classify_intake,
             agents.draft_welcome,
             agents.revise_draft,

@@ -19,7 +19,6 @@ an edit that could not be applied is rejected the same way. It reminds the opera
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -32,7 +31,11 @@ from temporalio.exceptions import ActivityError, CancelledError
 with workflow.unsafe.imports_passed_through():
     from aios.activities.connectors import ConnectorActivities
     from aios.activities.kernel import KernelActivities
-    from aios.activities.models import RecordEventInput, SendGateReminderInput
+    from aios.activities.models import (
+        CancelEffectInput,
+        RecordEventInput,
+        SendGateReminderInput,
+    )
     from aios.kernel.policy import GatePolicy
     from aios.workflows import versions
     from aios.workflows.attributes import AWAITING_APPROVAL
@@ -256,18 +259,19 @@ class GateHost(SignalHost):
             self._open.next_reminder_at = schedule.next_reminder
             await step(ConnectorActivities.send_gate_reminder, email(n), CONNECTOR_EFFECT)
 
-        await wait_until(
-            lambda: self._decision is not None,
-            schedule,
-            remind=remind,
-            signals=self.signal_log,
-            summary=f"gate {gate}",
-        )
-        if emailing is not None:
-            if not emailing.done():
-                emailing.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ActivityError):
-                await emailing
+        try:
+            await wait_until(
+                lambda: self._decision is not None,
+                schedule,
+                remind=remind,
+                signals=self.signal_log,
+                summary=f"gate {gate}",
+            )
+        finally:  # decided, expired, or the run cancelled: the first email is not needed now
+            if emailing is not None and not emailing.done():
+                await asyncio.shield(
+                    asyncio.ensure_future(_drop_email(emailing, email(0).idempotency_key, gate))
+                )
         sent = schedule.sent
         decision = self._decision
         self._open = None
@@ -328,4 +332,27 @@ class GateHost(SignalHost):
             # The gate's row in the projection is what the inbox, the console and scripts
             # answer: it must never show a gate the run's history has not opened yet.
             KERNEL_WRITE if kind == "gate.requested" else LOCAL_WRITE,
+        )
+
+
+async def _drop_email(emailing: asyncio.Task[None], key: str, gate: str) -> None:
+    """Cancel a gate's first email still on its way, and its outbox row unless it was sent.
+
+    Temporal does not retry a step whose cancel was requested, so an email whose attempt died
+    (a worker killed mid-send) would otherwise stay in doubt; cancelled here, it is never sent
+    by a later attempt, and a row already done stays done (``Outbox.cancel``).
+    """
+    emailing.cancel()
+    try:
+        await emailing
+    except (asyncio.CancelledError, ActivityError):
+        await step(
+            KernelActivities.cancel_effect,
+            CancelEffectInput(
+                idempotency_key=key,
+                connector="email",
+                operation="send_gate_reminder",
+                reason=f"gate {gate} no longer waits for a decision",
+            ),
+            LOCAL_WRITE,
         )

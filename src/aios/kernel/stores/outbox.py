@@ -14,6 +14,11 @@ the server delivers a message only once it has read the terminating ``<CRLF>.<CR
 discarded the message, and the retry sends it once; killed after, the row is done and the
 retry sends nothing. The one window left is between sending COMMIT and sending the dot: a
 message recorded as sent that never left (never a duplicate).
+
+A run that no longer needs an effect it asked for (a gate's email once the gate is decided)
+cancels it (``cancel``): a row not done becomes ``cancelled`` and no later attempt runs it.
+Temporal does not retry an activity whose cancel was requested, so without this an attempt
+that died before the commit point would stay in doubt for good.
 """
 
 from __future__ import annotations
@@ -27,10 +32,15 @@ import psycopg
 from psycopg import pq
 from psycopg.types.json import Jsonb
 
+from aios.errors import PolicyRefusal
 from aios.kernel.events import EventDraft
 from aios.kernel.stores.database import OutboxResult, Store
 
-__all__ = ["CommitPoint", "Outbox"]
+__all__ = ["CommitPoint", "EffectCancelled", "Outbox"]
+
+
+class EffectCancelled(PolicyRefusal):
+    """The run that asked for this effect cancelled it; an attempt after that runs nothing."""
 
 
 class CommitPoint:
@@ -195,6 +205,9 @@ class Outbox(Store):
             assert row is not None
             if row["status"] == "done":
                 return cast(OutboxResult, row["result"] or {}), False
+            if row["status"] == "cancelled":
+                reason = (row["result"] or {}).get("cancelled", "")
+                raise EffectCancelled(f"{operation} {key} was cancelled by its run: {reason}")
             point = CommitPoint(self, conn, key, event)
             try:
                 result = effect(point)
@@ -234,6 +247,50 @@ class Outbox(Store):
         )
         if event is not None:
             self._append(conn, event)
+
+    def cancel(
+        self,
+        key: str,
+        *,
+        connector: str,
+        operation: str,
+        reason: str,
+        event: EventDraft | None = None,
+    ) -> bool:
+        """Cancel the effect of ``key`` unless it is done; returns whether this cancelled it.
+
+        A row that is pending (never started, or started by an attempt that died before it
+        finished) or missing (the step never started) becomes ``cancelled`` with ``reason``
+        as its result, ``event`` is appended in the same transaction, and ``run_once`` for the
+        key raises ``EffectCancelled`` from then on. An attempt running the effect holds the
+        row's lock, so this waits for it and finds the row done. For a connector that marks
+        the row done at its commit point (email), a pending row is an effect that did not
+        happen, so the cancel is exact; for any other it is a decision not to try again.
+        """
+        with self.transaction() as conn:
+            row = conn.execute(
+                """
+                INSERT INTO outbox (idempotency_key, connector, operation, status, result,
+                                    finished_at)
+                VALUES (%(key)s, %(connector)s, %(operation)s, 'cancelled', %(result)s, now())
+                ON CONFLICT (idempotency_key) DO UPDATE
+                    SET status = 'cancelled', result = EXCLUDED.result, finished_at = now(),
+                        updated_at = now()
+                    WHERE outbox.status = 'pending'
+                RETURNING attempts
+                """,
+                {
+                    "key": key,
+                    "connector": connector,
+                    "operation": operation,
+                    "result": Jsonb({"cancelled": reason[:500]}),
+                },
+            ).fetchone()
+            if row is None:
+                return False
+            if event is not None:
+                self._append(conn, event)
+            return True
 
     def entry(self, key: str) -> dict[str, Any] | None:
         with self.transaction() as conn:
