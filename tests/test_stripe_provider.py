@@ -95,7 +95,8 @@ def test_create_with_new_customer_finalizes_and_keys_every_post(start: Start) ->
     assert receipt.hosted_url == final["hosted_invoice_url"]
     assert final["hosted_invoice_url"] in receipt.payment_instructions
     assert "INV-000042" in receipt.payment_instructions
-    assert "EUR 6,200.00" in receipt.payment_instructions
+    # How to pay, not how much: a reminder quotes them under the balance still open.
+    assert "6,200" not in receipt.payment_instructions
     assert len(receipt.payment_instructions.splitlines()) <= 2
 
     assert [(r.method, r.path) for r in server.received] == [

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aios.connectors.payments.base import OPERATIONS, ProviderInvoice, ProviderReceipt
-from aios.kernel.money import format_amount
 
 __all__ = ["BankDetails", "BankTransferProvider"]
 
@@ -33,9 +32,11 @@ class BankTransferProvider:
 
     def instructions(self, invoice: ProviderInvoice) -> str:
         d = self._details
+        # How to pay, not how much: the invoice email names the total, a reminder the balance
+        # still open, and both quote these instructions.
         lines = [
-            f"Please pay {format_amount(invoice.total_minor, invoice.currency)} by bank transfer "
-            f"by {invoice.due_at:%d %B %Y}, quoting the reference {invoice.number}."
+            f"Please pay by bank transfer by {invoice.due_at:%d %B %Y}, quoting the reference "
+            f"{invoice.number}."
         ]
         for label, value in (
             ("Account holder", d.account_name),

@@ -53,7 +53,7 @@ from aios.errors import (
     PermanentConnectorError,
     TransientConnectorError,
 )
-from aios.kernel.money import format_amount, line_items_total
+from aios.kernel.money import line_items_total
 
 __all__ = ["StripeProvider"]
 
@@ -311,9 +311,8 @@ class StripeProvider:
             status="paid" if final.status == "paid" else "open",
             hosted_url=final.hosted_invoice_url,
             payment_instructions=(
-                f"Please pay {format_amount(final.total, invoice.currency)} for invoice "
-                f"{invoice.number} by {due} online at {final.hosted_invoice_url}\n"
-                "(card or bank transfer, as the page offers)."
+                f"Please pay invoice {invoice.number} by {due} online at "
+                f"{final.hosted_invoice_url}\n(card or bank transfer, as the page offers)."
             ),
         )
 
