@@ -9,7 +9,9 @@ resumes it in ``finally``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import gc
 import sys
 import time
 import uuid
@@ -35,10 +37,20 @@ from aios.operations.control import list_switches
 from aios.workers.main import WorkerTuning, build_worker
 from aios.workers.services import Services, connector_runtime, pause_gate
 from aios.workflows.gates import GateDecision
+from aios.workflows.proposal import ClientResponse
 from tests.batch_send import BatchActivities, SendBatchWorkflow
 from tests.conftest import RecordingSmtp, subprocess_env, unique_client
 from tests.helpers import notice_lost_worker_soon, save_history, start, start_at_gate
-from tests.money_helpers import fast, known_client, progress_until, propose, waiting_for
+from tests.money_helpers import (
+    bill,
+    body_text,
+    fast,
+    known_client,
+    mails_until,
+    progress_until,
+    propose,
+    waiting_for,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,9 +60,13 @@ def quick(settings: Settings) -> Settings:
     return settings.model_copy(update={"switch_cache_seconds": 0.01, "switch_poll_seconds": 0.2})
 
 
-@pytest.fixture
-async def quick_worker(
-    client: Client, settings: Settings, services: Services, executor: ThreadPoolExecutor
+@contextlib.asynccontextmanager
+async def switch_worker(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    executor: ThreadPoolExecutor,
+    cached_runs: int = WorkerTuning.cached_runs,
 ) -> AsyncIterator[Worker]:
     """The real activities, with the kill switches read afresh at every check: the pause a
     test writes right before a step is then certainly seen by that step. Heartbeats are sent
@@ -58,10 +74,18 @@ async def quick_worker(
     gate = pause_gate(quick(services.settings), services.store)
     runtime = connector_runtime(services.settings, services.store, pause=gate)
     svc = dataclasses.replace(services, runtime=runtime, pause=gate)
-    tuning = WorkerTuning(heartbeat_throttle=timedelta(seconds=1))
+    tuning = WorkerTuning(heartbeat_throttle=timedelta(seconds=1), cached_runs=cached_runs)
     async with build_worker(
         client, settings.task_queue, svc.activities(), executor, tuning=tuning
     ) as w:
+        yield w
+
+
+@pytest.fixture
+async def quick_worker(
+    client: Client, settings: Settings, services: Services, executor: ThreadPoolExecutor
+) -> AsyncIterator[Worker]:
+    async with switch_worker(client, settings, services, executor) as w:
         yield w
 
 
@@ -233,6 +257,168 @@ async def test_a_decision_made_while_the_gate_email_waits_at_a_pause_acts_and_ca
     entry = store.outbox.entry(f"{handle.id}/{run_id}/gate/welcome/reminder/0")
     assert entry is not None and entry["status"] == "cancelled", entry
     await save_history(handle, "onboarding_gate_email_cancelled")
+
+
+async def test_a_run_evicted_after_every_step_cancels_its_waiting_gate_email_all_the_same(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    smtp: RecordingSmtp,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """A worker that keeps no run in its cache evicts the run after every workflow task (the
+    SDK cancels an evicted run's tasks) while the gate's email waits at a paused switch beside
+    the gate: no eviction leaves an error behind, and the run, replayed each time, acts on the
+    decision and cancels the email."""
+    store = services.store
+    unraisable: list[str] = []
+    before = sys.unraisablehook
+    sys.unraisablehook = lambda u: unraisable.append(f"{u.exc_type.__name__}: {u.exc_value}")
+    change = SwitchChange(scope="connector", name="email", by="pat", reason="smtp maintenance")
+    store.switches.pause(change)
+    try:
+        async with switch_worker(client, settings, services, executor, cached_runs=0):
+            handle, _, _, email = await start_at_gate(client, settings)
+            first = f"paused/{handle.id}/connector:email"
+            assert "send_gate_reminder" in (await notice_until(store, first, "open")).summary
+            decision = GateDecision(decision="approve", approver="pat")
+            await operations.decide(client, handle.id, decision)
+            gate_email = await notice_until(store, first, "resolved")
+            assert gate_email.resolution == "cancelled: the run no longer waits"
+            store.switches.resume(change)
+            result = await asyncio.wait_for(handle.result(), 60)
+        gc.collect()
+    finally:
+        store.switches.resume(change)
+        sys.unraisablehook = before
+    assert result.status == "completed" and len(smtp.to(email)) == 1
+    run_id = (await handle.describe()).run_id
+    entry = store.outbox.entry(f"{handle.id}/{run_id}/gate/welcome/reminder/0")
+    assert entry is not None and entry["status"] == "cancelled", entry
+    assert unraisable == []
+
+
+async def test_a_decision_made_while_a_gate_reminder_waits_at_a_pause_acts_and_cancels_it(
+    client: Client, settings: Settings, services: Services, smtp: RecordingSmtp, quick_worker
+) -> None:
+    """The gate's first email went out; then email is paused and the reminder due two seconds
+    after the gate opened waits at the switch. A decision acts at once (the gate is decided
+    while email is still paused), the reminder is cancelled and never sent, and it does not
+    count as sent."""
+    store = services.store
+    quick = settings.model_copy(
+        update={"gate_remind_after": timedelta(seconds=2), "gate_expire_after": timedelta(hours=1)}
+    )
+    name, key, email = unique_client()
+    handle = await start(client, quick, name, key, email)
+    await gate_emailed(store, handle.id)
+    change = SwitchChange(scope="connector", name="email", by="pat", reason="smtp maintenance")
+    store.switches.pause(change)
+    try:
+        held = await notice_until(store, f"paused/{handle.id}/connector:email", "open")
+        assert "send_gate_reminder" in held.summary
+        await operations.decide(client, handle.id, GateDecision(decision="approve", approver="pat"))
+        async with asyncio.timeout(30):
+            while (gate := await asyncio.to_thread(store.gates.get, handle.id)) is None or (
+                gate.status == "waiting"
+            ):
+                await asyncio.sleep(0.1)
+        assert gate.status == "decided" and gate.decision == "approve"
+        decided = [e for e in store.events.for_run(handle.id) if e.kind == "gate.decided"]
+        assert [e.payload["reminders_sent"] for e in decided] == [0]
+        run_id = (await handle.describe()).run_id
+        entry = store.outbox.entry(f"{handle.id}/{run_id}/gate/welcome/reminder/1")
+        assert entry is not None and entry["status"] == "cancelled", entry
+        assert smtp.to(email) == []  # the welcome waits at the switch
+    finally:
+        store.switches.resume(change)
+    result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status == "completed" and len(smtp.to(email)) == 1
+    to_operator = [m["Subject"] for m in smtp.to(settings.operator_email) if handle.id in str(m)]
+    assert len(to_operator) == 1 and not to_operator[0].startswith("Reminder"), to_operator
+    await save_history(handle, "onboarding_gate_reminder_cancelled")
+
+
+async def test_a_client_answer_while_a_follow_up_waits_at_a_pause_acts_and_cancels_it(
+    client: Client, settings: Settings, services: Services, smtp: RecordingSmtp, quick_worker
+) -> None:
+    """The proposal went out; email is paused and the follow-up due two seconds later waits at
+    the switch. The client's answer ends the run at once, with email still paused, and the
+    follow-up nobody needs is cancelled: never sent, not counted."""
+    store = services.store
+    s = fast(
+        settings,
+        proposal_auto_approve_max_total=Decimal(10000),
+        proposal_follow_up_every=timedelta(seconds=2),
+        proposal_expire_after=timedelta(minutes=1),
+    )
+    _, key, email = known_client(store)
+    handle = await propose(client, s, store, key, "A new website with online ordering")
+    await progress_until(client, handle.id, waiting_for("client_response"))
+    await mails_until(smtp, email, 1)
+    change = SwitchChange(scope="connector", name="email", by="pat", reason="smtp maintenance")
+    store.switches.pause(change)
+    try:
+        held = await notice_until(store, f"paused/{handle.id}/connector:email", "open")
+        assert "send_proposal" in held.summary
+        answer = ClientResponse(response="decline", note="later")
+        await operations.respond(client, handle.id, answer)
+        result = await asyncio.wait_for(handle.result(), 30)
+        resolved = await notice_until(store, held.key, "resolved")
+        assert resolved.resolution == "cancelled: the run no longer waits"
+    finally:
+        store.switches.resume(change)
+    assert (result.status, result.reason) == ("declined", "later")
+    assert len(smtp.to(email)) == 1  # the proposal; no follow-up
+    entry = store.outbox.entry(f"{handle.id}/{handle.run_id}/follow-up/v1/1")
+    assert entry is not None and entry["status"] == "cancelled", entry
+    events = store.events.for_run(handle.id)
+    [answered] = [e for e in events if e.kind == "proposal.client_responded"]
+    assert answered.payload["follow_ups_sent"] == 0
+    await save_history(handle, "proposal_follow_up_cancelled")
+
+
+async def test_a_payment_while_an_invoice_reminder_waits_at_a_pause_is_recorded_at_once(
+    client: Client, settings: Settings, services: Services, smtp: RecordingSmtp, quick_worker
+) -> None:
+    """The invoice went out; email is paused and the first reminder, due two seconds later,
+    waits at the switch. A part payment is recorded at once (email still paused) and the
+    reminder that would have asked for the old balance is cancelled; on the resume the
+    reminder goes out once, asking for what is still open."""
+    store = services.store
+    _, key, email = known_client(store)
+    s = fast(settings, billing_payment_terms=timedelta(seconds=2), billing_max_reminders=1)
+    handle = await bill(client, s, store, key, 1000_00)
+    await progress_until(client, handle.id, waiting_for("payment_received"))
+    await mails_until(smtp, email, 1)
+    change = SwitchChange(scope="connector", name="email", by="pat", reason="smtp maintenance")
+    store.switches.pause(change)
+    try:
+        held = await notice_until(store, f"paused/{handle.id}/connector:email", "open")
+        assert "send_invoice_reminder" in held.summary
+        await operations.record_payment(
+            client, store, handle.id, amount=Decimal("400.00"), reference="part", recorded_by="pat"
+        )
+        progress = await progress_until(client, handle.id, lambda p: p.balance_minor == 600_00)
+        assert progress.reminders_sent == 0
+        entry = store.outbox.entry(f"{handle.id}/{handle.run_id}/reminder/1")
+        assert entry is not None and entry["status"] == "cancelled", entry
+        assert len(smtp.to(email)) == 1
+    finally:
+        store.switches.resume(change)
+    _, reminder = await mails_until(smtp, email, 2)
+    assert str(reminder["Subject"]).startswith("Reminder 1")
+    text = body_text(reminder)
+    assert "600.00" in text and "1,000.00" not in text, text
+    await progress_until(client, handle.id, lambda p: p.reminders_sent == 1)
+    await operations.record_payment(
+        client, store, handle.id, amount=None, reference="rest", recorded_by="pat"
+    )
+    result = await asyncio.wait_for(handle.result(), 30)
+    assert result.status == "paid" and len(smtp.to(email)) == 2
+    kinds = [e.kind for e in store.events.for_run(handle.id)]
+    assert kinds.count("invoice.reminded") == 1 and "outbox.cancelled" in kinds
+    await save_history(handle, "billing_reminder_cancelled")
 
 
 class SlowSmtp(RecordingSmtp):

@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.activities.kernel import KernelActivities
     from aios.activities.memory import MemoryActivities
     from aios.activities.models import (
+        CancelEffectInput,
         CheckInvoicePolicyInput,
         CreateInvoiceInput,
         InvoiceRef,
@@ -484,11 +485,29 @@ class BillingWorkflow(Process):
         self._awaiting_payment = True
         self._refunds_taken = versions.patched(REFUNDS)
 
+        # A reminder overtaken by a payment (held at a paused switch when it came) is
+        # cancelled unsent; once the payment is recorded, the reminder goes out again under a
+        # key of its own ("reminder/<n>#2"), with the balance as it is then.
+        started: dict[int, int] = {}
+
+        def reminder_key(n: int) -> str:
+            tries = started.get(n, 1)
+            return step_key(f"reminder/{n}" if tries == 1 else f"reminder/{n}#{tries}")
+
         async def remind(n: int) -> None:
-            await self._send("reminder", step_key(f"reminder/{n}"), reminder=n)
+            started[n] = started.get(n, 0) + 1
+            await self._send("reminder", reminder_key(n), reminder=n)
             self._done(f"reminder/{n}")
             if n == len(schedule.reminders):
                 await record("invoice.overdue", entity, {"reminders_sent": n})
+
+        def unsent(n: int) -> CancelEffectInput:
+            return CancelEffectInput(
+                idempotency_key=reminder_key(n),
+                connector="email",
+                operation="send_invoice_reminder",
+                reason="a payment or refund came in before this reminder was sent",
+            )
 
         while self._balance_minor is not None and self._balance_minor > 0:
             self.set_details(self._payment_details(ref))
@@ -502,6 +521,7 @@ class BillingWorkflow(Process):
                 remind=remind,
                 signals=self.signal_log,
                 summary=f"payment of {ref.number}",
+                unsent=unsent,
             )
             if self._noticed < len(self._unplaced):
                 await self._notice_unplaced()

@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
         PendingGate,
     )
     from aios.workflows.signals import SignalHost
-    from aios.workflows.steps import step, step_key
+    from aios.workflows.steps import drop, step, step_key
     from aios.workflows.timeouts import CONNECTOR_EFFECT, KERNEL_WRITE, LOCAL_WRITE
     from aios.workflows.waiting import Schedule, wait_until
 
@@ -259,6 +259,14 @@ class GateHost(SignalHost):
             self._open.next_reminder_at = schedule.next_reminder
             await step(ConnectorActivities.send_gate_reminder, email(n), CONNECTOR_EFFECT)
 
+        def unsent(n: int) -> CancelEffectInput:
+            return CancelEffectInput(
+                idempotency_key=email(n).idempotency_key,
+                connector="email",
+                operation="send_gate_reminder",
+                reason=f"gate {gate} no longer waits for a decision",
+            )
+
         try:
             await wait_until(
                 lambda: self._decision is not None,
@@ -266,12 +274,14 @@ class GateHost(SignalHost):
                 remind=remind,
                 signals=self.signal_log,
                 summary=f"gate {gate}",
+                unsent=unsent,
             )
+        except GeneratorExit:  # the run left this worker's cache: nothing to cancel from here
+            emailing = None
+            raise
         finally:  # decided, expired, or the run cancelled: the first email is not needed now
             if emailing is not None and not emailing.done():
-                await asyncio.shield(
-                    asyncio.ensure_future(_drop_email(emailing, email(0).idempotency_key, gate))
-                )
+                await asyncio.shield(asyncio.ensure_future(drop(emailing, unsent(0))))
         sent = schedule.sent
         decision = self._decision
         self._open = None
@@ -332,27 +342,4 @@ class GateHost(SignalHost):
             # The gate's row in the projection is what the inbox, the console and scripts
             # answer: it must never show a gate the run's history has not opened yet.
             KERNEL_WRITE if kind == "gate.requested" else LOCAL_WRITE,
-        )
-
-
-async def _drop_email(emailing: asyncio.Task[None], key: str, gate: str) -> None:
-    """Cancel a gate's first email still on its way, and its outbox row unless it was sent.
-
-    Temporal does not retry a step whose cancel was requested, so an email whose attempt died
-    (a worker killed mid-send) would otherwise stay in doubt; cancelled here, it is never sent
-    by a later attempt, and a row already done stays done (``Outbox.cancel``).
-    """
-    emailing.cancel()
-    try:
-        await emailing
-    except (asyncio.CancelledError, ActivityError):
-        await step(
-            KernelActivities.cancel_effect,
-            CancelEffectInput(
-                idempotency_key=key,
-                connector="email",
-                operation="send_gate_reminder",
-                reason=f"gate {gate} no longer waits for a decision",
-            ),
-            LOCAL_WRITE,
         )

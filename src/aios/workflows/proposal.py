@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from aios.activities.connectors import ConnectorActivities
     from aios.activities.memory import MemoryActivities
     from aios.activities.models import (
+        CancelEffectInput,
         CheckProposalPolicyInput,
         DraftProposalInput,
         OpenProposalInput,
@@ -547,6 +548,12 @@ class ProposalWorkflow(Process):
             remind=follow_up,
             signals=self.signal_log,
             summary=f"client answer to v{version.version}",
+            unsent=lambda n: CancelEffectInput(
+                idempotency_key=step_key(f"follow-up/v{version.version}/{n}"),
+                connector="email",
+                operation="send_proposal",
+                reason="the client answered before this follow-up was sent",
+            ),
         )
         self._awaiting_client = False
         self._sending = None

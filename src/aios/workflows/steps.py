@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from aios.activities.kernel import KernelActivities
-    from aios.activities.models import RecordEventInput
+    from aios.activities.models import CancelEffectInput, RecordEventInput
     from aios.workflows import versions
     from aios.workflows.timeouts import LOCAL_WRITE, StepOptions
 
-__all__ = ["record", "step", "step_key"]
+__all__ = ["drop", "record", "step", "step_key"]
 
 ArgT = TypeVar("ArgT")
 ResT = TypeVar("ResT")
@@ -85,3 +87,22 @@ async def record(
         ),
         LOCAL_WRITE,
     )
+
+
+async def drop(effect: asyncio.Task[Any], unsent: CancelEffectInput) -> bool:
+    """Cancel ``effect``, a task running an effect step the run no longer needs, and the step's
+    outbox row unless the effect is done; returns whether the effect was cancelled unsent.
+
+    Temporal does not retry a step whose cancel was requested, so an attempt that died
+    mid-effect (a worker killed) would otherwise leave its row in doubt for good; cancelled,
+    the row is never run by a later attempt (``Outbox.cancel``). A task that finished before
+    the cancel reached it keeps its result.
+    """
+    if effect.done():
+        return False
+    effect.cancel()
+    try:
+        await effect
+    except (asyncio.CancelledError, ActivityError):
+        return await step(KernelActivities.cancel_effect, unsent, LOCAL_WRITE)
+    return False

@@ -16,7 +16,9 @@ on, the old way. The ids, oldest first, with where they branch:
   notices, client records, draft revisions) and the connector plan as local activities, the
   steps of unconfigured optional connectors skipped, all recalls of a draft in one memory step,
   an unchanged cost not written again, a gate's first email sent beside the wait for the
-  decision (``gates``) instead of before it.
+  decision (``gates``) instead of before it, and reminders (a gate's, a proposal's follow-ups,
+  an invoice's) sent beside the wait (``waiting``) instead of holding it; either is cancelled,
+  outbox row and all, when the wait ends first.
 
 A run that has the newest patch was started by a build that has all the older ones, so
 ``patched`` answers yes for those without asking Temporal: a new run records one marker (and
