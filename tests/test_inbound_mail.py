@@ -42,7 +42,7 @@ from aios.workflows.billing import BillingResult
 from aios.workflows.inbound_mail import InboundMailResult, _edited_reading, inbound_workflow_id
 from tests import dovecot_server
 from tests.conftest import RecordingSmtp, subprocess_env
-from tests.helpers import RUNS, wait_for_gate
+from tests.helpers import RUNS, notice_lost_worker_soon, wait_for_gate
 from tests.money_helpers import (
     body_text,
     ends_cancelled,
@@ -461,6 +461,7 @@ async def test_a_worker_killed_while_handling_an_email_gives_exactly_one_signal(
     # The poll runs on the doomed worker too; it may finish before or after the kill.
     poll = asyncio.create_task(poll_mail(client, s))
     assert await asyncio.wait_for(crashing.wait(), timeout=60) == -signal.SIGKILL
+    await notice_lost_worker_soon(client, inbound_workflow_id(key_of(answer)), "inbound_handled")
 
     # A fresh worker takes the run over once the killed attempt times out.
     mail_services = dataclasses.replace(services, settings=s)
