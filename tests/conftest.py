@@ -29,7 +29,7 @@ from temporalio.worker import Worker
 
 from aios.config import Settings
 from aios.devstack import DevServerConfig, load_dev_config, start_temporal, stop_temporal
-from aios.kernel.store import apply_migrations
+from aios.kernel.store import KernelStore, apply_migrations
 from aios.temporal import connect
 from aios.workers.main import build_worker
 from aios.workers.services import Services
@@ -119,6 +119,19 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield url
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[KernelStore]:
+    """The kernel's stores on the test database (a test module may define its own)."""
+    kernel = KernelStore(database_url)
+    yield kernel
+    kernel.close()
+
+
+def unique(prefix: str) -> str:
+    """``prefix`` with a random tag: a key, id or name no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 # --- Temporal -----------------------------------------------------------------------------------

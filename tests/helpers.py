@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
@@ -106,3 +108,12 @@ async def notice_lost_worker_soon(
             type=activity_type,
         )
     )
+
+
+def replacing(activities: Sequence[Callable[..., Any]], **stand_ins: Callable[..., Any]) -> list:
+    """``activities`` with the one named by each keyword swapped for its stand-in: a test's own
+    ``record_event`` that fails or lingers is ``replacing(activities, record_event=fails)``."""
+    return [
+        *(a for a in activities if getattr(a, "__name__", "") not in stand_ins),
+        *stand_ins.values(),
+    ]

@@ -26,7 +26,7 @@ from aios.workers.main import build_worker
 from aios.workers.services import Services
 from aios.workflows.gates import GateDecision
 from tests.conftest import RecordingSmtp, subprocess_env
-from tests.helpers import notice_lost_worker_soon, save_history
+from tests.helpers import notice_lost_worker_soon, replacing, save_history
 from tests.money_helpers import (
     bill,
     body_text,
@@ -67,8 +67,8 @@ async def test_permanent_provider_failure_after_the_invoice_went_out_runs_the_sa
 ) -> None:
     store = services.store
     _, key, email = known_client(store)
-    real = [a for a in services.activities() if a.__name__ != "provider_mark_paid"]
-    async with build_worker(client, settings.task_queue, [*real, provider_refuses], executor):
+    activities = replacing(services.activities(), provider_mark_paid=provider_refuses)
+    async with build_worker(client, settings.task_queue, activities, executor):
         handle = await bill(client, fast(settings), store, key, 120_000, 30_000)
         progress = await progress_until(client, handle.id, PAYING)
         number = progress.number

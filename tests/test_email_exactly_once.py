@@ -8,14 +8,14 @@ the message; killed after it, the row is done and the retry sends nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import signal
 import socketserver
 import subprocess
 import sys
 import threading
-import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from email.header import decode_header, make_header
 from email.message import Message
 from pathlib import Path
@@ -35,21 +35,10 @@ from aios.kernel.events import EventDraft
 from aios.kernel.store import KernelStore, OutboxResult
 from aios.kernel.stores.outbox import CommitPoint, EffectCancelled
 from aios.workflows.gates import GateDecision
-from tests.conftest import RecordingSmtp, free_port, subprocess_env
+from tests.conftest import RecordingSmtp, free_port, subprocess_env, unique
 from tests.helpers import notice_lost_worker_soon, start_at_gate
 
 HERE = Path(__file__).parent
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[KernelStore]:
-    kernel = KernelStore(database_url)
-    yield kernel
-    kernel.close()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def connector(port: int) -> SmtpEmailConnector:
@@ -387,49 +376,66 @@ def test_a_rejection_at_the_end_of_data_reverts_the_commit_and_keeps_its_class(
 # --- a real worker SIGKILLed while the server holds its 250 ----------------------------------
 
 
+@contextlib.asynccontextmanager
+async def worker_processes(
+    settings: Settings, tmp_path: Path
+) -> AsyncIterator[Callable[[], Awaitable[asyncio.subprocess.Process]]]:
+    """Start `aios worker` processes for ``settings`` (``await spawn()`` each); on the way out
+    each one still running gets SIGTERM and is waited for."""
+    env = subprocess_env(settings, AIOS_QDRANT_PATH=str(tmp_path / "qdrant"))
+    started: list[asyncio.subprocess.Process] = []
+
+    async def spawn() -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "aios.cli",
+            "worker",
+            env=env,
+            cwd=HERE.parent,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        started.append(proc)
+        return proc
+
+    try:
+        yield spawn
+    finally:
+        for proc in started:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), timeout=30)
+
+
+async def kill(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL a worker process and wait until it is gone."""
+    proc.send_signal(signal.SIGKILL)
+    assert await asyncio.wait_for(proc.wait(), timeout=30) == -signal.SIGKILL
+
+
 async def test_worker_killed_after_the_server_has_the_message_sends_it_exactly_once(
     client: Client, settings: Settings, store: KernelStore, tmp_path: Path
 ) -> None:
     holding = ScriptedSmtp()
     holding.controller.start()
     settings = settings.model_copy(update={"smtp_port": holding.port})
-    env = subprocess_env(settings, AIOS_QDRANT_PATH=str(tmp_path / "qdrant"))
-    worker = ["-m", "aios.cli", "worker"]
-    first = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *worker,
-        env=env,
-        cwd=HERE.parent,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    second = None
     try:
-        handle, _, _, address = await start_at_gate(client, settings, timeout=60)
-        holding.hold = address
-        await operations.decide(client, handle.id, GateDecision(decision="approve", approver="pat"))
-        # The server has the welcome email, dot and all, and holds its 250: the worker waits.
-        assert await asyncio.to_thread(holding.arrived.wait, 90)
-        first.send_signal(signal.SIGKILL)
-        assert await asyncio.wait_for(first.wait(), timeout=30) == -signal.SIGKILL
-        holding.release.set()
-        await notice_lost_worker_soon(client, handle.id, "send_welcome")
-
-        second = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *worker,
-            env=env,
-            cwd=HERE.parent,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        result = await asyncio.wait_for(handle.result(), timeout=150)
+        async with worker_processes(settings, tmp_path) as spawn:
+            first = await spawn()
+            handle, _, _, address = await start_at_gate(client, settings, timeout=60)
+            holding.hold = address
+            decision = GateDecision(decision="approve", approver="pat")
+            await operations.decide(client, handle.id, decision)
+            # The server has the welcome email, dot and all, and holds its 250: the worker waits.
+            assert await asyncio.to_thread(holding.arrived.wait, 90)
+            await kill(first)
+            holding.release.set()
+            await notice_lost_worker_soon(client, handle.id, "send_welcome")
+            await spawn()
+            result = await asyncio.wait_for(handle.result(), timeout=150)
     finally:
         holding.release.set()
-        for proc in (first, second):
-            if proc is not None and proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                await asyncio.wait_for(proc.wait(), timeout=30)
         holding.controller.stop()
 
     assert result.status == "completed"
@@ -467,41 +473,21 @@ async def test_a_gate_email_whose_worker_died_mid_send_is_cancelled_when_the_gat
     holding = HoldAtRecipient(hold=settings.operator_email)
     holding.controller.start()
     settings = settings.model_copy(update={"smtp_port": holding.port})
-    env = subprocess_env(settings, AIOS_QDRANT_PATH=str(tmp_path / "qdrant"))
-    worker = ["-m", "aios.cli", "worker"]
-    first = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *worker,
-        env=env,
-        cwd=HERE.parent,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    second = None
     try:
-        handle, _, _, address = await start_at_gate(client, settings, timeout=60)
-        # The gate's email to the operator is mid-send (its outbox row started) when the
-        # worker dies; the gate is decided while no worker runs.
-        assert await asyncio.to_thread(holding.arrived.wait, 90)
-        first.send_signal(signal.SIGKILL)
-        assert await asyncio.wait_for(first.wait(), timeout=30) == -signal.SIGKILL
-        holding.release.set()
-        await operations.decide(client, handle.id, GateDecision(decision="approve", approver="pat"))
-        second = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *worker,
-            env=env,
-            cwd=HERE.parent,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        result = await asyncio.wait_for(handle.result(), timeout=90)
+        async with worker_processes(settings, tmp_path) as spawn:
+            first = await spawn()
+            handle, _, _, address = await start_at_gate(client, settings, timeout=60)
+            # The gate's email to the operator is mid-send (its outbox row started) when the
+            # worker dies; the gate is decided while no worker runs.
+            assert await asyncio.to_thread(holding.arrived.wait, 90)
+            await kill(first)
+            holding.release.set()
+            decision = GateDecision(decision="approve", approver="pat")
+            await operations.decide(client, handle.id, decision)
+            await spawn()
+            result = await asyncio.wait_for(handle.result(), timeout=90)
     finally:
         holding.release.set()
-        for proc in (first, second):
-            if proc is not None and proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                await asyncio.wait_for(proc.wait(), timeout=30)
         holding.controller.stop()
 
     assert result.status == "completed"

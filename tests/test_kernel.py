@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -14,17 +13,7 @@ from aios.kernel.events import EventDraft
 from aios.kernel.models import Client
 from aios.kernel.store import KernelStore, OutboxResult, apply_migrations
 from aios.kernel.stores.outbox import CommitPoint
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[KernelStore]:
-    kernel = KernelStore(database_url)
-    yield kernel
-    kernel.close()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+from tests.conftest import unique
 
 
 def draft_event(workflow_id: str, kind: str = "test.happened", **payload: object) -> EventDraft:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from pydantic import ValidationError
@@ -18,13 +17,6 @@ from aios.kernel.stores.notices import NoticeDraft
 from aios.serve.auth import set_password
 from tests.conftest import subprocess_env
 from tests.test_serve import PASSWORD, csrf_of, http_client, sign_in
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[KernelStore]:
-    kernel = KernelStore(database_url)
-    yield kernel
-    kernel.close()
 
 
 def draft(key: str, **extra: object) -> NoticeDraft:

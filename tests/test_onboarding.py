@@ -20,7 +20,7 @@ from aios.workflows.attributes import AWAITING_APPROVAL
 from aios.workflows.gates import GateDecision
 from aios.workflows.onboarding import OnboardingWorkflow
 from tests.conftest import RecordingSmtp, unique_client
-from tests.helpers import save_history, start, start_at_gate, wait_for_gate
+from tests.helpers import replacing, save_history, start, start_at_gate, wait_for_gate
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -225,10 +225,8 @@ def remember_fails(inp: RememberInput) -> RememberResult:
 async def test_failure_after_the_welcome_cancels_the_kickoff(
     client: Client, settings: Settings, services: Services, smtp: RecordingSmtp, executor
 ) -> None:
-    activities = [a for a in services.activities() if a.__name__ != "remember"]
-    async with build_worker(
-        client, f"{settings.task_queue}-broken", [*activities, remember_fails], executor
-    ):
+    activities = replacing(services.activities(), remember=remember_fails)
+    async with build_worker(client, f"{settings.task_queue}-broken", activities, executor):
         broken = settings.model_copy(update={"task_queue": f"{settings.task_queue}-broken"})
         name, key, email = unique_client()
         handle = await start(client, broken, name, key, email)

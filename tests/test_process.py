@@ -26,7 +26,7 @@ from aios.workflows.gates import GateDecision
 from aios.workflows.onboarding import OnboardingInput, OnboardingWorkflow
 from aios.workflows.proposal import ClientResponse
 from tests.conftest import RecordingSmtp, unique_client
-from tests.helpers import RUNS, start, start_at_gate, wait_for_gate
+from tests.helpers import RUNS, replacing, start, start_at_gate, wait_for_gate
 from tests.money_helpers import (
     bill,
     ends_cancelled,
@@ -201,8 +201,8 @@ async def test_a_kernel_write_that_fails_retries_in_the_worker_and_the_run_goes_
                 raise psycopg.OperationalError("connection to server at 127.0.0.1 refused")
         kernel.record_event(inp)
 
-    own = [a for a in services.activities() if getattr(a, "__name__", "") != "record_event"]
-    async with build_worker(client, settings.task_queue, [*own, record_event], executor):
+    activities = replacing(services.activities(), record_event=record_event)
+    async with build_worker(client, settings.task_queue, activities, executor):
         handle, _, _, email = await start_at_gate(client, settings)
         await operations.decide(client, handle.id, GateDecision(decision="approve", approver="pat"))
         result = await asyncio.wait_for(handle.result(), 60)
@@ -240,8 +240,8 @@ async def test_a_gate_shows_in_the_inbox_only_once_the_run_has_durably_opened_it
         if inp.kind == "gate.requested":
             time.sleep(2)  # the row is visible; the step is not over
 
-    own = [a for a in services.activities() if getattr(a, "__name__", "") != "record_event"]
-    async with build_worker(client, settings.task_queue, [*own, record_event], executor):
+    activities = replacing(services.activities(), record_event=record_event)
+    async with build_worker(client, settings.task_queue, activities, executor):
         name, key, email = unique_client()
         handle = await start(client, settings, name, key, email)
         async with asyncio.timeout(30):
