@@ -30,10 +30,10 @@ from aios.config import Settings
 from aios.connectors.email import OPERATIONS as EMAIL
 from aios.connectors.email import PROVISIONAL, OutgoingEmail, SmtpConfig, SmtpEmailConnector
 from aios.connectors.runtime import ConnectorRuntime
-from aios.errors import PermanentConnectorError, TransientConnectorError
+from aios.errors import EffectCancelled, PermanentConnectorError, TransientConnectorError
 from aios.kernel.events import EventDraft
 from aios.kernel.store import KernelStore, OutboxResult
-from aios.kernel.stores.outbox import CommitPoint, EffectCancelled
+from aios.kernel.stores.outbox import CommitPoint
 from aios.workflows.gates import GateDecision
 from tests.conftest import RecordingSmtp, free_port, subprocess_env, unique
 from tests.helpers import notice_lost_worker_soon, start_at_gate

@@ -3,6 +3,7 @@
     AiosError
     ├── InvalidInput        bad input from a person, a signal, a connector or a model; never retried
     ├── PolicyRefusal       a policy forbids the step; never retried
+    │   └── EffectCancelled     the run cancelled this effect (outbox row cancelled)
     ├── ConnectorError      an outside system failed
     │   ├── TransientConnectorError   retried with backoff by Temporal (5xx, timeouts)
     │   │   └── RateLimited             retried after the Retry-After the system gave
@@ -32,6 +33,7 @@ __all__ = [
     "ConnectorAuthError",
     "ConnectorError",
     "ConnectorInvalidRequest",
+    "EffectCancelled",
     "InvalidInput",
     "ModelError",
     "ModelRefused",
@@ -59,6 +61,10 @@ class InvalidInput(AiosError):
 
 class PolicyRefusal(AiosError):
     """A policy does not allow this step."""
+
+
+class EffectCancelled(PolicyRefusal):
+    """The run that asked for this effect cancelled it; an attempt after that runs nothing."""
 
 
 class ConnectorError(AiosError):

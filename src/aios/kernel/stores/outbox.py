@@ -32,15 +32,11 @@ import psycopg
 from psycopg import pq
 from psycopg.types.json import Jsonb
 
-from aios.errors import PolicyRefusal
+from aios.errors import EffectCancelled
 from aios.kernel.events import EventDraft
 from aios.kernel.stores.database import OutboxResult, Store
 
-__all__ = ["CommitPoint", "EffectCancelled", "Outbox"]
-
-
-class EffectCancelled(PolicyRefusal):
-    """The run that asked for this effect cancelled it; an attempt after that runs nothing."""
+__all__ = ["CommitPoint", "Outbox"]
 
 
 class CommitPoint:
