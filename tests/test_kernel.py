@@ -9,6 +9,7 @@ import uuid
 import psycopg
 import pytest
 
+from aios.errors import EffectCancelled
 from aios.kernel.events import EventDraft
 from aios.kernel.models import Client
 from aios.kernel.store import KernelStore, OutboxResult, apply_migrations
@@ -231,6 +232,78 @@ def test_run_once_concurrent_callers_run_the_effect_exactly_once(store: KernelSt
     assert len(outcomes) == 2
     assert sorted(ran for _, ran in outcomes) == [False, True]
     assert all(result == {"sent": 1} for result, _ in outcomes)
+
+
+def cancel(store: KernelStore, key: str, workflow_id: str) -> bool:
+    return store.outbox.cancel(
+        key,
+        connector="email",
+        operation="send",
+        reason="the gate was decided",
+        event=draft_event(workflow_id, kind="outbox.cancelled"),
+    )
+
+
+def test_a_cancelled_effect_never_runs_and_a_done_one_stays_done(store: KernelStore):
+    workflow_id = unique("wf")
+    # Never started (no row yet): cancelled, and a late attempt runs nothing.
+    never = unique("outbox")
+    assert cancel(store, never, workflow_id) is True
+    late = Counter({"sent": 1})
+    with pytest.raises(EffectCancelled, match="cancelled by its run: the gate was decided"):
+        store.outbox.run_once(never, connector="email", operation="send", effect=late)
+    assert late.calls == 0
+    assert cancel(store, never, workflow_id) is False  # once
+    # Started by an attempt that failed (the row a dead worker leaves looks the same).
+    failed = unique("outbox")
+
+    def broken(commit: CommitPoint) -> OutboxResult:
+        raise ConnectionError("smtp down")
+
+    with pytest.raises(ConnectionError):
+        store.outbox.run_once(failed, connector="email", operation="send", effect=broken)
+    assert [e["idempotency_key"] for e in store.outbox.in_doubt(0)].count(failed) == 1
+    assert cancel(store, failed, workflow_id) is True
+    entry = store.outbox.entry(failed)
+    assert entry is not None and (entry["status"], entry["attempts"]) == ("cancelled", 1)
+    assert failed not in [e["idempotency_key"] for e in store.outbox.in_doubt(0)]
+    # Done: the cancel changes nothing.
+    done = unique("outbox")
+    store.outbox.run_once(done, connector="email", operation="send", effect=Counter({"ok": 1}))
+    assert cancel(store, done, workflow_id) is False
+    entry = store.outbox.entry(done)
+    assert entry is not None and (entry["status"], entry["result"]) == ("done", {"ok": 1})
+    assert [e.kind for e in store.events.for_run(workflow_id)] == ["outbox.cancelled"] * 2
+
+
+def test_a_cancel_during_the_effect_waits_for_it_and_leaves_it_done(store: KernelStore):
+    key = unique("outbox")
+    running = threading.Event()
+    finish = threading.Event()
+
+    def effect(commit: CommitPoint) -> OutboxResult:
+        running.set()
+        finish.wait(10)
+        return {"sent": 1}
+
+    attempt = threading.Thread(
+        target=store.outbox.run_once,
+        args=(key,),
+        kwargs={"connector": "email", "operation": "send", "effect": effect},
+    )
+    attempt.start()
+    assert running.wait(10)
+    cancelled: list[bool] = []
+    canceller = threading.Thread(target=lambda: cancelled.append(cancel(store, key, unique("wf"))))
+    canceller.start()
+    canceller.join(0.5)
+    assert canceller.is_alive()  # held by the row lock while the effect runs
+    finish.set()
+    attempt.join(10)
+    canceller.join(10)
+    assert cancelled == [False]
+    entry = store.outbox.entry(key)
+    assert entry is not None and entry["status"] == "done"
 
 
 # --- migrations ------------------------------------------------------------------------------
