@@ -67,14 +67,16 @@ async def switch_worker(
     services: Services,
     executor: ThreadPoolExecutor,
     cached_runs: int = WorkerTuning.cached_runs,
+    heartbeat_throttle: timedelta = timedelta(seconds=1),
 ) -> AsyncIterator[Worker]:
     """The real activities, with the kill switches read afresh at every check: the pause a
     test writes right before a step is then certainly seen by that step. Heartbeats are sent
-    at least every second, so a cancel reaches a waiting step within about a second."""
+    at least every second (unless ``heartbeat_throttle`` says otherwise), so a cancel reaches
+    a waiting step within about a second."""
     gate = pause_gate(quick(services.settings), services.store)
     runtime = connector_runtime(services.settings, services.store, pause=gate)
     svc = dataclasses.replace(services, runtime=runtime, pause=gate)
-    tuning = WorkerTuning(heartbeat_throttle=timedelta(seconds=1), cached_runs=cached_runs)
+    tuning = WorkerTuning(heartbeat_throttle=heartbeat_throttle, cached_runs=cached_runs)
     async with build_worker(
         client, settings.task_queue, svc.activities(), executor, tuning=tuning
     ) as w:
@@ -296,6 +298,41 @@ async def test_a_run_evicted_after_every_step_cancels_its_waiting_gate_email_all
     entry = store.outbox.entry(f"{handle.id}/{run_id}/gate/welcome/reminder/0")
     assert entry is not None and entry["status"] == "cancelled", entry
     assert unraisable == []
+
+
+async def test_the_notice_of_a_cancelled_waiting_step_is_resolved_as_the_run_moves_on(
+    client: Client,
+    settings: Settings,
+    services: Services,
+    smtp: RecordingSmtp,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """Heartbeats held back as a worker does by default: the gate email waiting at the pause
+    hears of its cancel only with a later heartbeat's answer. Its notice is resolved by the
+    run as it cancels the email, so the inbox is right by the time the decision is logged."""
+    store = services.store
+    change = SwitchChange(scope="connector", name="email", by="pat", reason="smtp maintenance")
+    store.switches.pause(change)
+    default = WorkerTuning.heartbeat_throttle
+    try:
+        async with switch_worker(client, settings, services, executor, heartbeat_throttle=default):
+            handle, _, _, email = await start_at_gate(client, settings)
+            first = f"paused/{handle.id}/connector:email"
+            await notice_until(store, first, "open")
+            decision = GateDecision(decision="approve", approver="pat")
+            await operations.decide(client, handle.id, decision)
+            async with asyncio.timeout(30):
+                while not any(e.kind == "gate.decided" for e in store.events.for_run(handle.id)):
+                    await asyncio.sleep(0.05)
+            notice = store.notices.get(first)
+            assert notice is not None and notice.status == "resolved", notice
+            assert notice.resolution == "cancelled: the run no longer waits"
+            store.switches.resume(change)
+            result = await asyncio.wait_for(handle.result(), 60)
+    finally:
+        store.switches.resume(change)
+    assert result.status == "completed" and len(smtp.to(email)) == 1
+    assert [m for m in smtp.to(settings.operator_email) if handle.id in str(m)] == []
 
 
 async def test_a_decision_made_while_a_gate_reminder_waits_at_a_pause_acts_and_cancels_it(

@@ -13,6 +13,7 @@ from aios.activities.models import (
     UpsertClientInput,
     UpsertClientResult,
 )
+from aios.kernel.pause import CANCELLED_WAIT
 from aios.kernel.store import KernelStore
 from aios.kernel.stores.gates import GATE_EVENTS
 from aios.kernel.stores.notices import NoticeDraft, NoticeResolution
@@ -78,9 +79,11 @@ class KernelActivities:
     def cancel_effect(self, inp: CancelEffectInput) -> bool:
         """Cancel an effect step the run no longer needs, unless it is done (``Outbox.cancel``).
 
-        Returns whether it was cancelled here; an ``outbox.cancelled`` event says so.
+        Returns whether it was cancelled here; an ``outbox.cancelled`` event says so. If the
+        step waits at a paused switch, its notice is resolved now: the step itself learns of
+        the cancel only with its next heartbeat's answer, up to half a minute later.
         """
-        return self._store.outbox.cancel(
+        cancelled = self._store.outbox.cancel(
             inp.idempotency_key,
             connector=inp.connector,
             operation=inp.operation,
@@ -91,3 +94,9 @@ class KernelActivities:
                 payload={"idempotency_key": inp.idempotency_key, "reason": inp.reason},
             ),
         )
+        if cancelled:
+            workflow_id = activity.info().workflow_id or ""
+            what = f"{inp.connector} {inp.operation}"
+            for notice in self._store.notices.paused_steps(workflow_id, what):
+                self._store.notices.resolve(notice.key, by="aios", resolution=CANCELLED_WAIT)
+        return cancelled

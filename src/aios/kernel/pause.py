@@ -53,7 +53,10 @@ from dataclasses import dataclass
 from aios.kernel.stores.notices import NoticeDraft, NoticeStore
 from aios.kernel.stores.switches import Switch, SwitchReader
 
-__all__ = ["PauseGate", "Waiter"]
+__all__ = ["CANCELLED_WAIT", "PauseGate", "Waiter"]
+
+# How a paused notice ends when the run no longer wants the step that waited.
+CANCELLED_WAIT = "cancelled: the run no longer waits"
 
 MAX_WAITS_PER_SWITCH = 1000  # fresh notice keys a run may use for one switch
 
@@ -138,9 +141,7 @@ class PauseGate:
             # cancelled has no next attempt: its wait is over.
             if run.cancelled():
                 for key in opened.values():
-                    self._notices.resolve(
-                        key, by="aios", resolution="cancelled: the run no longer waits"
-                    )
+                    self._notices.resolve(key, by="aios", resolution=CANCELLED_WAIT)
             raise
         for key in opened.values():
             self._notices.resolve(key, by="aios", resolution="resumed: the step went on")

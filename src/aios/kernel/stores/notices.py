@@ -167,6 +167,21 @@ class NoticeStore(Store):
             ).fetchall()
         return [_notice(r) for r in rows]
 
+    def paused_steps(self, workflow_id: str, what: str) -> list[Notice]:
+        """The open ``paused`` notices of ``workflow_id`` for step ``what`` (``email
+        send_gate_reminder``, as ``aios.kernel.pause`` writes it)."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                """
+                SELECT * FROM notices
+                WHERE status = 'open' AND kind = 'paused' AND workflow_id = %s
+                  AND details ->> 'what' = %s
+                ORDER BY opened_at, id
+                """,
+                (workflow_id, what),
+            ).fetchall()
+        return [_notice(r) for r in rows]
+
     def for_client(self, client_key: str, limit: int = 50) -> list[Notice]:
         with self.transaction() as conn:
             rows = conn.execute(
