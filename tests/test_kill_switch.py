@@ -91,6 +91,17 @@ async def quick_worker(
         yield w
 
 
+@contextlib.contextmanager
+def email_paused(store: KernelStore) -> Iterator[SwitchChange]:
+    """Connector ``email`` paused (by pat, for smtp maintenance) until the block ends."""
+    change = SwitchChange(scope="connector", name="email", by="pat", reason="smtp maintenance")
+    store.switches.pause(change)
+    try:
+        yield change
+    finally:
+        store.switches.resume(change)
+
+
 async def notice_until(store: KernelStore, key: str, status: str, timeout: float = 30) -> Notice:
     async with asyncio.timeout(timeout):
         while True:
@@ -232,9 +243,7 @@ async def test_a_decision_made_while_the_gate_email_waits_at_a_pause_acts_and_ca
     nobody needs any more is cancelled (its notice resolved, saying so) and never sent, and the
     welcome waits at the same switch under a notice of its own until the resume."""
     store = services.store
-    change = SwitchChange(scope="connector", name="email", by="pat", reason="smtp maintenance")
-    store.switches.pause(change)
-    try:
+    with email_paused(store):
         handle, _, _, email = await start_at_gate(client, settings)
         first = f"paused/{handle.id}/connector:email"
         assert "send_gate_reminder" in (await notice_until(store, first, "open")).summary
@@ -244,8 +253,6 @@ async def test_a_decision_made_while_the_gate_email_waits_at_a_pause_acts_and_ca
         gate_email = await notice_until(store, first, "resolved")
         assert gate_email.resolution == "cancelled: the run no longer waits"
         assert smtp.to(email) == []
-    finally:
-        store.switches.resume(change)
     result = await asyncio.wait_for(handle.result(), 60)
     assert result.status == "completed" and len(smtp.to(email)) == 1
     assert (await notice_until(store, f"{first}/2", "resolved")).resolution == (
@@ -276,23 +283,21 @@ async def test_a_run_evicted_after_every_step_cancels_its_waiting_gate_email_all
     unraisable: list[str] = []
     before = sys.unraisablehook
     sys.unraisablehook = lambda u: unraisable.append(f"{u.exc_type.__name__}: {u.exc_value}")
-    change = SwitchChange(scope="connector", name="email", by="pat", reason="smtp maintenance")
-    store.switches.pause(change)
-    try:
-        async with switch_worker(client, settings, services, executor, cached_runs=0):
-            handle, _, _, email = await start_at_gate(client, settings)
-            first = f"paused/{handle.id}/connector:email"
-            assert "send_gate_reminder" in (await notice_until(store, first, "open")).summary
-            decision = GateDecision(decision="approve", approver="pat")
-            await operations.decide(client, handle.id, decision)
-            gate_email = await notice_until(store, first, "resolved")
-            assert gate_email.resolution == "cancelled: the run no longer waits"
-            store.switches.resume(change)
-            result = await asyncio.wait_for(handle.result(), 60)
-        gc.collect()
-    finally:
-        store.switches.resume(change)
-        sys.unraisablehook = before
+    with email_paused(store) as change:
+        try:
+            async with switch_worker(client, settings, services, executor, cached_runs=0):
+                handle, _, _, email = await start_at_gate(client, settings)
+                first = f"paused/{handle.id}/connector:email"
+                assert "send_gate_reminder" in (await notice_until(store, first, "open")).summary
+                decision = GateDecision(decision="approve", approver="pat")
+                await operations.decide(client, handle.id, decision)
+                gate_email = await notice_until(store, first, "resolved")
+                assert gate_email.resolution == "cancelled: the run no longer waits"
+                store.switches.resume(change)
+                result = await asyncio.wait_for(handle.result(), 60)
+            gc.collect()
+        finally:
+            sys.unraisablehook = before
     assert result.status == "completed" and len(smtp.to(email)) == 1
     run_id = (await handle.describe()).run_id
     entry = store.outbox.entry(f"{handle.id}/{run_id}/gate/welcome/reminder/0")
@@ -311,10 +316,8 @@ async def test_the_notice_of_a_cancelled_waiting_step_is_resolved_as_the_run_mov
     hears of its cancel only with a later heartbeat's answer. Its notice is resolved by the
     run as it cancels the email, so the inbox is right by the time the decision is logged."""
     store = services.store
-    change = SwitchChange(scope="connector", name="email", by="pat", reason="smtp maintenance")
-    store.switches.pause(change)
     default = WorkerTuning.heartbeat_throttle
-    try:
+    with email_paused(store) as change:
         async with switch_worker(client, settings, services, executor, heartbeat_throttle=default):
             handle, _, _, email = await start_at_gate(client, settings)
             first = f"paused/{handle.id}/connector:email"
@@ -329,8 +332,6 @@ async def test_the_notice_of_a_cancelled_waiting_step_is_resolved_as_the_run_mov
             assert notice.resolution == "cancelled: the run no longer waits"
             store.switches.resume(change)
             result = await asyncio.wait_for(handle.result(), 60)
-    finally:
-        store.switches.resume(change)
     assert result.status == "completed" and len(smtp.to(email)) == 1
     assert [m for m in smtp.to(settings.operator_email) if handle.id in str(m)] == []
 
@@ -349,9 +350,7 @@ async def test_a_decision_made_while_a_gate_reminder_waits_at_a_pause_acts_and_c
     name, key, email = unique_client()
     handle = await start(client, quick, name, key, email)
     await gate_emailed(store, handle.id)
-    change = SwitchChange(scope="connector", name="email", by="pat", reason="smtp maintenance")
-    store.switches.pause(change)
-    try:
+    with email_paused(store):
         held = await notice_until(store, f"paused/{handle.id}/connector:email", "open")
         assert "send_gate_reminder" in held.summary
         await operations.decide(client, handle.id, GateDecision(decision="approve", approver="pat"))
@@ -367,8 +366,6 @@ async def test_a_decision_made_while_a_gate_reminder_waits_at_a_pause_acts_and_c
         entry = store.outbox.entry(f"{handle.id}/{run_id}/gate/welcome/reminder/1")
         assert entry is not None and entry["status"] == "cancelled", entry
         assert smtp.to(email) == []  # the welcome waits at the switch
-    finally:
-        store.switches.resume(change)
     result = await asyncio.wait_for(handle.result(), 60)
     assert result.status == "completed" and len(smtp.to(email)) == 1
     to_operator = [m["Subject"] for m in smtp.to(settings.operator_email) if handle.id in str(m)]
@@ -393,9 +390,7 @@ async def test_a_client_answer_while_a_follow_up_waits_at_a_pause_acts_and_cance
     handle = await propose(client, s, store, key, "A new website with online ordering")
     await progress_until(client, handle.id, waiting_for("client_response"))
     await mails_until(smtp, email, 1)
-    change = SwitchChange(scope="connector", name="email", by="pat", reason="smtp maintenance")
-    store.switches.pause(change)
-    try:
+    with email_paused(store):
         held = await notice_until(store, f"paused/{handle.id}/connector:email", "open")
         assert "send_proposal" in held.summary
         answer = ClientResponse(response="decline", note="later")
@@ -403,8 +398,6 @@ async def test_a_client_answer_while_a_follow_up_waits_at_a_pause_acts_and_cance
         result = await asyncio.wait_for(handle.result(), 30)
         resolved = await notice_until(store, held.key, "resolved")
         assert resolved.resolution == "cancelled: the run no longer waits"
-    finally:
-        store.switches.resume(change)
     assert (result.status, result.reason) == ("declined", "later")
     assert len(smtp.to(email)) == 1  # the proposal; no follow-up
     entry = store.outbox.entry(f"{handle.id}/{handle.run_id}/follow-up/v1/1")
@@ -428,9 +421,7 @@ async def test_a_payment_while_an_invoice_reminder_waits_at_a_pause_is_recorded_
     handle = await bill(client, s, store, key, 1000_00)
     await progress_until(client, handle.id, waiting_for("payment_received"))
     await mails_until(smtp, email, 1)
-    change = SwitchChange(scope="connector", name="email", by="pat", reason="smtp maintenance")
-    store.switches.pause(change)
-    try:
+    with email_paused(store):
         held = await notice_until(store, f"paused/{handle.id}/connector:email", "open")
         assert "send_invoice_reminder" in held.summary
         await operations.record_payment(
@@ -441,8 +432,6 @@ async def test_a_payment_while_an_invoice_reminder_waits_at_a_pause_is_recorded_
         entry = store.outbox.entry(f"{handle.id}/{handle.run_id}/reminder/1")
         assert entry is not None and entry["status"] == "cancelled", entry
         assert len(smtp.to(email)) == 1
-    finally:
-        store.switches.resume(change)
     _, reminder = await mails_until(smtp, email, 2)
     assert str(reminder["Subject"]).startswith("Reminder 1")
     text = body_text(reminder)
